@@ -1,0 +1,107 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from plasma.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CompileRequest(_message.Message):
+    __slots__ = ("run_id", "name", "min_agreement")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    min_agreement: float
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ...) -> None: ...
+
+class ParityReport(_message.Message):
+    __slots__ = ("num_observations", "agreement", "max_abs_diff")
+    NUM_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    num_observations: int
+    agreement: float
+    max_abs_diff: float
+    def __init__(self, num_observations: _Optional[int] = ..., agreement: _Optional[float] = ..., max_abs_diff: _Optional[float] = ...) -> None: ...
+
+class Packet(_message.Message):
+    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "fp32_model_bytes", "int8_model_bytes", "parity", "run_id", "env_spec", "create_time")
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FP32_MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INT8_MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PARITY_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    packet_id: str
+    name: str
+    sha256: str
+    size_bytes: int
+    fp32_model_bytes: int
+    int8_model_bytes: int
+    parity: ParityReport
+    run_id: str
+    env_spec: _common_pb2.EnvSpec
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CompileProgress(_message.Message):
+    __slots__ = ("stage", "message")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    message: str
+    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CompileResponse(_message.Message):
+    __slots__ = ("progress", "packet")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    progress: CompileProgress
+    packet: Packet
+    def __init__(self, progress: _Optional[_Union[CompileProgress, _Mapping]] = ..., packet: _Optional[_Union[Packet, _Mapping]] = ...) -> None: ...
+
+class GetPacketRequest(_message.Message):
+    __slots__ = ("packet_id",)
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    packet_id: str
+    def __init__(self, packet_id: _Optional[str] = ...) -> None: ...
+
+class GetPacketResponse(_message.Message):
+    __slots__ = ("packet",)
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    packet: Packet
+    def __init__(self, packet: _Optional[_Union[Packet, _Mapping]] = ...) -> None: ...
+
+class ListPacketsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPacketsResponse(_message.Message):
+    __slots__ = ("packets",)
+    PACKETS_FIELD_NUMBER: _ClassVar[int]
+    packets: _containers.RepeatedCompositeFieldContainer[Packet]
+    def __init__(self, packets: _Optional[_Iterable[_Union[Packet, _Mapping]]] = ...) -> None: ...
+
+class DownloadPacketRequest(_message.Message):
+    __slots__ = ("packet_id",)
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    packet_id: str
+    def __init__(self, packet_id: _Optional[str] = ...) -> None: ...
+
+class DownloadPacketResponse(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.BlobHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[_common_pb2.BlobHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,80 @@
+"""What every Plasma gRPC server shares: options, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from plasma.core import logging as plog
+
+log = plog.get(__name__)
+
+# Packets and bundles stream in 64 KiB chunks; anything near this bound is a client bug.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MESSAGE_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def build_server(max_workers: int, max_concurrent_rpcs: int | None = None) -> grpc.Server:
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        options=MESSAGE_OPTIONS,
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+
+
+def add_health_and_reflection(server: grpc.Server, service_names: Iterable[str]) -> health.HealthServicer:
+    """Registers the standard health and reflection services; every service starts NOT_SERVING."""
+    names = list(service_names)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in names:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME, health.SERVICE_NAME], server)
+    return health_servicer
+
+
+def set_serving(health_servicer: health.HealthServicer, service_names: Iterable[str], serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in [*service_names, ""]:
+        health_servicer.set(name, status)
+
+
+def bind(server: grpc.Server, address: str) -> int:
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind gRPC server to {address}")
+    return port
+
+
+def run_until_signal(
+    server: grpc.Server,
+    grace_seconds: float,
+    health_servicer: health.HealthServicer | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> None:
+    """Blocks until SIGTERM/SIGINT, then drains: NOT_SERVING, refuse new RPCs, let in-flight ones finish."""
+    stop_requested = threading.Event()
+
+    def _handle(signum: int, _frame: object) -> None:
+        log.info("signal=%s shutting down grace_seconds=%s", signal.Signals(signum).name, grace_seconds)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, _handle)
+    signal.signal(signal.SIGINT, _handle)
+    stop_requested.wait()
+    if health_servicer is not None:
+        health_servicer.enter_graceful_shutdown()
+    server.stop(grace_seconds).wait()
+    if on_stop is not None:
+        on_stop()
+    log.info("stopped")

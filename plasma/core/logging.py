@@ -1,0 +1,27 @@
+"""One logging setup for every Plasma process: structured `key=value` lines on stdout."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_FORMAT = "time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
+
+
+def configure(level: str | None = None) -> None:
+    """Configures the root logger once; PLASMA_LOG_LEVEL overrides the default INFO."""
+    chosen = (level or os.environ.get("PLASMA_LOG_LEVEL", "INFO")).upper()
+    root = logging.getLogger()
+    if any(getattr(h, "_plasma", False) for h in root.handlers):
+        root.setLevel(chosen)
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler._plasma = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(chosen)
+
+
+def get(name: str) -> logging.Logger:
+    return logging.getLogger(name)

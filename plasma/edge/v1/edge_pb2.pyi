@@ -1,0 +1,100 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from plasma.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LoadPacketRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.BlobHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[_common_pb2.BlobHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class PacketInfo(_message.Message):
+    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "env_spec", "load_time")
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
+    LOAD_TIME_FIELD_NUMBER: _ClassVar[int]
+    packet_id: str
+    name: str
+    sha256: str
+    size_bytes: int
+    env_spec: _common_pb2.EnvSpec
+    load_time: _timestamp_pb2.Timestamp
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LoadPacketResponse(_message.Message):
+    __slots__ = ("packet",)
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    packet: PacketInfo
+    def __init__(self, packet: _Optional[_Union[PacketInfo, _Mapping]] = ...) -> None: ...
+
+class ActRequest(_message.Message):
+    __slots__ = ("observation",)
+    OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    observation: _common_pb2.Tensor
+    def __init__(self, observation: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class ActResponse(_message.Message):
+    __slots__ = ("action", "packet_id")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    action: _common_pb2.Tensor
+    packet_id: str
+    def __init__(self, action: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., packet_id: _Optional[str] = ...) -> None: ...
+
+class ControlRequest(_message.Message):
+    __slots__ = ("sequence", "observation")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    observation: _common_pb2.Tensor
+    def __init__(self, sequence: _Optional[int] = ..., observation: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class ControlResponse(_message.Message):
+    __slots__ = ("sequence", "action", "packet_id")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    action: _common_pb2.Tensor
+    packet_id: str
+    def __init__(self, sequence: _Optional[int] = ..., action: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., packet_id: _Optional[str] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LatencySummary(_message.Message):
+    __slots__ = ("p50_ms", "p99_ms", "count")
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    p50_ms: float
+    p99_ms: float
+    count: int
+    def __init__(self, p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("serving", "packet", "requests_served", "requests_failed", "inference_latency")
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    serving: bool
+    packet: PacketInfo
+    requests_served: int
+    requests_failed: int
+    inference_latency: LatencySummary
+    def __init__(self, serving: _Optional[bool] = ..., packet: _Optional[_Union[PacketInfo, _Mapping]] = ..., requests_served: _Optional[int] = ..., requests_failed: _Optional[int] = ..., inference_latency: _Optional[_Union[LatencySummary, _Mapping]] = ...) -> None: ...
