@@ -1,0 +1,88 @@
+"""Plain-array types that cross module boundaries inside the services (the protos carry them on the wire)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """A Gymnasium-like space: kind "discrete" (n choices) or "box" (shape with bounds)."""
+
+    kind: str
+    shape: tuple[int, ...] = ()
+    n: int = 0
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+
+    @property
+    def flat_dim(self) -> int:
+        """Width of one element once flattened: n for discrete (one-hot), prod(shape) for a box."""
+        return self.n if self.kind == "discrete" else int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class EnvSpecArrays:
+    env_id: str  # "" for logged data with no Gymnasium environment behind it
+    observation: SpaceSpec
+    action: SpaceSpec
+
+
+@dataclass
+class Transitions:
+    """Real transitions, one row per environment step.
+
+    obs [N, obs_dim] float32; actions [N] int64 (discrete) or [N, act_dim] float32 (box);
+    rewards [N] float32; next_obs [N, obs_dim] float32; terminated [N] bool; truncated [N] bool;
+    episode_ids [N] int64 (rows of one episode are contiguous and in order).
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    episode_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.obs.shape[0])
+
+
+@dataclass
+class MlpWeights:
+    """A feed-forward policy by its weights: x = (obs - obs_mean) / obs_std, then Linear/activation layers.
+
+    weights[i] is [out, in]; biases[i] is [out]; the activation ("tanh", "relu", "silu") sits between
+    layers, not after the last. Output: logits (discrete; action = argmax) or pre-squash values (box;
+    action = low + (tanh(y) + 1) / 2 * (high - low)).
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+
+
+@dataclass
+class PhantomPath:
+    """One imagined trajectory of T steps.
+
+    observations [T + 1, obs_dim] float32; actions [T] int64 or [T, act_dim] float32; rewards [T] float32;
+    dones [T] bool (only the last can be true); uncertainty [T] float32;
+    expert_actions like actions, or None when the path was not labelled by the planner.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    uncertainty: np.ndarray
+    expert_actions: np.ndarray | None = None
+
+    @property
+    def length(self) -> int:
+        return int(self.rewards.shape[0])
