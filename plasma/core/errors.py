@@ -6,9 +6,10 @@ Servicer methods raise these (or TensorError/BlobError) with a message a person 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -94,3 +95,14 @@ def translate_errors(method: F) -> F:
             _abort(context, exc)
 
     return unary_wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def bad_input() -> Iterator[None]:
+    """Inside this block a ValueError from validation code is the caller's bad input: INVALID_ARGUMENT."""
+    try:
+        yield
+    except PlasmaError:
+        raise
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc

@@ -41,6 +41,10 @@ def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return read(env, name, default, int, lambda n: n >= 1, "an integer >= 1")
 
 
+def seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    return read(env, name, default, float, lambda s: s >= 0, "a number of seconds >= 0")
+
+
 def directory(env: Mapping[str, str], name: str, default: str) -> str:
     return os.path.abspath(os.path.expanduser(read(env, name, default, str)))
 

@@ -30,7 +30,8 @@ def to_proto(array: np.ndarray) -> common_pb2.Tensor:
     if dtype_code is None:
         raise TensorError(f"unsupported dtype {array.dtype}; use float32, float64, int64 or bool")
     wire = array.astype(_TO_NUMPY[dtype_code], copy=False)
-    return common_pb2.Tensor(shape=list(array.shape), dtype=dtype_code, data=np.ascontiguousarray(wire).tobytes())
+    data = np.ascontiguousarray(wire).tobytes()
+    return common_pb2.Tensor(shape=list(array.shape), dtype=dtype_code, data=data)
 
 
 def from_proto(tensor: common_pb2.Tensor, name: str = "tensor") -> np.ndarray:

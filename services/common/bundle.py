@@ -65,7 +65,8 @@ def pack(bundle: PolicyBundle) -> bytes:
     np.save(parity, bundle.parity_observations.astype(np.float32), allow_pickle=False)
     with zipfile.ZipFile(buffer, "w") as archive:
         _write(archive, "spec.json", bundle.spec.to_json().encode())
-        _write(archive, "base.safetensors", save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()}))
+        base = save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()})
+        _write(archive, "base.safetensors", base)
         for name, data in sorted(bundle.adapter_files.items()):
             _write(archive, f"adapter/{name}", data)
         _write(archive, "parity_observations.npy", parity.getvalue())
@@ -94,7 +95,9 @@ def unpack(data: bytes) -> PolicyBundle:
             raise ValueError(f"policy bundle lacks {', '.join(missing)}")
         spec = PolicySpec.from_json(archive.read("spec.json").decode())
         base_state = load_safetensors(archive.read("base.safetensors"))
-        adapter_files = {n.removeprefix("adapter/"): archive.read(n) for n in names if n.startswith("adapter/")}
+        adapter_files = {
+            n.removeprefix("adapter/"): archive.read(n) for n in names if n.startswith("adapter/")
+        }
         parity = np.load(io.BytesIO(archive.read("parity_observations.npy")), allow_pickle=False)
         provenance = json.loads(archive.read("run.json"))
     if parity.ndim != 2 or parity.shape[1] != spec.obs_dim:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -29,7 +30,8 @@ class PolicySpec:
         for name in ("obs_mean", "obs_std"):
             if len(getattr(self, name)) not in (0, self.obs_dim):
                 raise ValueError(f"{name} must have obs_dim={self.obs_dim} entries")
-        if self.action_kind == "box" and not (len(self.action_low) == len(self.action_high) == self.action_dim):
+        bounds_complete = len(self.action_low) == len(self.action_high) == self.action_dim
+        if self.action_kind == "box" and not bounds_complete:
             raise ValueError("a box action needs action_low and action_high with action_dim entries")
 
     def to_json(self) -> str:
@@ -56,7 +58,7 @@ class PolicyNet(nn.Module):
         self.spec = spec
         sizes = [spec.obs_dim, *spec.hidden_sizes, spec.action_dim]
         layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(n_in, n_out))
             if i < len(sizes) - 2:
                 layers.append(nn.Tanh())

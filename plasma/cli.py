@@ -1,0 +1,270 @@
+"""`plasma`: the command line over the SDK. `plasma demo` runs the whole job on local processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from plasma.compiler.v1 import compiler_pb2
+from plasma.core import grpc_client
+from plasma.local import LocalStack
+from plasma.sdk import presets
+from plasma.sdk.client import Endpoints, PlasmaClient
+from plasma.sdk.evaluate import run_episodes
+from plasma.sdk.workflow import EVAL_SEED_OFFSET, WorkflowSummary, train_and_deploy
+from plasma.simulator.v1 import simulator_pb2
+from plasma.trainer.v1 import trainer_pb2
+
+SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
+
+
+class ProgressPrinter:
+    """One line per progress event on stderr, at most every `interval_s` per stage."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+
+    def __call__(self, stage: str, event: Any) -> None:
+        now = time.monotonic()
+        self._started.setdefault(stage, now)
+        if event is None:
+            print(f"[{stage}] done in {now - self._started[stage]:.1f} s", file=sys.stderr, flush=True)
+            return
+        if now - self._last.get(stage, 0.0) < self._interval_s:
+            return
+        self._last[stage] = now
+        print(f"[{stage}] {describe_progress(event)}", file=sys.stderr, flush=True)
+
+
+def describe_progress(event: Message) -> str:
+    if isinstance(event, simulator_pb2.CollectionProgress):
+        return f"{event.steps_done}/{event.steps_total} real steps, {event.episodes_done} episodes"
+    if isinstance(event, simulator_pb2.FitProgress):
+        return (f"step {event.step}/{event.total_steps}  train NLL {event.train_nll:.3f}  "
+                f"held-out NLL {event.holdout_nll:.3f}  held-out MSE {event.holdout_obs_mse:.5f}")
+    if isinstance(event, trainer_pb2.TrainProgress):
+        return (f"{event.phase} round {event.round}/{event.total_rounds}  loss {event.loss:.4f}  "
+                f"imagined return {event.imagined_return:.1f}  planner agreement {event.planner_agreement:.3f}  "
+                f"phantom paths {event.phantom_paths_used}")
+    if isinstance(event, compiler_pb2.CompileProgress):
+        return f"{event.stage}: {event.message}"
+    return json_format.MessageToJson(event, indent=None)
+
+
+def format_summary(summary: WorkflowSummary, budget: int) -> str:
+    ev = summary.evaluation
+    metrics = summary.model_metrics
+    solved = SOLVED.get(summary.env_id)
+    verdict = "" if solved is None else (
+        f"  (solved at {solved:g}: {'yes' if ev.mean_return >= solved else 'NO'})")
+    stages = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in summary.stage_seconds.items())
+    rows = [
+        ("real steps used for learning", f"{summary.real_steps_used} (budget {budget})"),
+        ("world model held-out error", f"MSE {metrics.holdout_obs_mse:.5f} normalized "
+                                       f"(naive next=current: {metrics.holdout_naive_obs_mse:.5f}), "
+                                       f"NLL {metrics.holdout_nll:.3f}"),
+        ("training time", f"{summary.training_seconds:.1f} s (imagined return {summary.imagined_return:.1f})"),
+        ("packet size", f"{summary.packet_bytes:,} bytes (int8 model {summary.int8_model_bytes:,} B, "
+                        f"fp32 model {summary.fp32_model_bytes:,} B)"),
+        ("int8 vs fp32 agreement", f"{100 * summary.int8_fp32_agreement:.2f} %"),
+        ("edge latency (Act over gRPC)", f"p50 {ev.latency_percentile(50):.3f} ms, "
+                                         f"p99 {ev.latency_percentile(99):.3f} ms (inference in runtime "
+                                         f"p50 {summary.edge_inference_p50_ms:.3f} ms)"),
+        ("mean real return", f"{ev.mean_return:.1f} ± {ev.std_return:.1f} over {len(ev.returns)} episodes{verdict}"),
+        ("wall time", f"{summary.wall_seconds:.0f} s ({stages})"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"Plasma summary: {summary.env_id}  packet {summary.packet_id}"]
+    lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]
+    return "\n".join(lines)
+
+
+def _workflow(client: PlasmaClient, args: argparse.Namespace) -> int:
+    cfg = presets.workflow(args.preset, env_id=args.env, real_steps=args.real_steps, seed=args.seed,
+                           eval_episodes=args.episodes)
+    summary = train_and_deploy(client, cfg, ProgressPrinter())
+    print(format_summary(summary, cfg.real_steps))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary_record(summary), indent=2))
+    return 0
+
+
+def summary_record(summary: WorkflowSummary) -> dict[str, Any]:
+    ev = summary.evaluation
+    return {
+        "env_id": summary.env_id, "real_steps_used": summary.real_steps_used, "packet_id": summary.packet_id,
+        "holdout_obs_mse": summary.model_metrics.holdout_obs_mse,
+        "holdout_naive_obs_mse": summary.model_metrics.holdout_naive_obs_mse,
+        "training_seconds": summary.training_seconds, "packet_bytes": summary.packet_bytes,
+        "int8_fp32_agreement": summary.int8_fp32_agreement,
+        "act_p50_ms": ev.latency_percentile(50), "act_p99_ms": ev.latency_percentile(99),
+        "mean_return": ev.mean_return, "returns": list(ev.returns), "stage_seconds": summary.stage_seconds,
+    }
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    root = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="plasma-demo-"))
+    print(f"starting simulator, trainer, compiler and edge runtime as local processes (store {root})",
+          file=sys.stderr)
+    with LocalStack(root) as stack, PlasmaClient(stack.endpoints) as client:
+        return _workflow(client, args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        client.wait_ready(args.wait)
+        return _workflow(client, args)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        dataset = client.collect(args.env, args.steps, args.seed, on_progress=_stage_printer("collect"))
+    return _print_message(dataset)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        model = client.fit_world_model(args.dataset_id, on_progress=_stage_printer("fit"))
+    return _print_message(model)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = presets.workflow(args.preset).train
+    with PlasmaClient(_endpoints(args)) as client:
+        run = client.train(args.model_id, config, on_progress=_stage_printer("train"))
+    return _print_message(run)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        packet = client.compile(args.run_id, on_progress=_stage_printer("compile"))
+    return _print_message(packet)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        packet = Path(args.file).read_bytes() if args.file else client.download_packet(args.packet_id)
+        return _print_message(client.deploy(packet))
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        action = client.act(np.array(args.observation, dtype=np.float32))
+    print(json.dumps(action.tolist()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        evaluation = run_episodes(args.env, args.episodes, args.seed + EVAL_SEED_OFFSET, client.act)
+    print(f"mean return {evaluation.mean_return:.1f} ± {evaluation.std_return:.1f} over {args.episodes} episodes; "
+          f"Act p50 {evaluation.latency_percentile(50):.3f} ms p99 {evaluation.latency_percentile(99):.3f} ms")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with PlasmaClient(_endpoints(args)) as client:
+        return _print_message(client.edge_status())
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    deadline = grpc_client.UNARY_DEADLINE_S
+    with PlasmaClient(_endpoints(args)) as client:
+        calls = {
+            "datasets": lambda: client.simulator.ListDatasets(simulator_pb2.ListDatasetsRequest(), timeout=deadline),
+            "models": lambda: client.simulator.ListWorldModels(simulator_pb2.ListWorldModelsRequest(),
+                                                                timeout=deadline),
+            "runs": lambda: client.trainer.ListRuns(trainer_pb2.ListRunsRequest(), timeout=deadline),
+            "packets": lambda: client.compiler.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=deadline),
+        }
+        return _print_message(calls[args.what]())
+
+
+def _stage_printer(stage: str) -> Any:
+    printer = ProgressPrinter()
+    return lambda event: printer(stage, event)
+
+
+def _print_message(message: Message) -> int:
+    print(json_format.MessageToJson(message, indent=2))
+    return 0
+
+
+def _endpoints(args: argparse.Namespace) -> Endpoints:
+    base = Endpoints.from_env()
+    overrides = {name: getattr(args, name) for name in ("simulator", "trainer", "compiler", "edge")}
+    return Endpoints(**{**vars(base), **{k: v for k, v in overrides.items() if v}})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plasma", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        for service in ("simulator", "trainer", "compiler", "edge"):
+            sub.add_argument(f"--{service}", help=f"{service} host:port (default from PLASMA_{service.upper()}_TARGET)")
+        return sub
+
+    def workflow_flags(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id")
+        sub.add_argument("--real-steps", type=int, default=None, help="real steps for learning (preset default)")
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--episodes", type=int, default=20, help="real evaluation episodes")
+        sub.add_argument("--preset", choices=presets.NAMES, default="default")
+        sub.add_argument("--json", help="also write the summary as JSON to this file")
+
+    demo = add("demo", cmd_demo, "start the four services locally and run the whole workflow")
+    workflow_flags(demo)
+    demo.add_argument("--store", help="store root for the services (default: a new temp dir)")
+    run = add("run", cmd_run, "run the whole workflow against running services")
+    workflow_flags(run)
+    run.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the services")
+    collect = add("collect", cmd_collect, "collect real transitions into a dataset")
+    collect.add_argument("--env", default="CartPole-v1")
+    collect.add_argument("--steps", type=int, default=1000)
+    collect.add_argument("--seed", type=int, default=0)
+    add("fit", cmd_fit, "fit a world model on a dataset").add_argument("dataset_id")
+    train = add("train", cmd_train, "train a policy against a world model")
+    train.add_argument("model_id")
+    train.add_argument("--preset", choices=presets.NAMES, default="default")
+    add("compile", cmd_compile, "compile a run into an int8 packet").add_argument("run_id")
+    deploy = add("deploy", cmd_deploy, "load a packet into the edge runtime")
+    deploy.add_argument("packet_id", nargs="?", help="packet to download from the compiler")
+    deploy.add_argument("--file", help="or a packet file on disk")
+    act = add("act", cmd_act, "ask the edge runtime for one action")
+    act.add_argument("observation", type=float, nargs="+")
+    evaluate = add("evaluate", cmd_evaluate, "evaluate the served packet on the real environment")
+    evaluate.add_argument("--env", default="CartPole-v1")
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--seed", type=int, default=0)
+    add("status", cmd_status, "the edge runtime's status")
+    add("list", cmd_list, "list stored objects").add_argument(
+        "what", choices=("datasets", "models", "runs", "packets"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except grpc.RpcError as error:
+        print(f"plasma: {error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""A thin, typed client over the four services. Every call carries a deadline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
+from plasma.core import blobs, grpc_client, tensors
+from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+
+Progress = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    simulator: str = "127.0.0.1:50051"
+    trainer: str = "127.0.0.1:50052"
+    compiler: str = "127.0.0.1:50053"
+    edge: str = "127.0.0.1:50054"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Endpoints:
+        return cls(
+            simulator=env.get("PLASMA_SIMULATOR_TARGET", cls.simulator),
+            trainer=env.get("PLASMA_TRAINER_TARGET", cls.trainer),
+            compiler=env.get("PLASMA_COMPILER_TARGET", cls.compiler),
+            edge=env.get("PLASMA_EDGE_TARGET", cls.edge),
+        )
+
+
+def _final(stream: Iterator[Any], result_field: str, on_progress: Progress | None) -> Any:
+    """Consumes a progress stream: forwards progress events, returns the final result message."""
+    for message in stream:
+        event = message.WhichOneof("event")
+        if event == result_field:
+            return getattr(message, result_field)
+        if on_progress is not None:
+            on_progress(getattr(message, event))
+    raise RuntimeError(f"stream ended without a {result_field}")
+
+
+class PlasmaClient:
+    def __init__(self, endpoints: Endpoints, stream_deadline_s: float = grpc_client.STREAM_DEADLINE_S) -> None:
+        self.endpoints = endpoints
+        self._stream_deadline_s = stream_deadline_s
+        self._channels = {name: grpc_client.channel(getattr(endpoints, name))
+                          for name in ("simulator", "trainer", "compiler", "edge")}
+        self.simulator = simulator_pb2_grpc.SimulatorServiceStub(self._channels["simulator"])
+        self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._channels["trainer"])
+        self.compiler = compiler_pb2_grpc.CompilerServiceStub(self._channels["compiler"])
+        self.edge = edge_pb2_grpc.EdgeRuntimeServiceStub(self._channels["edge"])
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+    def __enter__(self) -> PlasmaClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        for channel in self._channels.values():
+            grpc_client.wait_ready(channel, timeout_s)
+
+    # Simulator
+
+    def collect(self, env_id: str, num_steps: int, seed: int = 0, on_progress: Progress | None = None,
+                **request: Any) -> simulator_pb2.Dataset:
+        stream = self.simulator.CollectTransitions(
+            simulator_pb2.CollectTransitionsRequest(env_id=env_id, num_steps=num_steps, seed=seed, **request),
+            timeout=self._stream_deadline_s,
+        )
+        return _final(stream, "dataset", on_progress)
+
+    def fit_world_model(self, dataset_id: str, config: simulator_pb2.WorldModelConfig | None = None,
+                        on_progress: Progress | None = None) -> simulator_pb2.WorldModel:
+        stream = self.simulator.FitWorldModel(
+            simulator_pb2.FitWorldModelRequest(dataset_id=dataset_id, config=config),
+            timeout=self._stream_deadline_s,
+        )
+        return _final(stream, "model", on_progress)
+
+    # Trainer
+
+    def train(self, model_id: str, config: trainer_pb2.TrainConfig | None = None,
+              on_progress: Progress | None = None) -> trainer_pb2.Run:
+        stream = self.trainer.Train(trainer_pb2.TrainRequest(model_id=model_id, config=config),
+                                    timeout=self._stream_deadline_s)
+        return _final(stream, "run", on_progress)
+
+    # Compiler
+
+    def compile(self, run_id: str, name: str = "", on_progress: Progress | None = None) -> compiler_pb2.Packet:
+        stream = self.compiler.Compile(compiler_pb2.CompileRequest(run_id=run_id, name=name),
+                                       timeout=self._stream_deadline_s)
+        return _final(stream, "packet", on_progress)
+
+    def download_packet(self, packet_id: str) -> bytes:
+        stream = self.compiler.DownloadPacket(compiler_pb2.DownloadPacketRequest(packet_id=packet_id),
+                                              timeout=grpc_client.UNARY_DEADLINE_S)
+        first = next(stream)
+        if first.WhichOneof("part") != "header":
+            raise RuntimeError("DownloadPacket did not start with a header")
+        return blobs.assemble(first.header, (message.chunk for message in stream))
+
+    # Edge runtime
+
+    def deploy(self, packet: bytes, media_type: str = "application/vnd.plasma.packet+zip") -> edge_pb2.PacketInfo:
+        def requests() -> Iterator[edge_pb2.LoadPacketRequest]:
+            yield edge_pb2.LoadPacketRequest(header=blobs.header_for(packet, media_type))
+            for chunk in blobs.chunks(packet):
+                yield edge_pb2.LoadPacketRequest(chunk=chunk)
+
+        return self.edge.LoadPacket(requests(), timeout=grpc_client.UNARY_DEADLINE_S).packet
+
+    def act(self, observation: np.ndarray, timeout_s: float = 1.0) -> np.ndarray:
+        response = self.edge.Act(
+            edge_pb2.ActRequest(observation=tensors.to_proto(np.asarray(observation, dtype=np.float32))),
+            timeout=timeout_s,
+        )
+        return tensors.from_proto(response.action, "action")
+
+    def edge_status(self) -> edge_pb2.GetStatusResponse:
+        return self.edge.GetStatus(edge_pb2.GetStatusRequest(), timeout=grpc_client.UNARY_DEADLINE_S)

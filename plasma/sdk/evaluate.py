@@ -1,0 +1,68 @@
+"""Evaluation on the real environment, acting through the edge runtime over gRPC.
+
+Evaluation episodes use their own seeds (from `seed`), separate from any collection seed, and
+nothing they observe is sent back for learning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    returns: tuple[float, ...]
+    # Client-observed round-trip latency of each action request, in milliseconds.
+    latencies_ms: tuple[float, ...]
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        return float(np.std(self.returns))
+
+    def latency_percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+def run_episodes(
+    env_id: str, episodes: int, seed: int, choose: Callable[[np.ndarray], np.ndarray | int]
+) -> Evaluation:
+    """Plays `episodes` real episodes, timing every call of `choose(observation) -> action`."""
+    env = gym.make(env_id)
+    returns: list[float] = []
+    latencies: list[float] = []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, done = 0.0, False
+            while not done:
+                started = time.perf_counter()
+                action = choose(np.asarray(obs, dtype=np.float32))
+                latencies.append((time.perf_counter() - started) * 1e3)
+                obs, reward, terminated, truncated, _ = env.step(_env_action(env, action))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return Evaluation(tuple(returns), tuple(latencies))
+
+
+def random_baseline(env_id: str, episodes: int, seed: int) -> Evaluation:
+    space = gym.make(env_id).action_space
+    space.seed(seed)
+    return run_episodes(env_id, episodes, seed, lambda _obs: space.sample())
+
+
+def _env_action(env: gym.Env, action: np.ndarray | int) -> np.ndarray | int:
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        return int(np.asarray(action).reshape(()))
+    return np.asarray(action, dtype=np.float32).reshape(env.action_space.shape)

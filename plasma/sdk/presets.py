@@ -1,0 +1,26 @@
+"""Named workflow settings: "default" (the demo) and "small" (the CI pipeline test)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from plasma.sdk.workflow import WorkflowConfig
+from plasma.simulator.v1 import simulator_pb2
+from plasma.trainer.v1 import trainer_pb2
+
+_PRESETS: dict[str, WorkflowConfig] = {
+    "default": WorkflowConfig(real_steps=1000),
+    # Fewer real steps, a smaller model and fewer phantom paths: about a minute, clearly better than random.
+    "small": WorkflowConfig(
+        real_steps=500,
+        world_model=simulator_pb2.WorldModelConfig(train_steps=800),
+        train=trainer_pb2.TrainConfig(base_paths=16, adapter_rounds=2, paths_per_round=8, epochs=20),
+    ),
+}
+NAMES = tuple(_PRESETS)
+
+
+def workflow(name: str, **overrides: object) -> WorkflowConfig:
+    """The preset with any non-None overrides applied (e.g. env_id, real_steps, seed)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return dataclasses.replace(_PRESETS[name], **given)

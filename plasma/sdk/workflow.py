@@ -1,0 +1,98 @@
+"""The whole job in one call: collect -> fit -> train -> compile -> deploy -> evaluate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from plasma.sdk.client import PlasmaClient
+from plasma.sdk.evaluate import Evaluation, run_episodes
+from plasma.simulator.v1 import simulator_pb2
+from plasma.trainer.v1 import trainer_pb2
+
+# Evaluation seeds start far from collection seeds so the two never share an episode.
+EVAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    env_id: str = "CartPole-v1"
+    # Real environment steps used for learning (the world model's data), all of them.
+    real_steps: int = 1000
+    seed: int = 0
+    # Real episodes to evaluate the served packet on; never used for learning.
+    eval_episodes: int = 20
+    world_model: simulator_pb2.WorldModelConfig = field(default_factory=simulator_pb2.WorldModelConfig)
+    train: trainer_pb2.TrainConfig = field(default_factory=trainer_pb2.TrainConfig)
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    env_id: str
+    real_steps_used: int
+    dataset_id: str
+    model_id: str
+    run_id: str
+    packet_id: str
+    model_metrics: simulator_pb2.WorldModelMetrics
+    training_seconds: float
+    imagined_return: float
+    packet_bytes: int
+    fp32_model_bytes: int
+    int8_model_bytes: int
+    int8_fp32_agreement: float
+    evaluation: Evaluation
+    edge_inference_p50_ms: float
+    edge_inference_p99_ms: float
+    stage_seconds: dict[str, float]
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(self.stage_seconds.values())
+
+
+OnEvent = Callable[[str, Any], None]
+
+
+def train_and_deploy(client: PlasmaClient, cfg: WorkflowConfig, on_event: OnEvent | None = None) -> WorkflowSummary:
+    """Runs every stage through the services' gRPC APIs and evaluates the packet as the edge serves it."""
+    stages: dict[str, float] = {}
+
+    def timed(stage: str, fn: Callable[[Callable[[Any], None] | None], Any]) -> Any:
+        started = time.monotonic()
+        forward = (lambda event: on_event(stage, event)) if on_event else None
+        result = fn(forward)
+        stages[stage] = time.monotonic() - started
+        if on_event:
+            on_event(stage, None)  # stage finished
+        return result
+
+    dataset = timed("collect", lambda p: client.collect(cfg.env_id, cfg.real_steps, cfg.seed, on_progress=p))
+    model = timed("fit", lambda p: client.fit_world_model(dataset.dataset_id, cfg.world_model, on_progress=p))
+    run = timed("train", lambda p: client.train(model.model_id, cfg.train, on_progress=p))
+    packet = timed("compile", lambda p: client.compile(run.run_id, on_progress=p))
+    timed("deploy", lambda _p: client.deploy(client.download_packet(packet.packet_id)))
+    evaluation = timed("evaluate", lambda _p: run_episodes(
+        cfg.env_id, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET, client.act))
+    status = client.edge_status()
+    return WorkflowSummary(
+        env_id=cfg.env_id,
+        real_steps_used=int(dataset.num_transitions),
+        dataset_id=dataset.dataset_id,
+        model_id=model.model_id,
+        run_id=run.run_id,
+        packet_id=packet.packet_id,
+        model_metrics=model.metrics,
+        training_seconds=run.metrics.training_seconds,
+        imagined_return=run.metrics.imagined_return,
+        packet_bytes=packet.size_bytes,
+        fp32_model_bytes=packet.fp32_model_bytes,
+        int8_model_bytes=packet.int8_model_bytes,
+        int8_fp32_agreement=packet.parity.agreement,
+        evaluation=evaluation,
+        edge_inference_p50_ms=status.inference_latency.p50_ms,
+        edge_inference_p99_ms=status.inference_latency.p99_ms,
+        stage_seconds=stages,
+    )

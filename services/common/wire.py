@@ -1,0 +1,134 @@
+"""Conversions between the service-internal array types and their protobuf messages."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import Message
+
+from plasma.common.v1 import common_pb2
+from plasma.core import tensors
+from plasma.core.errors import InvalidArgument
+from plasma.simulator.v1 import simulator_pb2
+from services.common.types import EnvSpecArrays, MlpWeights, PhantomPath, SpaceSpec
+
+_ACTIVATIONS = {
+    "tanh": simulator_pb2.ACTIVATION_TANH,
+    "relu": simulator_pb2.ACTIVATION_RELU,
+    "silu": simulator_pb2.ACTIVATION_SILU,
+}
+
+
+def set_fields(message: Message) -> dict[str, Any]:
+    """The fields of a message that differ from their zero value ("zero means default")."""
+    return {field.name: value for field, value in message.ListFields()}
+
+
+def fields_within(message: Message, limits: dict[str, int], what: str) -> dict[str, Any]:
+    """`set_fields`, checking that each integer field named in `limits` is at most its limit."""
+    fields = set_fields(message)
+    for name, limit in limits.items():
+        if not 0 <= fields.get(name, 0) <= limit:
+            raise InvalidArgument(f"{what} {name}={fields[name]} must be in 1..{limit} (0 for the default)")
+    return fields
+
+
+def _bound(value: float) -> float:
+    return float(value) if math.isfinite(value) else (math.inf if value > 0 else -math.inf)
+
+
+def space_to_proto(space: SpaceSpec) -> common_pb2.Space:
+    if space.kind == "discrete":
+        return common_pb2.Space(kind=common_pb2.SPACE_KIND_DISCRETE, n=space.n)
+    return common_pb2.Space(
+        kind=common_pb2.SPACE_KIND_BOX, shape=list(space.shape), low=list(space.low), high=list(space.high)
+    )
+
+
+def space_from_proto(space: common_pb2.Space) -> SpaceSpec:
+    if space.kind == common_pb2.SPACE_KIND_DISCRETE:
+        return SpaceSpec(kind="discrete", n=int(space.n))
+    return SpaceSpec(
+        kind="box",
+        shape=tuple(int(d) for d in space.shape),
+        low=tuple(_bound(v) for v in space.low),
+        high=tuple(_bound(v) for v in space.high),
+    )
+
+
+def env_spec_to_proto(spec: EnvSpecArrays) -> common_pb2.EnvSpec:
+    return common_pb2.EnvSpec(
+        env_id=spec.env_id,
+        observation_space=space_to_proto(spec.observation),
+        action_space=space_to_proto(spec.action),
+    )
+
+
+def env_spec_from_proto(spec: common_pb2.EnvSpec) -> EnvSpecArrays:
+    return EnvSpecArrays(
+        env_id=spec.env_id,
+        observation=space_from_proto(spec.observation_space),
+        action=space_from_proto(spec.action_space),
+    )
+
+
+def mlp_to_proto(policy: MlpWeights) -> simulator_pb2.MlpPolicy:
+    return simulator_pb2.MlpPolicy(
+        weights=[tensors.to_proto(np.asarray(w, dtype=np.float32)) for w in policy.weights],
+        biases=[tensors.to_proto(np.asarray(b, dtype=np.float32)) for b in policy.biases],
+        activation=_ACTIVATIONS[policy.activation],
+        obs_mean=tensors.to_proto(np.asarray(policy.obs_mean, dtype=np.float32)),
+        obs_std=tensors.to_proto(np.asarray(policy.obs_std, dtype=np.float32)),
+    )
+
+
+def mlp_from_proto(policy: simulator_pb2.MlpPolicy) -> MlpWeights:
+    """Decodes an MlpPolicy; raises ValueError (or TensorError) naming the malformed part."""
+    names = {code: name for name, code in _ACTIVATIONS.items()}
+    if policy.activation not in names:
+        raise ValueError("mlp policy: activation must be set to TANH, RELU or SILU")
+    if not policy.weights or len(policy.weights) != len(policy.biases):
+        raise ValueError(
+            f"mlp policy: needs one bias per weight matrix, got {len(policy.weights)} weights "
+            f"and {len(policy.biases)} biases"
+        )
+    return MlpWeights(
+        weights=[tensors.from_proto(w, f"mlp weights[{i}]") for i, w in enumerate(policy.weights)],
+        biases=[tensors.from_proto(b, f"mlp biases[{i}]") for i, b in enumerate(policy.biases)],
+        activation=names[policy.activation],
+        obs_mean=tensors.from_proto(policy.obs_mean, "mlp obs_mean"),
+        obs_std=tensors.from_proto(policy.obs_std, "mlp obs_std"),
+    )
+
+
+def path_to_proto(path: PhantomPath, index: int) -> simulator_pb2.PhantomPath:
+    message = simulator_pb2.PhantomPath(
+        index=index,
+        length=path.length,
+        observations=tensors.to_proto(path.observations.astype(np.float32, copy=False)),
+        actions=tensors.to_proto(path.actions),
+        rewards=tensors.to_proto(path.rewards.astype(np.float32, copy=False)),
+        dones=tensors.to_proto(path.dones.astype(bool, copy=False)),
+        uncertainty=tensors.to_proto(path.uncertainty.astype(np.float32, copy=False)),
+        total_reward=float(np.sum(path.rewards, dtype=np.float64)),
+    )
+    if path.expert_actions is not None:
+        message.expert_actions.CopyFrom(tensors.to_proto(path.expert_actions))
+    return message
+
+
+def path_from_proto(message: simulator_pb2.PhantomPath) -> PhantomPath:
+    return PhantomPath(
+        observations=tensors.from_proto(message.observations, "observations"),
+        actions=tensors.from_proto(message.actions, "actions"),
+        rewards=tensors.from_proto(message.rewards, "rewards"),
+        dones=tensors.from_proto(message.dones, "dones"),
+        uncertainty=tensors.from_proto(message.uncertainty, "uncertainty"),
+        expert_actions=(
+            tensors.from_proto(message.expert_actions, "expert_actions")
+            if message.HasField("expert_actions")
+            else None
+        ),
+    )

@@ -1,0 +1,37 @@
+"""Simulator configuration, read from the environment (and flags) in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from plasma.core import settings
+
+
+@dataclass(frozen=True)
+class Config:
+    # host:port to listen on; port 0 picks a free port (tests).
+    address: str = "127.0.0.1:50051"
+    # Root directory of stored datasets and world models.
+    store_dir: Path = Path("var/simulator")
+    # Torch intra-op threads: 1 keeps four services on a 2-core machine from oversubscribing it.
+    torch_threads: int = 1
+    # gRPC worker threads (each in-flight RPC holds one).
+    workers: int = 8
+    # Seconds in-flight RPCs get to finish after SIGTERM.
+    grace_seconds: float = 10.0
+    # World models kept loaded in memory for Simulate.
+    model_cache_size: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
+        return cls(
+            address=settings.address(env, "PLASMA_SIMULATOR_ADDRESS", cls.address),
+            store_dir=Path(settings.directory(env, "PLASMA_SIMULATOR_STORE", str(cls.store_dir))),
+            torch_threads=settings.positive_int(env, "PLASMA_SIMULATOR_TORCH_THREADS", cls.torch_threads),
+            workers=settings.positive_int(env, "PLASMA_SIMULATOR_WORKERS", cls.workers),
+            grace_seconds=settings.seconds(env, "PLASMA_SIMULATOR_GRACE_SECONDS", cls.grace_seconds),
+            model_cache_size=settings.positive_int(env, "PLASMA_SIMULATOR_MODEL_CACHE", cls.model_cache_size),
+        )

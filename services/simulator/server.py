@@ -1,0 +1,317 @@
+"""SimulatorService: real data in, world models fitted, phantom paths streamed out."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+
+import grpc
+import numpy as np
+from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health
+
+from plasma.core import grpc_server
+from plasma.core import logging as plog
+from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
+from plasma.core.streaming import ProgressJob
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from services.common import threads, wire
+from services.common.types import EnvSpecArrays, MlpWeights, Transitions
+from services.simulator import collect, rollout, tasks, world_model
+from services.simulator.config import Config
+from services.simulator.planner import PlannerConfig
+from services.simulator.store import SimulatorStore, new_id
+
+log = plog.get(__name__)
+
+SERVICE_NAME = simulator_pb2.DESCRIPTOR.services_by_name["SimulatorService"].full_name
+MAX_COLLECT_STEPS = 1_000_000
+MAX_PATHS = 100_000
+MAX_HORIZON = 1_000
+_START_STATES = {
+    simulator_pb2.START_STATES_UNSPECIFIED: "episode_starts",
+    simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
+    simulator_pb2.START_STATES_ANY: "any",
+}
+# Upper bounds on planner settings: beyond these one Simulate call would tie up the service for hours.
+_PLANNER_LIMITS = {"horizon": 200, "num_samples": 4096, "num_iterations": 20, "num_elites": 4096}
+_FIT_LIMITS = {
+    "ensemble_size": 32, "hidden_size": 2048, "num_layers": 8, "train_steps": 200_000, "batch_size": 65_536,
+}
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def planner_config(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
+    fields = wire.fields_within(message, _PLANNER_LIMITS, "planner")
+    if not 0.0 <= fields.get("discount", 0.0) <= 1.0:
+        raise InvalidArgument(f"planner discount={fields['discount']} must be in (0, 1] (0 for the default)")
+    config = PlannerConfig(**fields)
+    if config.num_elites > config.num_samples:
+        raise InvalidArgument(
+            f"planner num_elites={config.num_elites} cannot exceed num_samples={config.num_samples}"
+        )
+    return config
+
+
+def _fit_config(message: simulator_pb2.WorldModelConfig) -> world_model.WorldModelConfig:
+    fields = wire.fields_within(message, _FIT_LIMITS, "world model")
+    if not 0.0 <= fields.get("holdout_fraction", 0.0) <= 0.5:
+        raise InvalidArgument(
+            f"holdout_fraction={fields['holdout_fraction']} must be in (0, 0.5] (0 for the default 0.2)"
+        )
+    if fields.get("learning_rate", 0.0) < 0:
+        raise InvalidArgument(f"learning_rate={fields['learning_rate']} must be positive (0 for the default)")
+    return world_model.WorldModelConfig(**fields)
+
+
+class _ModelCache:
+    """Loaded world models by id, least recently used evicted first."""
+
+    def __init__(self, store: SimulatorStore, capacity: int) -> None:
+        self._store = store
+        self._capacity = capacity
+        self._models: OrderedDict[str, world_model.EnsembleWorldModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> world_model.EnsembleWorldModel:
+        with self._lock:
+            if model_id in self._models:
+                self._models.move_to_end(model_id)
+                return self._models[model_id]
+        loaded = world_model.EnsembleWorldModel.load(self._store.model_weights_dir(model_id))
+        with self._lock:
+            self._models[model_id] = loaded
+            while len(self._models) > self._capacity:
+                self._models.popitem(last=False)
+        return loaded
+
+
+class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
+    def __init__(self, store: SimulatorStore, config: Config) -> None:
+        self._store = store
+        self._models = _ModelCache(store, config.model_cache_size)
+
+    @translate_errors
+    def CollectTransitions(
+        self, request: simulator_pb2.CollectTransitionsRequest, context: grpc.ServicerContext
+    ) -> Iterator[simulator_pb2.CollectTransitionsResponse]:
+        if not request.env_id:
+            raise InvalidArgument("env_id is required, e.g. 'CartPole-v1'")
+        if not 1 <= request.num_steps <= MAX_COLLECT_STEPS:
+            raise InvalidArgument(f"num_steps={request.num_steps} must be in 1..{MAX_COLLECT_STEPS}")
+        if not 0.0 <= request.epsilon <= 1.0:
+            raise InvalidArgument(f"epsilon={request.epsilon} must be in [0, 1]")
+        policy = None
+        if request.collection_policy == simulator_pb2.COLLECTION_POLICY_MLP:
+            if not request.HasField("policy"):
+                raise InvalidArgument("collection_policy MLP needs `policy` with the MLP's weights")
+            policy = _decode_mlp(request.policy)
+        base = self._store.transitions(request.append_to_dataset_id) if request.append_to_dataset_id else None
+
+        def job(report: Callable[[tuple[int, int, int]], None]) -> tuple[EnvSpecArrays, Transitions]:
+            return collect.collect(
+                request.env_id, int(request.num_steps), int(request.seed), policy=policy,
+                epsilon=float(request.epsilon), progress=lambda done, total, eps: report((done, total, eps)),
+            )
+
+        progress_job = ProgressJob(job)
+        with bad_input():
+            for done, total, episodes in progress_job.events():
+                yield simulator_pb2.CollectTransitionsResponse(
+                    progress=simulator_pb2.CollectionProgress(
+                        steps_done=done, steps_total=total, episodes_done=episodes
+                    )
+                )
+        spec, transitions = progress_job.result
+        if base is not None:
+            if base[0] != spec:
+                raise FailedPrecondition(
+                    f"dataset {request.append_to_dataset_id!r} was collected from a different environment "
+                    f"({base[0].env_id or 'logged data'}) than {request.env_id}"
+                )
+            transitions = _concatenate(base[1], transitions)
+        dataset = simulator_pb2.Dataset(
+            dataset_id=new_id("ds"),
+            env_spec=wire.env_spec_to_proto(spec),
+            num_transitions=len(transitions),
+            num_episodes=len(np.unique(transitions.episode_ids)),
+            seed=request.seed,
+            create_time=_now(),
+            mean_episode_return=_mean_episode_return(transitions),
+        )
+        self._store.save_dataset(dataset, transitions)
+        log.info("dataset=%s env=%s transitions=%d", dataset.dataset_id, spec.env_id, len(transitions))
+        yield simulator_pb2.CollectTransitionsResponse(dataset=dataset)
+
+    @translate_errors
+    def GetDataset(
+        self, request: simulator_pb2.GetDatasetRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.GetDatasetResponse:
+        return simulator_pb2.GetDatasetResponse(dataset=self._store.dataset(request.dataset_id))
+
+    @translate_errors
+    def ListDatasets(
+        self, request: simulator_pb2.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.ListDatasetsResponse:
+        return simulator_pb2.ListDatasetsResponse(datasets=self._store.list_datasets())
+
+    @translate_errors
+    def FitWorldModel(
+        self, request: simulator_pb2.FitWorldModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[simulator_pb2.FitWorldModelResponse]:
+        config = _fit_config(request.config)
+        spec, transitions = self._store.transitions(request.dataset_id)
+        started = time.monotonic()
+        fit_job = ProgressJob(lambda report: world_model.fit(spec, transitions, config, report))
+        with bad_input():
+            for step in fit_job.events():
+                yield simulator_pb2.FitWorldModelResponse(
+                    progress=simulator_pb2.FitProgress(
+                        step=step.step, total_steps=step.total_steps, train_nll=step.train_nll,
+                        holdout_nll=step.holdout_nll, holdout_obs_mse=step.holdout_obs_mse,
+                    )
+                )
+        fitted, metrics = fit_job.result
+        model = simulator_pb2.WorldModel(
+            model_id=new_id("wm"),
+            dataset_id=request.dataset_id,
+            env_spec=wire.env_spec_to_proto(spec),
+            config=simulator_pb2.WorldModelConfig(**vars(config)),
+            metrics=simulator_pb2.WorldModelMetrics(**metrics),
+            create_time=_now(),
+            fit_seconds=time.monotonic() - started,
+        )
+        self._store.save_model(model, fitted.save)
+        log.info("model=%s dataset=%s holdout_obs_mse=%.5f", model.model_id, request.dataset_id,
+                 metrics["holdout_obs_mse"])
+        yield simulator_pb2.FitWorldModelResponse(model=model)
+
+    @translate_errors
+    def GetWorldModel(
+        self, request: simulator_pb2.GetWorldModelRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.GetWorldModelResponse:
+        return simulator_pb2.GetWorldModelResponse(model=self._store.model(request.model_id))
+
+    @translate_errors
+    def ListWorldModels(
+        self, request: simulator_pb2.ListWorldModelsRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.ListWorldModelsResponse:
+        return simulator_pb2.ListWorldModelsResponse(models=self._store.list_models())
+
+    @translate_errors
+    def Simulate(
+        self, request: simulator_pb2.SimulateRequest, context: grpc.ServicerContext
+    ) -> Iterator[simulator_pb2.SimulateResponse]:
+        meta = self._store.model(request.model_id)
+        if not 1 <= request.num_paths <= MAX_PATHS:
+            raise InvalidArgument(f"num_paths={request.num_paths} must be in 1..{MAX_PATHS}")
+        if not 1 <= request.horizon <= MAX_HORIZON:
+            raise InvalidArgument(f"horizon={request.horizon} must be in 1..{MAX_HORIZON}")
+        if request.start_states not in _START_STATES:
+            raise InvalidArgument(f"unknown start_states value {request.start_states}")
+        policy = self._rollout_policy(request.policy)
+        label = planner_config(request.label_with_planner) if request.HasField("label_with_planner") else None
+        env_id = meta.env_spec.env_id
+        task = tasks.task_for(env_id)
+        reward_source = _reward_source(request.reward_source, task is not None, env_id)
+        _, data = self._store.transitions(meta.dataset_id)
+        start_pool = _start_pool(data, _START_STATES[request.start_states])
+        model = self._models.get(request.model_id)
+        paths = rollout.simulate(
+            model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
+            seed=int(request.seed), start_pool=start_pool, label_with_planner=label,
+            reward_source=reward_source, task=task,
+        )
+        with bad_input():
+            for index, path in enumerate(paths):
+                yield simulator_pb2.SimulateResponse(path=wire.path_to_proto(path, index))
+
+    def _rollout_policy(self, message: simulator_pb2.RolloutPolicy) -> MlpWeights | PlannerConfig | None:
+        kind = message.WhichOneof("policy")
+        if kind in (None, "random"):
+            return None
+        if kind == "planner":
+            return planner_config(message.planner)
+        return _decode_mlp(message.mlp)
+
+
+def _decode_mlp(message: simulator_pb2.MlpPolicy) -> MlpWeights:
+    try:
+        return wire.mlp_from_proto(message)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def _reward_source(value: int, task_known: bool, env_id: str) -> str:
+    if value == simulator_pb2.REWARD_SOURCE_LEARNED:
+        return "learned"
+    if value == simulator_pb2.REWARD_SOURCE_TASK:
+        if not task_known:
+            raise InvalidArgument(
+                f"reward_source TASK needs a known task, and {env_id or 'logged data'!r} has none; "
+                "use REWARD_SOURCE_LEARNED"
+            )
+        return "task"
+    return "task" if task_known else "learned"
+
+
+def _start_pool(data: Transitions, which: str) -> np.ndarray:
+    if which == "any":
+        return data.obs
+    first_rows = np.flatnonzero(np.r_[True, data.episode_ids[1:] != data.episode_ids[:-1]])
+    return data.obs[first_rows]
+
+
+def _concatenate(first: Transitions, second: Transitions) -> Transitions:
+    offset = int(first.episode_ids.max()) + 1 if len(first) else 0
+    shifted = Transitions(**{**vars(second), "episode_ids": second.episode_ids + offset})
+    return Transitions(**{k: np.concatenate([getattr(first, k), getattr(shifted, k)]) for k in vars(first)})
+
+
+def _mean_episode_return(data: Transitions) -> float:
+    ended = data.terminated | data.truncated
+    if not ended.any():
+        return 0.0
+    returns = [float(data.rewards[data.episode_ids == e].sum()) for e in np.unique(data.episode_ids[ended])]
+    return float(np.mean(returns))
+
+
+def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:
+    threads.configure_torch(config.torch_threads)
+    server = grpc_server.build_server(config.workers)
+    health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
+    store = SimulatorStore(config.store_dir)
+    simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(SimulatorServicer(store, config), server)
+    port = grpc_server.bind(server, config.address)
+    return server, port, health_servicer
+
+
+def serve(config: Config) -> None:
+    server, port, health_servicer = create_server(config)
+    server.start()
+    grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
+    log.info("simulator serving port=%d store=%s", port, config.store_dir)
+    grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
+    parser = argparse.ArgumentParser(description="Plasma simulator service")
+    parser.add_argument("--address", help="host:port to listen on (PLASMA_SIMULATOR_ADDRESS)")
+    parser.add_argument("--store", help="store directory (PLASMA_SIMULATOR_STORE)")
+    args = parser.parse_args(argv)
+    overrides = {"PLASMA_SIMULATOR_ADDRESS": args.address, "PLASMA_SIMULATOR_STORE": args.store}
+    plog.configure()
+    serve(Config.from_env({**env, **{k: v for k, v in overrides.items() if v}}))
+
+
+if __name__ == "__main__":
+    main()

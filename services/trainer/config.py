@@ -1,0 +1,40 @@
+"""Trainer configuration, read from the environment (and flags) in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from plasma.core import settings
+
+
+@dataclass(frozen=True)
+class Config:
+    # host:port to listen on; port 0 picks a free port (tests).
+    address: str = "127.0.0.1:50052"
+    # Where the simulator listens; the trainer streams phantom paths from it.
+    simulator_address: str = "127.0.0.1:50051"
+    # Root directory of runs and their policy bundles.
+    store_dir: Path = Path("var/trainer")
+    # Torch intra-op threads: 1 keeps four services on a 2-core machine from oversubscribing it.
+    torch_threads: int = 1
+    workers: int = 8
+    grace_seconds: float = 10.0
+    # Deadline of one Simulate stream; a round of phantom paths that takes longer is an error.
+    simulate_deadline_seconds: float = 1800.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
+        return cls(
+            address=settings.address(env, "PLASMA_TRAINER_ADDRESS", cls.address),
+            simulator_address=settings.address(env, "PLASMA_SIMULATOR_TARGET", cls.simulator_address),
+            store_dir=Path(settings.directory(env, "PLASMA_TRAINER_STORE", str(cls.store_dir))),
+            torch_threads=settings.positive_int(env, "PLASMA_TRAINER_TORCH_THREADS", cls.torch_threads),
+            workers=settings.positive_int(env, "PLASMA_TRAINER_WORKERS", cls.workers),
+            grace_seconds=settings.seconds(env, "PLASMA_TRAINER_GRACE_SECONDS", cls.grace_seconds),
+            simulate_deadline_seconds=settings.seconds(
+                env, "PLASMA_TRAINER_SIMULATE_DEADLINE_SECONDS", cls.simulate_deadline_seconds
+            ),
+        )

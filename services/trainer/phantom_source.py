@@ -1,0 +1,68 @@
+"""Phantom paths from the simulator over gRPC: the trainer's only source of experience."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import grpc
+
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from services.common import wire
+from services.common.types import MlpWeights, PhantomPath
+from services.trainer.distill import PlannerSettings
+
+_START_STATES = {
+    "episode_starts": simulator_pb2.START_STATES_EPISODE_STARTS,
+    "any": simulator_pb2.START_STATES_ANY,
+}
+_REWARD_SOURCES = {
+    "": simulator_pb2.REWARD_SOURCE_UNSPECIFIED,
+    "task": simulator_pb2.REWARD_SOURCE_TASK,
+    "learned": simulator_pb2.REWARD_SOURCE_LEARNED,
+}
+
+
+def planner_to_proto(settings: PlannerSettings) -> simulator_pb2.PlannerConfig:
+    return simulator_pb2.PlannerConfig(**dataclasses.asdict(settings))
+
+
+class GrpcPhantomSource:
+    """Opens one `Simulate` stream per call and decodes the paths as they arrive."""
+
+    def __init__(self, channel: grpc.Channel, model_id: str, deadline_seconds: float) -> None:
+        self._stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
+        self._model_id = model_id
+        self._deadline_seconds = deadline_seconds
+        self.paths_received = 0
+
+    def simulate(
+        self,
+        *,
+        policy: MlpWeights | PlannerSettings | None,
+        num_paths: int,
+        horizon: int,
+        seed: int,
+        start_states: str,
+        label_with_planner: PlannerSettings | None,
+        reward_source: str,
+    ) -> Iterator[PhantomPath]:
+        request = simulator_pb2.SimulateRequest(
+            model_id=self._model_id,
+            num_paths=num_paths,
+            horizon=horizon,
+            seed=seed,
+            start_states=_START_STATES[start_states],
+            reward_source=_REWARD_SOURCES[reward_source],
+        )
+        if policy is None:
+            request.policy.random.SetInParent()
+        elif isinstance(policy, MlpWeights):
+            request.policy.mlp.CopyFrom(wire.mlp_to_proto(policy))
+        else:
+            request.policy.planner.CopyFrom(planner_to_proto(policy))
+        if label_with_planner is not None:
+            request.label_with_planner.CopyFrom(planner_to_proto(label_with_planner))
+        for response in self._stub.Simulate(request, timeout=self._deadline_seconds):
+            self.paths_received += 1
+            yield wire.path_from_proto(response.path)
