@@ -1,0 +1,60 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[services,client,dev]'
+	touch $@
+
+.PHONY: setup
+setup: $(STAMP) ## Create .venv with everything (services, client, dev tools)
+
+.PHONY: generate
+generate: $(STAMP) ## Regenerate the Python stubs from protos/
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/gen_protos.py
+
+.PHONY: check-generated
+check-generated: generate ## Fail if the committed stubs differ from the protos
+	@if [ -n "$$(git status --porcelain --untracked-files=all -- 'plasma/*/v1/*')" ]; then \
+	  echo "generated stubs are stale: run 'make generate' and commit" >&2; git status --porcelain --untracked-files=all -- 'plasma/*/v1/*' >&2; exit 1; fi
+
+.PHONY: lint
+lint: $(STAMP) ## ruff and buf lint
+	$(BIN)/ruff check .
+	cd protos && ../$(BIN)/buf lint
+
+.PHONY: test
+test: $(STAMP) ## All tests: unit, services on port 0, the four-service pipeline
+	$(BIN)/python -m pytest
+
+.PHONY: test-fast
+test-fast: $(STAMP) ## Everything but the pipeline test
+	$(BIN)/python -m pytest -m "not pipeline"
+
+.PHONY: demo
+demo: $(STAMP) ## Run the whole workflow on CartPole-v1 with the services as local processes
+	$(BIN)/plasma demo
+
+.PHONY: bench
+bench: $(STAMP) ## Benchmarks (figures printed, nothing asserted)
+	$(BIN)/python bench/edge_latency.py
+	$(BIN)/python bench/learn_cartpole.py
+
+.PHONY: clean
+clean: ## Remove the venv and local stores
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+# Container images, the compose stack and the offline (no registry) build path.
+include deploy/docker.mk

@@ -1,0 +1,1 @@
+# Targets for images and compose live here (included by the Makefile).
