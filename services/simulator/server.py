@@ -54,12 +54,8 @@ def planner_config(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
     fields = wire.fields_within(message, _PLANNER_LIMITS, "planner")
     if not 0.0 <= fields.get("discount", 0.0) <= 1.0:
         raise InvalidArgument(f"planner discount={fields['discount']} must be in (0, 1] (0 for the default)")
-    config = PlannerConfig(**fields)
-    if config.num_elites > config.num_samples:
-        raise InvalidArgument(
-            f"planner num_elites={config.num_elites} cannot exceed num_samples={config.num_samples}"
-        )
-    return config
+    with bad_input():
+        return PlannerConfig(**fields)
 
 
 def _fit_config(message: simulator_pb2.WorldModelConfig) -> world_model.WorldModelConfig:
@@ -70,7 +66,8 @@ def _fit_config(message: simulator_pb2.WorldModelConfig) -> world_model.WorldMod
         )
     if fields.get("learning_rate", 0.0) < 0:
         raise InvalidArgument(f"learning_rate={fields['learning_rate']} must be positive (0 for the default)")
-    return world_model.WorldModelConfig(**fields)
+    with bad_input():
+        return world_model.WorldModelConfig(**fields)
 
 
 class _ModelCache:

@@ -1,0 +1,46 @@
+"""Shared fixtures: real gRPC servers on port 0 with real channels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import grpc
+import pytest
+
+from plasma.core import grpc_client, grpc_server
+
+
+@contextmanager
+def running(create: Callable[[], tuple[grpc.Server, int, object]], service_name: str) -> Iterator[str]:
+    """Starts a server from a `create_server`-style factory, marks it SERVING, yields its address."""
+    server, port, health_servicer = create()
+    server.start()
+    grpc_server.set_serving(health_servicer, [service_name], True)  # type: ignore[arg-type]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None).wait()
+
+
+@pytest.fixture
+def channel_to() -> Iterator[Callable[[str], grpc.Channel]]:
+    opened: list[grpc.Channel] = []
+
+    def open_channel(address: str) -> grpc.Channel:
+        ch = grpc_client.channel(address)
+        opened.append(ch)
+        return ch
+
+    yield open_channel
+    for ch in opened:
+        ch.close()
+
+
+def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
+    """Runs a call that must fail (consuming a stream if it returns one) and returns the error."""
+    with pytest.raises(grpc.RpcError) as caught:
+        result = call()
+        if hasattr(result, "__iter__") and not hasattr(result, "ByteSize"):
+            list(result)  # type: ignore[call-overload]
+    return caught.value
