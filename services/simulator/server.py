@@ -17,6 +17,7 @@ from grpc_health.v1 import health
 from plasma.core import grpc_server
 from plasma.core import logging as plog
 from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
+from plasma.core.settings import ConfigError
 from plasma.core.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import threads, wire
@@ -307,7 +308,11 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> 
     args = parser.parse_args(argv)
     overrides = {"PLASMA_SIMULATOR_ADDRESS": args.address, "PLASMA_SIMULATOR_STORE": args.store}
     plog.configure()
-    serve(Config.from_env({**env, **{k: v for k, v in overrides.items() if v}}))
+    try:
+        config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
+    except ConfigError as exc:
+        parser.error(str(exc))
+    serve(config)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from grpc_health.v1 import health
 from plasma.core import blobs, grpc_client, grpc_server
 from plasma.core import logging as plog
 from plasma.core.errors import FailedPrecondition, InvalidArgument, translate_errors
+from plasma.core.settings import ConfigError
 from plasma.core.streaming import Cancelled, ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
@@ -203,7 +204,11 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> 
     overrides = {"PLASMA_TRAINER_ADDRESS": args.address, "PLASMA_SIMULATOR_TARGET": args.simulator,
                  "PLASMA_TRAINER_STORE": args.store}
     plog.configure()
-    serve(Config.from_env({**env, **{k: v for k, v in overrides.items() if v}}))
+    try:
+        config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
+    except ConfigError as exc:
+        parser.error(str(exc))
+    serve(config)
 
 
 if __name__ == "__main__":
