@@ -1,0 +1,1 @@
+"""Compiler service: policy bundle from the trainer -> verified int8 instruction packet."""

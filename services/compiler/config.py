@@ -1,0 +1,42 @@
+"""Compiler configuration, read from the environment (and flags) in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from plasma.core import settings
+
+
+@dataclass(frozen=True)
+class Config:
+    # host:port to listen on; port 0 picks a free port (tests).
+    address: str = "127.0.0.1:50053"
+    # Where the trainer listens; the compiler pulls policy bundles from it.
+    trainer_address: str = "127.0.0.1:50052"
+    # Root directory of stored packets.
+    store_dir: Path = Path("var/compiler")
+    # Torch and onnxruntime intra-op threads: 1 keeps four services on a 2-core machine from oversubscribing it.
+    torch_threads: int = 1
+    # gRPC worker threads (each in-flight RPC holds one; compilations themselves run one at a time).
+    workers: int = 4
+    # Seconds in-flight RPCs get to finish after SIGTERM.
+    grace_seconds: float = 10.0
+    # Deadline of one ExportPolicy stream from the trainer.
+    fetch_deadline_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
+        return cls(
+            address=settings.address(env, "PLASMA_COMPILER_ADDRESS", cls.address),
+            trainer_address=settings.address(env, "PLASMA_TRAINER_TARGET", cls.trainer_address),
+            store_dir=Path(settings.directory(env, "PLASMA_COMPILER_STORE", str(cls.store_dir))),
+            torch_threads=settings.positive_int(env, "PLASMA_COMPILER_TORCH_THREADS", cls.torch_threads),
+            workers=settings.positive_int(env, "PLASMA_COMPILER_WORKERS", cls.workers),
+            grace_seconds=settings.seconds(env, "PLASMA_COMPILER_GRACE_SECONDS", cls.grace_seconds),
+            fetch_deadline_seconds=settings.seconds(
+                env, "PLASMA_COMPILER_FETCH_DEADLINE_SECONDS", cls.fetch_deadline_seconds
+            ),
+        )

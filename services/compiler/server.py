@@ -1,0 +1,203 @@
+"""CompilerService: pulls a run's policy bundle from the trainer and turns it into a verified packet."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import threading
+from collections.abc import Iterator, Mapping
+
+import grpc
+from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health
+
+from plasma import packet
+from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
+from plasma.core import blobs, grpc_client, grpc_server, settings
+from plasma.core import logging as plog
+from plasma.core.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, translate_errors
+from plasma.core.streaming import ProgressJob
+from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+from services.common import bundle, threads, wire
+from services.common.policy_net import PolicySpec
+from services.common.types import EnvSpecArrays
+from services.compiler import export
+from services.compiler.config import Config
+from services.compiler.store import PacketStore, new_packet_id
+
+log = plog.get(__name__)
+
+SERVICE_NAME = compiler_pb2.DESCRIPTOR.services_by_name["CompilerService"].full_name
+DEFAULT_MIN_AGREEMENT = 0.95
+
+
+def _progress(stage: str, message: str) -> compiler_pb2.CompileResponse:
+    return compiler_pb2.CompileResponse(progress=compiler_pb2.CompileProgress(stage=stage, message=message))
+
+
+def _min_agreement(request: compiler_pb2.CompileRequest) -> float:
+    if not 0.0 <= request.min_agreement <= 1.0:
+        raise InvalidArgument(f"min_agreement={request.min_agreement} must be in [0, 1] (0 for the default 0.95)")
+    return request.min_agreement or DEFAULT_MIN_AGREEMENT
+
+
+def check_spaces(env: EnvSpecArrays, spec: PolicySpec) -> None:
+    """The run's environment and the bundle's network must describe the same interface."""
+    if env.observation.kind != "box" or env.observation.flat_dim != spec.obs_dim:
+        raise FailedPrecondition(f"the run's observation space ({env.observation.kind}, {env.observation.flat_dim} "
+                                 f"values) does not fit the policy's input of {spec.obs_dim} values")
+    if env.action.kind != spec.action_kind or env.action.flat_dim != spec.action_dim:
+        raise FailedPrecondition(f"the run's action space ({env.action.kind}, {env.action.flat_dim}) does not fit "
+                                 f"the policy's output ({spec.action_kind}, {spec.action_dim})")
+
+
+class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
+    def __init__(self, store: PacketStore, trainer: trainer_pb2_grpc.TrainerServiceStub, config: Config) -> None:
+        self._store = store
+        self._trainer = trainer
+        self._config = config
+        # Export and quantization are CPU-bound: one compilation at a time keeps the shared cores usable.
+        self._compile_lock = threading.Lock()
+
+    @translate_errors
+    def Compile(
+        self, request: compiler_pb2.CompileRequest, context: grpc.ServicerContext
+    ) -> Iterator[compiler_pb2.CompileResponse]:
+        min_agreement = _min_agreement(request)
+        if not request.run_id:
+            raise InvalidArgument("run_id is required: the trainer run whose policy to compile")
+        run = self._get_run(request.run_id)
+        data = self._fetch_bundle(request.run_id)
+        yield _progress("fetch", f"policy bundle of run {run.run_id}: {len(data)} bytes, verified sha256")
+        try:
+            policy = bundle.unpack(data)
+        except ValueError as exc:
+            raise FailedPrecondition(f"run {run.run_id}'s policy bundle is unusable: {exc}") from exc
+        env = wire.env_spec_from_proto(run.env_spec)
+        check_spaces(env, policy.spec)
+
+        def work(report: export.Report) -> export.Compiled:
+            with self._compile_lock:
+                return export.compile_bundle(policy, min_agreement, self._config.torch_threads, report)
+
+        job = ProgressJob(work)
+        for stage, message in job.events():
+            yield _progress(stage, message)
+        assert job.result is not None
+        record = self._package(job.result, run, env, request.name)
+        yield _progress("package", f"packet {record.packet_id}: {record.size_bytes} bytes, stored")
+        log.info("packet=%s run=%s size_bytes=%d agreement=%.4f", record.packet_id, run.run_id,
+                 record.size_bytes, record.parity.agreement)
+        yield compiler_pb2.CompileResponse(packet=record)
+
+    def _get_run(self, run_id: str) -> trainer_pb2.Run:
+        try:
+            run = self._trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id),
+                                       timeout=grpc_client.UNARY_DEADLINE_S).run
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                raise NotFound(f"the trainer has no run {run_id!r}: {exc.details()}") from exc  # type: ignore[attr-defined]
+            raise
+        if run.state != trainer_pb2.RUN_STATE_SUCCEEDED:
+            raise FailedPrecondition(f"run {run_id!r} is {trainer_pb2.RunState.Name(run.state)}; "
+                                     "only a succeeded run can be compiled")
+        return run
+
+    def _fetch_bundle(self, run_id: str) -> bytes:
+        stream = self._trainer.ExportPolicy(trainer_pb2.ExportPolicyRequest(run_id=run_id),
+                                            timeout=self._config.fetch_deadline_seconds)
+        first = next(stream, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise DataLoss(f"the trainer's ExportPolicy stream for run {run_id!r} did not start with a header")
+        return blobs.assemble(first.header, (message.chunk for message in stream))
+
+    def _package(self, compiled: export.Compiled, run: trainer_pb2.Run, env: EnvSpecArrays,
+                 name: str) -> compiler_pb2.Packet:
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        create_time = timestamp_pb2.Timestamp()
+        create_time.FromDatetime(now)
+        packet_id = new_packet_id()
+        name = name or f"{env.env_id or 'policy'}-{run.run_id}"
+        data = packet.build(
+            packet_id=packet_id, name=name, created_at=now.isoformat().replace("+00:00", "Z"),
+            source_run_id=run.run_id, env_id=env.env_id,
+            observation_space=packet.Space(**dataclasses.asdict(env.observation)),
+            action_space=packet.Space(**dataclasses.asdict(env.action)),
+            model_onnx=compiled.int8_onnx, opset=export.OPSET, versions=export.versions(),
+            **export.packet_records(compiled),
+        )
+        result = compiled.parity
+        record = compiler_pb2.Packet(
+            packet_id=packet_id, name=name, sha256=blobs.sha256_hex(data), size_bytes=len(data),
+            fp32_model_bytes=len(compiled.fp32_onnx), int8_model_bytes=len(compiled.int8_onnx),
+            parity=compiler_pb2.ParityReport(num_observations=result.num_observations,
+                                             agreement=result.agreement, max_abs_diff=result.max_abs_diff),
+            run_id=run.run_id, env_spec=run.env_spec, create_time=create_time,
+        )
+        self._store.save(record, data)
+        return record
+
+    @translate_errors
+    def GetPacket(
+        self, request: compiler_pb2.GetPacketRequest, context: grpc.ServicerContext
+    ) -> compiler_pb2.GetPacketResponse:
+        return compiler_pb2.GetPacketResponse(packet=self._store.get(request.packet_id))
+
+    @translate_errors
+    def ListPackets(
+        self, request: compiler_pb2.ListPacketsRequest, context: grpc.ServicerContext
+    ) -> compiler_pb2.ListPacketsResponse:
+        return compiler_pb2.ListPacketsResponse(packets=self._store.list_packets())
+
+    @translate_errors
+    def DownloadPacket(
+        self, request: compiler_pb2.DownloadPacketRequest, context: grpc.ServicerContext
+    ) -> Iterator[compiler_pb2.DownloadPacketResponse]:
+        _, data = self._store.read(request.packet_id)
+        yield compiler_pb2.DownloadPacketResponse(header=blobs.header_for(data, packet.MEDIA_TYPE))
+        for chunk in blobs.chunks(data):
+            yield compiler_pb2.DownloadPacketResponse(chunk=chunk)
+
+
+def create_server(
+    config: Config, trainer: grpc.Channel | None = None
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Builds and binds the server (not started); `trainer` defaults to a channel to config.trainer_address."""
+    threads.configure_torch(config.torch_threads)
+    server = grpc_server.build_server(config.workers)
+    health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
+    stub = trainer_pb2_grpc.TrainerServiceStub(trainer or grpc_client.channel(config.trainer_address))
+    servicer = CompilerServicer(PacketStore(config.store_dir), stub, config)
+    compiler_pb2_grpc.add_CompilerServiceServicer_to_server(servicer, server)
+    port = grpc_server.bind(server, config.address)
+    return server, port, health_servicer
+
+
+def serve(config: Config) -> None:
+    server, port, health_servicer = create_server(config)
+    server.start()
+    grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
+    log.info("compiler serving port=%d trainer=%s store=%s", port, config.trainer_address, config.store_dir)
+    grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
+    parser = argparse.ArgumentParser(description="Plasma compiler service")
+    parser.add_argument("--address", help="host:port to listen on (PLASMA_COMPILER_ADDRESS)")
+    parser.add_argument("--trainer", help="trainer host:port (PLASMA_TRAINER_TARGET)")
+    parser.add_argument("--store", help="store directory (PLASMA_COMPILER_STORE)")
+    args = parser.parse_args(argv)
+    overrides = {"PLASMA_COMPILER_ADDRESS": args.address, "PLASMA_TRAINER_TARGET": args.trainer,
+                 "PLASMA_COMPILER_STORE": args.store}
+    plog.configure()
+    try:
+        config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
+    except settings.ConfigError as exc:
+        parser.error(str(exc))
+    serve(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Durable storage of compiled packets.
+
+Layout:
+  <root>/packets/<packet_id>/packet.zip   the packet (plasma.packet format)
+  <root>/packets/<packet_id>/packet.json  its Packet message (JSON)
+A packet's directory appears in one rename, so a crash never leaves half a packet; packets are immutable.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from plasma.compiler.v1 import compiler_pb2
+from plasma.core import blobs, files
+from plasma.core.errors import DataLoss, InvalidArgument, NotFound
+
+_PACKET_ID = re.compile(r"pkt-[0-9a-f]{12}")
+
+
+def new_packet_id() -> str:
+    return f"pkt-{uuid.uuid4().hex[:12]}"
+
+
+class PacketStore:
+    def __init__(self, root: Path) -> None:
+        self.packets_dir = root / "packets"
+        self.packets_dir.mkdir(parents=True, exist_ok=True)
+        files.remove_stale_temporaries(self.packets_dir)
+
+    def save(self, record: compiler_pb2.Packet, data: bytes) -> None:
+        def fill(directory: Path) -> None:
+            (directory / "packet.zip").write_bytes(data)
+            (directory / "packet.json").write_text(json_format.MessageToJson(record))
+
+        files.write_dir_atomic(self.packets_dir / record.packet_id, fill)
+
+    def get(self, packet_id: str) -> compiler_pb2.Packet:
+        return json_format.Parse((self._directory(packet_id) / "packet.json").read_text(), compiler_pb2.Packet())
+
+    def read(self, packet_id: str) -> tuple[compiler_pb2.Packet, bytes]:
+        """The packet's record and bytes, checked against the sha256 recorded when it was stored."""
+        record = self.get(packet_id)
+        data = (self._directory(packet_id) / "packet.zip").read_bytes()
+        if blobs.sha256_hex(data) != record.sha256:
+            raise DataLoss(f"packet {packet_id!r} on disk no longer matches its sha256 {record.sha256}")
+        return record, data
+
+    def list_packets(self) -> list[compiler_pb2.Packet]:
+        packets = [self.get(p.name) for p in self.packets_dir.iterdir() if _PACKET_ID.fullmatch(p.name)]
+        return sorted(packets, key=lambda p: p.create_time.ToNanoseconds())
+
+    def _directory(self, packet_id: str) -> Path:
+        if not packet_id:
+            raise InvalidArgument("packet_id is required")
+        directory = self.packets_dir / packet_id
+        # The pattern check also keeps ids like "../x" from reaching the filesystem.
+        if not _PACKET_ID.fullmatch(packet_id) or not directory.is_dir():
+            raise NotFound(f"packet {packet_id!r} does not exist; list packets with ListPackets")
+        return directory

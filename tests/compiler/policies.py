@@ -1,0 +1,146 @@
+"""Small real policies for the compiler and edge tests: a trained PolicyNet plus a peft LoRA adapter.
+
+They stand in for what the trainer exports (the trainer has its own tests); `FakeTrainer` serves them
+over a real gRPC TrainerService so the compiler is tested through its real client code.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import torch
+from peft import LoraConfig, get_peft_model
+
+from plasma import packet
+from plasma.common.v1 import common_pb2
+from plasma.core import blobs
+from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+from services.common import bundle
+from services.common.policy_net import PolicyNet, PolicySpec, linear_layer_names
+from services.compiler import export
+
+INF = float("inf")
+# CartPole-v1's observation bounds (two are unbounded) and a scale for sampling plausible states.
+CARTPOLE_LOW, CARTPOLE_HIGH = (-4.8, -INF, -0.418, -INF), (4.8, INF, 0.418, INF)
+CARTPOLE_SCALE = np.array([0.5, 0.5, 0.05, 0.5], np.float32)
+PENDULUM_SCALE = np.array([0.7, 0.7, 2.0], np.float32)
+
+
+def env_spec(kind: str) -> common_pb2.EnvSpec:
+    if kind == "discrete":
+        return common_pb2.EnvSpec(
+            env_id="CartPole-v1",
+            observation_space=common_pb2.Space(kind=common_pb2.SPACE_KIND_BOX, shape=[4], low=CARTPOLE_LOW,
+                                               high=CARTPOLE_HIGH),
+            action_space=common_pb2.Space(kind=common_pb2.SPACE_KIND_DISCRETE, n=2),
+        )
+    return common_pb2.EnvSpec(
+        env_id="Pendulum-v1",
+        observation_space=common_pb2.Space(kind=common_pb2.SPACE_KIND_BOX, shape=[3], low=[-1, -1, -8],
+                                           high=[1, 1, 8]),
+        action_space=common_pb2.Space(kind=common_pb2.SPACE_KIND_BOX, shape=[1], low=[-2], high=[2]),
+    )
+
+
+def observations(kind: str, n: int, seed: int) -> np.ndarray:
+    scale = CARTPOLE_SCALE if kind == "discrete" else PENDULUM_SCALE
+    return (np.random.default_rng(seed).normal(size=(n, scale.size)) * scale).astype(np.float32)
+
+
+def make_bundle(kind: str = "discrete", seed: int = 0, fragile: bool = False) -> bundle.PolicyBundle:
+    """A policy trained for 200 steps on a simple control rule, with a non-zero LoRA adapter.
+
+    `fragile` keeps the fp32 policy but normalizes an ignored input to values ~1000x the others: dynamic
+    int8 scales the whole input by its range, so the inputs that matter round to zero.
+    """
+    torch.manual_seed(seed)
+    if kind == "discrete":
+        spec = PolicySpec(obs_dim=4, action_kind="discrete", action_dim=2, obs_mean=(0.0,) * 4,
+                          obs_std=tuple(float(s) for s in CARTPOLE_SCALE))
+    else:
+        spec = PolicySpec(obs_dim=3, action_kind="box", action_dim=1, action_low=(-2.0,), action_high=(2.0,))
+    net = PolicyNet(spec)
+    obs = torch.from_numpy(observations(kind, 2048, seed))  # [2048, obs_dim]
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        if kind == "discrete":  # push the cart under the pole
+            target = (obs[:, 2] + 0.1 * obs[:, 3] > 0).long()
+            loss = torch.nn.functional.cross_entropy(net(obs), target)
+        else:  # a PD-like torque
+            target = (-2.0 * obs[:, 1:2] - 0.3 * obs[:, 2:3]).clamp(-2, 2)
+            loss = torch.nn.functional.mse_loss(net.act(obs), target)
+        loss.backward()
+        optimizer.step()
+    if fragile:
+        with torch.no_grad():
+            net.body[0].weight[:, 0] = 0.0
+            net.obs_std[0] = 1e-3
+    base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    adapted = get_peft_model(net, LoraConfig(r=4, lora_alpha=8, target_modules=linear_layer_names(spec)))
+    with torch.no_grad():  # peft starts B at zero; a non-zero adapter makes the merge matter
+        for name, param in adapted.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.02)
+    return bundle.PolicyBundle(
+        spec=spec, base_state=base_state, adapter_files=bundle.adapter_files_of(adapted),
+        parity_observations=observations(kind, 256, seed + 1000),
+        provenance={"run_id": f"run-{kind}-{seed}", "model_id": "model-test"},
+    )
+
+
+def make_run(run_id: str, kind: str) -> trainer_pb2.Run:
+    return trainer_pb2.Run(run_id=run_id, model_id="model-test", state=trainer_pb2.RUN_STATE_SUCCEEDED,
+                           env_spec=env_spec(kind))
+
+
+class FakeTrainer(trainer_pb2_grpc.TrainerServiceServicer):
+    """A real gRPC TrainerService over fixed runs; `corrupt` run ids send a chunk that breaks the hash."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[trainer_pb2.Run, bytes]] = {}
+        self.corrupt: set[str] = set()
+
+    def add(self, run: trainer_pb2.Run, data: bytes) -> None:
+        self.runs[run.run_id] = (run, data)
+
+    def _find(self, run_id: str, context: grpc.ServicerContext) -> tuple[trainer_pb2.Run, bytes]:
+        if run_id not in self.runs:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"run {run_id!r} does not exist")
+        return self.runs[run_id]
+
+    def GetRun(self, request: trainer_pb2.GetRunRequest, context: grpc.ServicerContext) -> trainer_pb2.GetRunResponse:
+        return trainer_pb2.GetRunResponse(run=self._find(request.run_id, context)[0])
+
+    def ExportPolicy(
+        self, request: trainer_pb2.ExportPolicyRequest, context: grpc.ServicerContext
+    ) -> Iterator[trainer_pb2.ExportPolicyResponse]:
+        _, data = self._find(request.run_id, context)
+        yield trainer_pb2.ExportPolicyResponse(header=blobs.header_for(data, bundle.MEDIA_TYPE))
+        for i, chunk in enumerate(blobs.chunks(data, 4096)):
+            if request.run_id in self.corrupt and i == 1:
+                chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+            yield trainer_pb2.ExportPolicyResponse(chunk=chunk)
+
+
+def make_packet(kind: str = "discrete", seed: int = 0) -> bytes:
+    """A packet built the way the compiler builds one, without the gRPC around it (for edge tests)."""
+    policy = make_bundle(kind, seed)
+    compiled = export.compile_bundle(policy, 0.95, threads=1, report=lambda _: None)
+    spec = env_spec(kind)
+    return packet.build(
+        packet_id=f"pkt-{kind[:4]}{seed:08d}", name=f"{spec.env_id}-test", source_run_id=f"run-{kind}-{seed}",
+        created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
+        model_onnx=compiled.int8_onnx, opset=export.OPSET, versions=export.versions(),
+        **export.packet_records(compiled),
+    )
+
+
+def space(message: common_pb2.Space) -> packet.Space:
+    if message.kind == common_pb2.SPACE_KIND_DISCRETE:
+        return packet.Space(kind="discrete", n=message.n)
+    return packet.Space(kind="box", shape=tuple(message.shape), low=tuple(message.low), high=tuple(message.high))

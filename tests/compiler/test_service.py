@@ -1,0 +1,229 @@
+"""CompilerService against real servers on port 0: a stand-in trainer serves real LoRA policy bundles."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from plasma import packet
+from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
+from plasma.core import blobs, grpc_server
+from plasma.core.settings import ConfigError
+from plasma.trainer.v1 import trainer_pb2_grpc
+from services.common import bundle
+from services.compiler import server as compiler_server
+from services.compiler.config import Config
+from tests.compiler import policies
+from tests.conftest import rpc_error, running
+
+T = 120.0
+STAGES = ["fetch", "merge", "export", "quantize", "parity", "package"]
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(scope="module")
+def trainer() -> Iterator[tuple[str, policies.FakeTrainer]]:
+    fake = policies.FakeTrainer()
+    for kind in ("discrete", "box"):
+        fake.add(policies.make_run(f"run-{kind}", kind), bundle.pack(policies.make_bundle(kind)))
+    fake.add(policies.make_run("run-fragile", "discrete"), bundle.pack(policies.make_bundle(fragile=True)))
+    fake.add(policies.make_run("run-corrupt", "discrete"), bundle.pack(policies.make_bundle(seed=3)))
+    fake.corrupt.add("run-corrupt")
+
+    def create() -> tuple[grpc.Server, int, object]:
+        server = grpc_server.build_server(4)
+        health_servicer = grpc_server.add_health_and_reflection(server, ["plasma.trainer.v1.TrainerService"])
+        trainer_pb2_grpc.add_TrainerServiceServicer_to_server(fake, server)
+        return server, grpc_server.bind(server, "127.0.0.1:0"), health_servicer
+
+    with running(create, "plasma.trainer.v1.TrainerService") as address:
+        yield address, fake
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("compiler-store")
+
+
+@contextmanager
+def start_compiler(trainer_address: str, store_dir: Path) -> Iterator[str]:
+    config = Config(address="127.0.0.1:0", trainer_address=trainer_address, store_dir=store_dir)
+    with running(lambda: compiler_server.create_server(config), compiler_server.SERVICE_NAME) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def compiler(trainer: tuple[str, policies.FakeTrainer], store_dir: Path) -> Iterator[str]:
+    with start_compiler(trainer[0], store_dir) as address:
+        yield address
+
+
+@pytest.fixture
+def stub(compiler: str, channel_to: Callable[[str], grpc.Channel]) -> compiler_pb2_grpc.CompilerServiceStub:
+    return compiler_pb2_grpc.CompilerServiceStub(channel_to(compiler))
+
+
+def compile_run(stub: compiler_pb2_grpc.CompilerServiceStub, run_id: str, **request: object) -> list:
+    return list(stub.Compile(compiler_pb2.CompileRequest(run_id=run_id, **request), timeout=T))
+
+
+def download(stub: compiler_pb2_grpc.CompilerServiceStub, packet_id: str) -> tuple[object, bytes]:
+    responses = list(stub.DownloadPacket(compiler_pb2.DownloadPacketRequest(packet_id=packet_id), timeout=T))
+    header = responses[0].header
+    return header, blobs.assemble(header, (r.chunk for r in responses[1:]))
+
+
+@pytest.fixture(scope="module")
+def compiled_discrete(compiler: str) -> list[compiler_pb2.CompileResponse]:
+    with grpc.insecure_channel(compiler) as channel:
+        return compile_run(compiler_pb2_grpc.CompilerServiceStub(channel), "run-discrete")
+
+
+def test_health_is_serving(compiler: str, channel_to: Callable[[str], grpc.Channel]) -> None:
+    health = health_pb2_grpc.HealthStub(channel_to(compiler))
+    for service in ("", compiler_server.SERVICE_NAME):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=T)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_compile_streams_every_stage_then_a_small_packet(compiled_discrete: list) -> None:
+    assert [r.progress.stage for r in compiled_discrete[:-1]] == STAGES
+    assert all(r.progress.message for r in compiled_discrete[:-1])
+    record = compiled_discrete[-1].packet
+    assert record.packet_id.startswith("pkt-") and record.run_id == "run-discrete"
+    assert record.name == "CartPole-v1-run-discrete"
+    assert 3_000 < record.size_bytes < 15_000  # ~10 KB for a 4->64->64->2 policy
+    assert record.int8_model_bytes < 0.6 * record.fp32_model_bytes
+    assert record.parity.num_observations == 256
+    assert record.parity.agreement >= 0.95
+    assert record.env_spec.env_id == "CartPole-v1"
+    assert record.create_time.seconds > 0
+
+
+def test_download_round_trip_matches_the_record(
+    stub: compiler_pb2_grpc.CompilerServiceStub, compiled_discrete: list
+) -> None:
+    record = compiled_discrete[-1].packet
+    header, data = download(stub, record.packet_id)
+    assert header.media_type == packet.MEDIA_TYPE
+    assert header.sha256 == record.sha256 == hashlib.sha256(data).hexdigest()
+    assert header.size_bytes == record.size_bytes == len(data)
+    manifest, model = packet.read(data)
+    assert manifest.packet_id == record.packet_id and manifest.source_run_id == "run-discrete"
+    assert manifest.observation_space.high[1] == float("inf")
+    assert manifest.parity["agreement"] == pytest.approx(record.parity.agreement)
+    assert manifest.quantization["fp32_model_bytes"] == record.fp32_model_bytes
+    assert len(model) == record.int8_model_bytes
+    assert stub.GetPacket(compiler_pb2.GetPacketRequest(packet_id=record.packet_id), timeout=T).packet == record
+
+
+def test_packet_model_has_no_exporter_metadata_or_source_paths(
+    stub: compiler_pb2_grpc.CompilerServiceStub, compiled_discrete: list
+) -> None:
+    _, data = download(stub, compiled_discrete[-1].packet.packet_id)
+    _, model = packet.read(data)
+    for leak in (REPO_ROOT.encode(), b"site-packages", b"stack_trace", b"pkg.torch"):
+        assert leak not in model
+
+
+def test_int8_packet_is_close_to_the_merged_torch_policy(
+    stub: compiler_pb2_grpc.CompilerServiceStub, compiled_discrete: list
+) -> None:
+    _, data = download(stub, compiled_discrete[-1].packet.packet_id)
+    _, model = packet.read(data)
+    merged = policies.make_bundle("discrete").adapted_network().merge_and_unload().eval()
+    obs = policies.observations("discrete", 2000, seed=7)
+    with torch.no_grad():
+        torch_out = merged(torch.from_numpy(obs)).numpy()
+        torch_action = merged.act(torch.from_numpy(obs)).numpy()
+    action, out = ort.InferenceSession(model).run(None, {packet.INPUT_NAME: obs})
+    assert np.mean(action == torch_action) >= 0.95
+    # Dynamic int8 scales activations per call, so compare the error's bulk to the logits' range.
+    error, scale = np.abs(out - torch_out), np.abs(torch_out).max()
+    assert error.mean() <= 0.02 * scale
+    assert np.percentile(error, 99) <= 0.1 * scale
+
+
+def test_compile_box_policy_squashes_into_bounds(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    record = compile_run(stub, "run-box")[-1].packet
+    assert record.parity.agreement >= 0.95
+    _, data = download(stub, record.packet_id)
+    manifest, model = packet.read(data)
+    assert manifest.action_space == packet.Space(kind="box", shape=(1,), low=(-2.0,), high=(2.0,))
+    action, _ = ort.InferenceSession(model).run(None, {packet.INPUT_NAME: 100 * policies.observations("box", 64, 1)})
+    assert action.shape == (64, 1) and action.dtype == np.float32
+    assert np.all(np.abs(action) <= 2.0)
+
+
+def test_unknown_run_is_not_found(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    error = rpc_error(lambda: compile_run(stub, "run-doesnotexist"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert "run-doesnotexist" in error.details()
+
+
+def test_missing_run_id_and_bad_min_agreement_are_invalid(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    assert rpc_error(lambda: compile_run(stub, "")).code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = rpc_error(lambda: compile_run(stub, "run-discrete", min_agreement=1.5))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "min_agreement" in error.details()
+
+
+def test_low_int8_agreement_fails_and_stores_nothing(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    before = stub.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets
+    error = rpc_error(lambda: compile_run(stub, "run-fragile"))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "parity" in error.details() and "min_agreement" in error.details()
+    assert stub.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets == before
+
+
+def test_corrupted_bundle_stream_is_data_loss(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    error = rpc_error(lambda: compile_run(stub, "run-corrupt"))
+    assert error.code() == grpc.StatusCode.DATA_LOSS
+    assert "sha256" in error.details()
+
+
+@pytest.mark.parametrize("packet_id", ["pkt-000000000000", "../../etc"])
+def test_unknown_packet_is_not_found(stub: compiler_pb2_grpc.CompilerServiceStub, packet_id: str) -> None:
+    get = rpc_error(lambda: stub.GetPacket(compiler_pb2.GetPacketRequest(packet_id=packet_id), timeout=T))
+    assert get.code() == grpc.StatusCode.NOT_FOUND and packet_id in get.details()
+    assert rpc_error(lambda: download(stub, packet_id)).code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_empty_packet_id_is_invalid(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    empty = rpc_error(lambda: stub.GetPacket(compiler_pb2.GetPacketRequest(), timeout=T))
+    assert empty.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_restarted_compiler_keeps_its_packets(
+    trainer: tuple[str, policies.FakeTrainer], store_dir: Path, compiled_discrete: list,
+    stub: compiler_pb2_grpc.CompilerServiceStub,
+) -> None:
+    before = stub.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets
+    assert compiled_discrete[-1].packet in before
+    _, original = download(stub, compiled_discrete[-1].packet.packet_id)
+    with start_compiler(trainer[0], store_dir) as address, grpc.insecure_channel(address) as channel:
+        restarted = compiler_pb2_grpc.CompilerServiceStub(channel)
+        assert restarted.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets == before
+        assert download(restarted, compiled_discrete[-1].packet.packet_id)[1] == original
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PLASMA_COMPILER_ADDRESS", "no-port"), ("PLASMA_TRAINER_TARGET", "trainer"),
+     ("PLASMA_COMPILER_TORCH_THREADS", "0"), ("PLASMA_COMPILER_FETCH_DEADLINE_SECONDS", "soon")],
+)
+def test_bad_config_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Config.from_env({variable: value})
+
+
+def test_default_threads_do_not_oversubscribe_two_cores() -> None:
+    assert Config.from_env({}).torch_threads == 1
