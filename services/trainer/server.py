@@ -15,13 +15,12 @@ from grpc_health.v1 import health
 
 from plasma.core import blobs, grpc_client, grpc_server
 from plasma.core import logging as plog
-from plasma.core.errors import FailedPrecondition, InvalidArgument, translate_errors
+from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
 from plasma.core.settings import ConfigError
 from plasma.core.streaming import Cancelled, ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, threads, wire
-from services.common.policy_net import PolicySpec
 from services.common.types import EnvSpecArrays
 from services.trainer import distill
 from services.trainer.config import Config
@@ -58,24 +57,21 @@ def distill_config(message: trainer_pb2.TrainConfig) -> distill.DistillConfig:
     if fields.get("learning_rate", 0.0) < 0:
         raise InvalidArgument(f"learning_rate={fields['learning_rate']} must be positive (0 for the default)")
     fields.pop("algorithm", None)
-    if "planner" in fields:
-        fields["planner"] = distill.PlannerSettings(**wire.set_fields(message.planner))
-    if "reward_source" in fields:
-        fields["reward_source"] = _REWARD_SOURCES[message.reward_source]
-    return distill.DistillConfig(**fields)
+    fields["reward_source"] = _REWARD_SOURCES[message.reward_source]
+    with bad_input():
+        if "planner" in fields:
+            fields["planner"] = distill.PlannerSettings(**wire.set_fields(message.planner))
+        return distill.DistillConfig(**fields)
 
 
-def policy_spec_for(env: EnvSpecArrays, hidden_size: int) -> PolicySpec:
+def policy_io_for(env: EnvSpecArrays) -> distill.PolicyIO:
     if env.observation.kind != "box":
         raise FailedPrecondition("the world model's observations are discrete; the policy needs a box observation")
     if env.action.kind == "discrete":
-        return PolicySpec(
-            obs_dim=env.observation.flat_dim, action_kind="discrete", action_dim=env.action.n,
-            hidden_sizes=(hidden_size, hidden_size),
-        )
-    return PolicySpec(
+        return distill.PolicyIO(obs_dim=env.observation.flat_dim, action_kind="discrete", action_dim=env.action.n)
+    return distill.PolicyIO(
         obs_dim=env.observation.flat_dim, action_kind="box", action_dim=env.action.flat_dim,
-        hidden_sizes=(hidden_size, hidden_size), action_low=env.action.low, action_high=env.action.high,
+        action_low=env.action.low, action_high=env.action.high,
     )
 
 
@@ -97,7 +93,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             simulator_pb2.GetWorldModelRequest(model_id=request.model_id), timeout=grpc_client.UNARY_DEADLINE_S
         ).model
         env = wire.env_spec_from_proto(model.env_spec)
-        spec = policy_spec_for(env, cfg.hidden_size)
+        io = policy_io_for(env)
         run = trainer_pb2.Run(
             run_id=self._store.new_run_id(), model_id=request.model_id, state=trainer_pb2.RUN_STATE_RUNNING,
             config=request.config, env_spec=model.env_spec, create_time=_now(),
@@ -105,7 +101,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self._store.save_run(run)
         log.info("run=%s model=%s started", run.run_id, request.model_id)
         source = GrpcPhantomSource(self._simulator_channel, request.model_id, self._config.simulate_deadline_seconds)
-        job = ProgressJob(lambda report: distill.train(source, spec, cfg, report))
+        job = ProgressJob(lambda report: distill.train(source, io, cfg, report))
         started = time.monotonic()
         finished = False
         try:
