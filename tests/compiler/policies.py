@@ -126,18 +126,18 @@ class FakeTrainer(trainer_pb2_grpc.TrainerServiceServicer):
             yield trainer_pb2.ExportPolicyResponse(chunk=chunk)
 
 
-def make_packet(kind: str = "discrete", seed: int = 0) -> bytes:
-    """A packet built the way the compiler builds one, without the gRPC around it (for edge tests)."""
-    policy = make_bundle(kind, seed)
-    compiled = export.compile_bundle(policy, 0.95, threads=1, report=lambda _: None)
+def make_packet(kind: str = "discrete", seed: int = 0) -> tuple[bytes, bytes]:
+    """(packet, its fp32 model) built the way the compiler builds them, without gRPC (for edge tests)."""
+    compiled = export.compile_bundle(make_bundle(kind, seed), 0.95, threads=1, report=lambda _: None)
     spec = env_spec(kind)
-    return packet.build(
+    data = packet.build(
         packet_id=f"pkt-{kind[:4]}{seed:08d}", name=f"{spec.env_id}-test", source_run_id=f"run-{kind}-{seed}",
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
         model_onnx=compiled.int8_onnx, opset=export.OPSET, versions=export.versions(),
         **export.packet_records(compiled),
     )
+    return data, compiled.fp32_onnx
 
 
 def space(message: common_pb2.Space) -> packet.Space:

@@ -1,0 +1,30 @@
+"""Client-side helpers shared by the edge tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from plasma import packet
+from plasma.common.v1 import common_pb2
+from plasma.core import blobs
+from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+
+T = 30.0
+
+
+def load_requests(
+    data: bytes, header: common_pb2.BlobHeader | None = None, chunk_bytes: int = 4096
+) -> Iterator[edge_pb2.LoadPacketRequest]:
+    yield edge_pb2.LoadPacketRequest(header=header or blobs.header_for(data, packet.MEDIA_TYPE))
+    for chunk in blobs.chunks(data, chunk_bytes):
+        yield edge_pb2.LoadPacketRequest(chunk=chunk)
+
+
+def load(
+    stub: edge_pb2_grpc.EdgeRuntimeServiceStub, data: bytes, header: common_pb2.BlobHeader | None = None
+) -> edge_pb2.PacketInfo:
+    return stub.LoadPacket(load_requests(data, header), timeout=T).packet
+
+
+def status(stub: edge_pb2_grpc.EdgeRuntimeServiceStub) -> edge_pb2.GetStatusResponse:
+    return stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=T)
