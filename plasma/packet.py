@@ -214,11 +214,12 @@ def read(data: bytes) -> tuple[Manifest, bytes]:
     except zipfile.BadZipFile as exc:
         raise PacketError(f"packet is not a zip archive: {exc}") from exc
     with archive:
-        infos = {info.filename: info for info in archive.infolist()}
-        expected = {MANIFEST_FILE, MODEL_FILE}
-        if set(infos) != expected:
-            raise PacketError(f"packet must hold exactly {sorted(expected)}, found {sorted(infos)}")
-        for info in infos.values():
+        names = [info.filename for info in archive.infolist()]
+        expected = sorted({MANIFEST_FILE, MODEL_FILE})
+        if sorted(names) != expected:  # also refuses duplicate entries, which readers resolve differently
+            raise PacketError(f"packet must hold exactly {expected}, found {sorted(names)}")
+        infos = archive.infolist()
+        for info in infos:
             if info.file_size > MAX_FILE_BYTES:
                 raise PacketError(f"{info.filename} is {info.file_size} bytes, "
                                   f"above the {MAX_FILE_BYTES} limit")

@@ -109,6 +109,14 @@ def test_defects_raise_packet_error_saying_what_is_wrong(data: bytes, message: s
         packet.read(data)
 
 
+def test_duplicate_entries_are_refused() -> None:
+    buffer = io.BytesIO(build())
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("model.onnx", b"a second model")
+    with pytest.raises(packet.PacketError, match="exactly"):
+        packet.read(buffer.getvalue())
+
+
 def test_build_refuses_a_discrete_observation_space() -> None:
     with pytest.raises(packet.PacketError, match="box observation"):
         build(observation_space=packet.Space(kind="discrete", n=3))
