@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Builds a local Debian bookworm + python3 base image without any container registry:
+# bootstrap a minimal root filesystem (mmdebstrap, or debootstrap as a fallback) from a Debian mirror,
+# then `docker import` it. The Dockerfiles accept it as `--build-arg BASE_IMAGE=plasma/debian-python:bookworm`
+# in place of python:3.11-slim-bookworm (bookworm's python3 is 3.11, like the public image).
+#
+#   scripts/build_base_image.sh [IMAGE]          default plasma/debian-python:bookworm
+#   PLASMA_DEBIAN_MIRROR=http://mirror.local/debian  for an air-gapped mirror
+#   PLASMA_DEBIAN_SECURITY_MIRROR=...                 its security counterpart ("" to skip security updates)
+#
+# Needs root (debootstrap) or user namespaces (mmdebstrap), and one of the two tools
+# (`apt-get install mmdebstrap` or `debootstrap`).
+set -euo pipefail
+
+IMAGE=${1:-plasma/debian-python:bookworm}
+SUITE=bookworm
+MIRROR=${PLASMA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${PLASMA_DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-security}
+# python3 is all the images need: the venv is created with `--without-pip` and pip comes from the wheelhouse.
+PACKAGES=python3
+started=$SECONDS
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/plasma-base.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# Documentation, man pages and translations are not needed in a container (copyright files are kept).
+excludes=('/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*' '/usr/share/lintian/*')
+
+sources=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main")
+if [ -n "$SECURITY_MIRROR" ]; then sources+=("deb $SECURITY_MIRROR $SUITE-security main"); fi
+
+if command -v mmdebstrap >/dev/null; then
+  dpkgopts=()
+  for path in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$path"); done
+  dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright')
+  echo "::: base image: mmdebstrap --variant=minbase $SUITE + $PACKAGES from $MIRROR"
+  # The merged-usr hook sets up the merged /usr itself; otherwise bookworm pulls in usrmerge and, with it, perl.
+  hooks=()
+  if [ -d /usr/share/mmdebstrap/hooks/merged-usr ]; then hooks=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr); fi
+  mmdebstrap --variant=minbase --include="$PACKAGES" "${hooks[@]}" "${dpkgopts[@]}" \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*' \
+    "$SUITE" "$work/rootfs.tar" "${sources[@]}"
+  tarball="$work/rootfs.tar"
+elif command -v debootstrap >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then echo "debootstrap needs root (or install mmdebstrap)" >&2; exit 1; fi
+  echo "::: base image: debootstrap --variant=minbase $SUITE + $PACKAGES from $MIRROR"
+  root="$work/rootfs"
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR"
+  printf '%s\n' "${sources[@]}" > "$root/etc/apt/sources.list"
+  chroot "$root" apt-get update -qq
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq
+  chroot "$root" apt-get clean
+  for path in "${excludes[@]}"; do
+    # shellcheck disable=SC2086  # the globs are meant to expand inside the root
+    find $root$(dirname "$path") -mindepth 1 -maxdepth 1 ! -name copyright -exec rm -rf {} + 2>/dev/null || true
+  done
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/log/*
+  tar -C "$root" --numeric-owner -cf "$work/rootfs.tar" .
+  tarball="$work/rootfs.tar"
+else
+  echo "neither mmdebstrap nor debootstrap is installed: apt-get install mmdebstrap" >&2
+  exit 1
+fi
+
+echo "::: base image: docker import as $IMAGE"
+docker import \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change 'ENV LANG=C.UTF-8' \
+  --change 'CMD ["python3"]' \
+  --message "Debian $SUITE minbase + $PACKAGES (scripts/build_base_image.sh)" \
+  "$tarball" "$IMAGE" >/dev/null
+docker run --rm --network none "$IMAGE" python3 -c 'import sys; print("python", sys.version.split()[0], sys.executable)'
+echo "::: base image: $IMAGE $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')" \
+     "built in $((SECONDS - started)) s"
