@@ -1,36 +1,53 @@
 """Instruction packet format v1: what the compiler ships and the edge runtime serves.
 
-A zip archive with two files:
-  manifest.json  what the packet is: spaces, model I/O, normalization, quantization, parity, provenance
-  model.onnx     the int8 policy graph: observation [batch, obs_dim] float32 -> action, output
+A zip archive:
+  manifest.json         canonical JSON: what the packet is (name, version, spaces, I/O, files and their
+                        sha256, normalization, quantization, parity, provenance)
+  signature.json        ed25519 signature over manifest.json, naming the signing key's id
+  model.onnx            kind "model": the int8 policy graph, observation [batch, obs_dim] float32 -> action, output
+  adapter.onnx_adapter  kind "adapter": LoRA weights (onnxruntime AdapterFormat) for a base model the device holds
 
-Torch-free on purpose (zipfile, json, hashlib, numpy only): the edge runtime reads packets with it.
+`verify` is the device's check (trusted key, signature, canonical manifest, every file's hash); `read` parses
+without looking at the signature, for tools. Torch-free on purpose: the edge runtime imports this module.
 docs/packet-format.md describes every field.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import json
 import math
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from plasma.signing import ALGORITHM, SigningKey, VerifyingKey, describe
+
 FORMAT_VERSION = 1
 MEDIA_TYPE = "application/vnd.plasma.packet+zip"
 MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "signature.json"
 MODEL_FILE = "model.onnx"
+ADAPTER_FILE = "adapter.onnx_adapter"
+KIND_MODEL = "model"
+KIND_ADAPTER = "adapter"
 INPUT_NAME = "observation"
 ACTION_OUTPUT = "action"
 RAW_OUTPUT = "output"
+# What is signed: this prefix, then manifest.json's bytes. The prefix keeps a packet signature from being
+# valid for anything else the same key might ever sign.
+SIGNING_CONTEXT = b"plasma-packet-v1\n"
 # Fixed timestamps make the archive's bytes depend only on its content.
 _ZIP_EPOCH = (2020, 1, 1, 0, 0, 0)
 # Far above any policy Plasma trains; stops a hostile archive from inflating in memory.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+_PAYLOAD_FILE = {KIND_MODEL: MODEL_FILE, KIND_ADAPTER: ADAPTER_FILE}
 
 
 # A graph's inputs or outputs: [{"name": ..., "dtype": ..., "shape": [...]}, ...]
@@ -39,6 +56,26 @@ TensorList = list[dict[str, Any]]
 
 class PacketError(ValueError):
     """A packet that cannot be served; the message says exactly what is wrong."""
+
+    reason = "malformed"
+
+
+class PacketUnsigned(PacketError):
+    """The packet carries no signature."""
+
+    reason = "unsigned"
+
+
+class PacketUntrusted(PacketError):
+    """Signed, but by a key the reader does not trust (or the reader trusts no key at all)."""
+
+    reason = "untrusted"
+
+
+class PacketTampered(PacketError):
+    """The signature does not match the manifest, or a file does not match the signed manifest."""
+
+    reason = "tampered"
 
 
 @dataclass(frozen=True)
@@ -103,27 +140,61 @@ def _bound_in(value: float | str) -> float:
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """manifest["model"]: the ONNX file, its hash, and its I/O contract (fixed by the format)."""
+class FileEntry:
+    """manifest["files"][i]: one payload file of the archive, as signed."""
 
-    file: str
+    path: str
     sha256: str
     size_bytes: int
-    opset: int
-    inputs: TensorList
-    outputs: TensorList
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named float32 tensor of fixed shape: a LoRA slot of a model, or a parameter of an adapter."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    """manifest["base"] of an adapter packet: the model packet whose graph the adapter plugs into."""
+
+    packet_id: str
+    name: str
+    version: int
+    model_sha256: str  # sha256 of the base packet's model.onnx: what the device must hold
+
+    def to_json(self) -> dict[str, Any]:
+        return {"packet_id": self.packet_id, "name": self.name, "version": self.version,
+                "model_sha256": self.model_sha256}
 
 
 @dataclass(frozen=True)
 class Manifest:
+    kind: str  # KIND_MODEL or KIND_ADAPTER
     packet_id: str
-    name: str
+    name: str  # the lineage: versions increase within a name
+    version: int  # >= 1, assigned by the compiler, strictly increasing per name
     created_at: str  # RFC 3339, UTC
     source_run_id: str
     env_id: str  # "" when the data did not come from a Gymnasium environment
     observation_space: Space
     action_space: Space
-    model: ModelEntry
+    files: tuple[FileEntry, ...]
+    opset: int = 0  # kind model: the graph's default-domain opset
+    # kind model: LoRA inputs of the graph that an adapter packet may override (empty: not adaptable).
+    adapter_slots: tuple[Tensor, ...] = ()
+    # kind adapter: the LoRA weights it carries, its rank, and the base it needs.
+    adapter_parameters: tuple[Tensor, ...] = ()
+    adapter_rank: int = 0
+    base: BaseRef | None = None
     # Free-form records, documented in docs/packet-format.md.
     normalization: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)
@@ -135,23 +206,59 @@ class Manifest:
     def obs_dim(self) -> int:
         return self.observation_space.flat_dim
 
+    @property
+    def payload(self) -> FileEntry:
+        """The one file v1 packets carry: model.onnx or adapter.onnx_adapter."""
+        return self.files[0]
+
+    @property
+    def io(self) -> tuple[TensorList, TensorList]:
+        return model_io(self.observation_space, self.action_space)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        inputs, outputs = self.io
+        raw: dict[str, Any] = {
             "format_version": self.format_version,
+            "kind": self.kind,
             "packet_id": self.packet_id,
             "name": self.name,
+            "version": self.version,
             "created_at": self.created_at,
             "source_run_id": self.source_run_id,
             "env_spec": {"env_id": self.env_id, "observation_space": self.observation_space.to_json(),
                          "action_space": self.action_space.to_json()},
-            "model": {"file": self.model.file, "sha256": self.model.sha256,
-                      "size_bytes": self.model.size_bytes, "opset": self.model.opset,
-                      "inputs": self.model.inputs, "outputs": self.model.outputs},
+            "io": {"inputs": inputs, "outputs": outputs},
+            "files": [f.to_json() for f in self.files],
             "normalization": self.normalization,
             "quantization": self.quantization,
             "parity": self.parity,
             "versions": self.versions,
         }
+        if self.kind == KIND_MODEL:
+            raw["model"] = {"file": MODEL_FILE, "opset": self.opset,
+                            "adapter_slots": [t.to_json() for t in self.adapter_slots]}
+        else:
+            assert self.base is not None
+            raw["adapter"] = {"file": ADAPTER_FILE, "rank": self.adapter_rank,
+                              "parameters": [t.to_json() for t in self.adapter_parameters]}
+            raw["base"] = self.base.to_json()
+        return raw
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A packet that passed `verify`: its manifest, payload bytes, the key that signed it, its archive hash."""
+
+    manifest: Manifest
+    payload: bytes
+    key_id: str
+    sha256: str
+    size_bytes: int
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one byte encoding of a JSON value that Plasma signs: sorted keys, no whitespace, ASCII."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 def model_io(observation_space: Space, action_space: Space) -> tuple[TensorList, TensorList]:
@@ -167,37 +274,64 @@ def model_io(observation_space: Space, action_space: Space) -> tuple[TensorList,
 
 def build(
     *,
+    kind: str = KIND_MODEL,
     packet_id: str,
     name: str,
+    version: int,
     created_at: str,
     source_run_id: str,
     env_id: str,
     observation_space: Space,
     action_space: Space,
-    model_onnx: bytes,
-    opset: int,
-    normalization: dict[str, Any],
-    quantization: dict[str, Any],
-    parity: dict[str, Any],
-    versions: dict[str, str],
+    payload: bytes,
+    signer: SigningKey,
+    opset: int = 0,
+    adapter_slots: tuple[Tensor, ...] = (),
+    adapter_parameters: tuple[Tensor, ...] = (),
+    adapter_rank: int = 0,
+    base: BaseRef | None = None,
+    normalization: dict[str, Any] | None = None,
+    quantization: dict[str, Any] | None = None,
+    parity: dict[str, Any] | None = None,
+    versions: dict[str, str] | None = None,
 ) -> bytes:
-    """Writes a packet; the manifest's model entry (hash, size, I/O) is derived here, not passed in."""
+    """Writes a signed packet; the manifest's file entries (hash, size) are derived here, not passed in."""
+    if kind not in _PAYLOAD_FILE:
+        raise PacketError(f"kind must be {KIND_MODEL!r} or {KIND_ADAPTER!r}, got {kind!r}")
     if observation_space.kind != "box":
         raise PacketError("observation_space: packets need a box observation space")
     observation_space.check("observation_space")
     action_space.check("action_space")
-    inputs, outputs = model_io(observation_space, action_space)
+    if (kind == KIND_ADAPTER) != (base is not None):
+        raise PacketError("an adapter packet needs a base, and only an adapter packet has one")
     manifest = Manifest(
-        packet_id=packet_id, name=name, created_at=created_at, source_run_id=source_run_id, env_id=env_id,
-        observation_space=observation_space, action_space=action_space,
-        model=ModelEntry(file=MODEL_FILE, sha256=hashlib.sha256(model_onnx).hexdigest(),
-                         size_bytes=len(model_onnx), opset=opset, inputs=inputs, outputs=outputs),
-        normalization=normalization, quantization=quantization, parity=parity, versions=versions,
+        kind=kind, packet_id=packet_id, name=name, version=version, created_at=created_at,
+        source_run_id=source_run_id, env_id=env_id, observation_space=observation_space, action_space=action_space,
+        files=(FileEntry(_PAYLOAD_FILE[kind], hashlib.sha256(payload).hexdigest(), len(payload)),),
+        opset=opset, adapter_slots=adapter_slots, adapter_parameters=adapter_parameters,
+        adapter_rank=adapter_rank, base=base, normalization=normalization or {}, quantization=quantization or {},
+        parity=parity or {}, versions=versions or {},
     )
+    manifest_bytes = canonical_json(manifest.to_json())
+    _manifest_from_json(json.loads(manifest_bytes))  # the writer never produces what the reader refuses
+    return assemble(manifest_bytes, {manifest.payload.path: payload}, sign(manifest_bytes, signer))
+
+
+def sign(manifest_bytes: bytes, signer: SigningKey) -> bytes:
+    """signature.json's bytes for a manifest."""
+    return canonical_json({"algorithm": ALGORITHM, "key_id": signer.key_id,
+                           "signature": base64.b64encode(signer.sign(SIGNING_CONTEXT + manifest_bytes)).decode()})
+
+
+def assemble(manifest_bytes: bytes, files: Mapping[str, bytes], signature: bytes | None) -> bytes:
+    """The archive itself (tests use it to build defective packets)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        _write(archive, MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode())
-        _write(archive, MODEL_FILE, model_onnx)
+        _write(archive, MANIFEST_FILE, manifest_bytes)
+        if signature is not None:
+            _write(archive, SIGNATURE_FILE, signature)
+        for path, data in files.items():
+            _write(archive, path, data)
     return buffer.getvalue()
 
 
@@ -207,39 +341,112 @@ def _write(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data)
 
 
-def read(data: bytes) -> tuple[Manifest, bytes]:
-    """Parses and verifies a packet: format version, manifest fields, model hash and size."""
+def _entries(data: bytes) -> dict[str, bytes]:
+    """Every entry of the archive, refusing what readers could resolve differently or that would inflate."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise PacketError(f"packet is not a zip archive: {exc}") from exc
     with archive:
-        names = [info.filename for info in archive.infolist()]
-        expected = sorted({MANIFEST_FILE, MODEL_FILE})
-        if sorted(names) != expected:  # also refuses duplicate entries, which readers resolve differently
-            raise PacketError(f"packet must hold exactly {expected}, found {sorted(names)}")
         infos = archive.infolist()
+        names = [info.filename for info in infos]
+        if len(set(names)) != len(names):
+            raise PacketError(f"packet archive has duplicate entries: {sorted(names)}")
         for info in infos:
             if info.file_size > MAX_FILE_BYTES:
-                raise PacketError(f"{info.filename} is {info.file_size} bytes, "
-                                  f"above the {MAX_FILE_BYTES} limit")
+                raise PacketError(f"{info.filename} is {info.file_size} bytes, above the {MAX_FILE_BYTES} limit")
         try:
-            manifest_bytes = archive.read(MANIFEST_FILE)
-            model_bytes = archive.read(MODEL_FILE)
-        except (zipfile.BadZipFile, OSError) as exc:  # CRC mismatch, truncated entry
+            return {info.filename: archive.read(info) for info in infos}
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:  # CRC, truncation, method
             raise PacketError(f"packet archive is damaged: {exc}") from exc
+
+
+def read(data: bytes) -> tuple[Manifest, bytes]:
+    """Parses a packet and checks its files against the manifest, WITHOUT checking who signed it.
+
+    For tools and tests that inspect packets; a device must use `verify`.
+    """
+    entries = _entries(data)
+    if MANIFEST_FILE not in entries:
+        raise PacketError(f"packet has no {MANIFEST_FILE}; entries: {sorted(entries)}")
+    manifest = _parse_manifest(entries[MANIFEST_FILE])
+    return manifest, _check_files(manifest, entries)
+
+
+def verify(data: bytes, trusted_keys: Mapping[str, VerifyingKey]) -> Packet:
+    """The device's check, in this order: signed at all, by a trusted key, signature valid over the manifest,
+    manifest canonical and well formed, archive holding exactly the signed files with their signed hashes."""
+    entries = _entries(data)
+    if MANIFEST_FILE not in entries:
+        raise PacketError(f"packet has no {MANIFEST_FILE}; entries: {sorted(entries)}")
+    if SIGNATURE_FILE not in entries:
+        raise PacketUnsigned(f"packet is unsigned (no {SIGNATURE_FILE}); this runtime serves only packets "
+                             f"signed by a trusted key ({describe(trusted_keys)})")
+    key_id, signature = _parse_signature(entries[SIGNATURE_FILE])
+    if not trusted_keys:
+        raise PacketUntrusted(f"packet is signed by key {key_id}, but this runtime trusts no signing keys")
+    key = trusted_keys.get(key_id)
+    if key is None:
+        raise PacketUntrusted(f"packet is signed by key {key_id}, which is not trusted here "
+                              f"(trusted: {describe(trusted_keys)})")
+    manifest_bytes = entries[MANIFEST_FILE]
+    if not key.verify(signature, SIGNING_CONTEXT + manifest_bytes):
+        raise PacketTampered(f"signature by key {key_id} does not match {MANIFEST_FILE}: the manifest was changed "
+                             "after signing, or the signature was not made with that key")
+    manifest = _parse_manifest(manifest_bytes)
+    payload = _check_files(manifest, entries)
+    return Packet(manifest, payload, key_id, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def _parse_signature(raw: bytes) -> tuple[str, bytes]:
+    try:
+        record = json.loads(raw)
+        algorithm, key_id = record["algorithm"], record["key_id"]
+        signature = base64.b64decode(record["signature"], validate=True)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, binascii.Error) as exc:
+        raise PacketTampered(f"{SIGNATURE_FILE} is not a signature record: {exc!r}") from exc
+    if algorithm != ALGORITHM or not isinstance(key_id, str) or len(signature) != 64:
+        raise PacketTampered(f"{SIGNATURE_FILE} must hold a 64-byte {ALGORITHM} signature and a key id; got "
+                             f"algorithm {algorithm!r}, key_id {key_id!r}, {len(signature)} signature bytes")
+    return key_id, signature
+
+
+def _parse_manifest(manifest_bytes: bytes) -> Manifest:
     try:
         raw = json.loads(manifest_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PacketError(f"{MANIFEST_FILE} is not valid JSON: {exc}") from exc
     manifest = _manifest_from_json(raw)
-    if manifest.model.size_bytes != len(model_bytes):
-        raise PacketError(f"{MODEL_FILE} is {len(model_bytes)} bytes, "
-                          f"manifest says {manifest.model.size_bytes}")
-    actual = hashlib.sha256(model_bytes).hexdigest()
-    if actual != manifest.model.sha256:
-        raise PacketError(f"{MODEL_FILE} sha256 is {actual}, manifest says {manifest.model.sha256}")
-    return manifest, model_bytes
+    if canonical_json(raw) != manifest_bytes:
+        raise PacketError(f"{MANIFEST_FILE} is not in canonical form (sorted keys, no whitespace, ASCII)")
+    return manifest
+
+
+def _check_files(manifest: Manifest, entries: Mapping[str, bytes]) -> bytes:
+    expected = sorted({MANIFEST_FILE, *(f.path for f in manifest.files)})
+    found = sorted(set(entries) - {SIGNATURE_FILE})
+    if found != expected:
+        raise PacketTampered(f"packet must hold exactly the signed files {expected}, found {found}")
+    for entry in manifest.files:
+        data = entries[entry.path]
+        if len(data) != entry.size_bytes:
+            raise PacketTampered(f"{entry.path} is {len(data)} bytes, the signed manifest says {entry.size_bytes}")
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != entry.sha256:
+            raise PacketTampered(f"{entry.path} sha256 is {actual}, the signed manifest says {entry.sha256}")
+    return entries[manifest.payload.path]
+
+
+def _tensors(raw: Any, where: str) -> tuple[Tensor, ...]:
+    if not isinstance(raw, list):
+        raise PacketError(f"manifest {where} must be a list of {{name, shape}}, got {raw!r}")
+    try:
+        result = tuple(Tensor(name=str(t["name"]), shape=tuple(int(d) for d in t["shape"])) for t in raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PacketError(f"manifest {where} is malformed: {exc!r}") from exc
+    if any(d < 1 for t in result for d in t.shape) or len({t.name for t in result}) != len(result):
+        raise PacketError(f"manifest {where}: names must be unique and dimensions positive, got {raw!r}")
+    return result
 
 
 def _manifest_from_json(raw: Any) -> Manifest:
@@ -249,32 +456,63 @@ def _manifest_from_json(raw: Any) -> Manifest:
     if version != FORMAT_VERSION:
         raise PacketError(f"packet format_version {version!r} is not supported; "
                           f"this reader reads {FORMAT_VERSION}")
-    missing = sorted({"packet_id", "name", "created_at", "source_run_id", "env_spec", "model"} - set(raw))
+    required = {"kind", "packet_id", "name", "version", "created_at", "source_run_id", "env_spec", "io", "files"}
+    missing = sorted(required - set(raw))
     if missing:
         raise PacketError(f"{MANIFEST_FILE} lacks {', '.join(missing)}")
-    env, model = raw["env_spec"], raw["model"]
-    if not isinstance(env, dict) or not isinstance(model, dict):
-        raise PacketError(f"{MANIFEST_FILE}: env_spec and model must be objects")
+    kind = raw["kind"]
+    if kind not in _PAYLOAD_FILE:
+        raise PacketError(f"manifest kind {kind!r} is not {KIND_MODEL!r} or {KIND_ADAPTER!r}")
+    packet_version = raw["version"]
+    if not isinstance(packet_version, int) or isinstance(packet_version, bool) or packet_version < 1:
+        raise PacketError(f"manifest version must be an integer >= 1, got {packet_version!r}")
+    env = raw["env_spec"]
+    if not isinstance(env, dict):
+        raise PacketError(f"{MANIFEST_FILE}: env_spec must be an object")
     observation_space = Space.from_json(env.get("observation_space"), "env_spec.observation_space")
     action_space = Space.from_json(env.get("action_space"), "env_spec.action_space")
     if observation_space.kind != "box":
         raise PacketError("env_spec.observation_space: packets need a box observation space")
-    try:
-        entry = ModelEntry(file=str(model["file"]), sha256=str(model["sha256"]),
-                           size_bytes=int(model["size_bytes"]), opset=int(model["opset"]),
-                           inputs=list(model["inputs"]), outputs=list(model["outputs"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PacketError(f"manifest model entry is malformed: {exc!r}") from exc
-    if entry.file != MODEL_FILE:
-        raise PacketError(f"manifest model.file is {entry.file!r}, format v1 requires {MODEL_FILE!r}")
     inputs, outputs = model_io(observation_space, action_space)
-    if entry.inputs != inputs or entry.outputs != outputs:
-        raise PacketError(f"manifest model I/O {entry.inputs} -> {entry.outputs} does not match the spaces, "
-                          f"expected {inputs} -> {outputs}")
+    io_raw = raw["io"]
+    if not isinstance(io_raw, dict) or io_raw.get("inputs") != inputs or io_raw.get("outputs") != outputs:
+        raise PacketError(f"manifest io {io_raw!r} does not match the spaces, expected "
+                          f"{{'inputs': {inputs}, 'outputs': {outputs}}}")
+    try:
+        files = tuple(FileEntry(path=str(f["path"]), sha256=str(f["sha256"]), size_bytes=int(f["size_bytes"]))
+                      for f in raw["files"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PacketError(f"manifest files entry is malformed: {exc!r}") from exc
+    if [f.path for f in files] != [_PAYLOAD_FILE[kind]]:
+        raise PacketError(f"a {kind} packet carries exactly [{_PAYLOAD_FILE[kind]!r}], "
+                          f"manifest files list {[f.path for f in files]}")
+    fields: dict[str, Any] = {}
+    try:
+        if kind == KIND_MODEL:
+            model = raw["model"]
+            if model["file"] != MODEL_FILE:
+                raise PacketError(f"manifest model.file is {model['file']!r}, format v1 requires {MODEL_FILE!r}")
+            fields = {"opset": int(model["opset"]),
+                      "adapter_slots": _tensors(model.get("adapter_slots", []), "model.adapter_slots")}
+        else:
+            adapter, base = raw["adapter"], raw["base"]
+            if adapter["file"] != ADAPTER_FILE:
+                raise PacketError(f"manifest adapter.file is {adapter['file']!r}, v1 requires {ADAPTER_FILE!r}")
+            fields = {"adapter_rank": int(adapter["rank"]),
+                      "adapter_parameters": _tensors(adapter["parameters"], "adapter.parameters"),
+                      "base": BaseRef(packet_id=str(base["packet_id"]), name=str(base["name"]),
+                                      version=int(base["version"]), model_sha256=str(base["model_sha256"]))}
+            if not fields["adapter_parameters"]:
+                raise PacketError("manifest adapter.parameters is empty: an adapter must carry weights")
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, PacketError):
+            raise
+        raise PacketError(f"manifest {kind} section is malformed: {exc!r}") from exc
     return Manifest(
-        packet_id=str(raw["packet_id"]), name=str(raw["name"]), created_at=str(raw["created_at"]),
-        source_run_id=str(raw["source_run_id"]), env_id=str(env.get("env_id", "")),
-        observation_space=observation_space, action_space=action_space, model=entry,
+        kind=kind, packet_id=str(raw["packet_id"]), name=str(raw["name"]), version=packet_version,
+        created_at=str(raw["created_at"]), source_run_id=str(raw["source_run_id"]), env_id=str(env.get("env_id", "")),
+        observation_space=observation_space, action_space=action_space, files=files,
         normalization=dict(raw.get("normalization", {})), quantization=dict(raw.get("quantization", {})),
         parity=dict(raw.get("parity", {})), versions=dict(raw.get("versions", {})), format_version=version,
+        **fields,
     )

@@ -26,6 +26,9 @@ class Config:
     grace_seconds: float = 10.0
     # Deadline of one ExportPolicy stream from the trainer.
     fetch_deadline_seconds: float = 120.0
+    # ed25519 private key that signs packets (PEM, raw or base64). None: a development key is generated
+    # into <store_dir>/signing/dev-ed25519.pem on first start and reused after; its public half is logged.
+    signing_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -39,4 +42,16 @@ class Config:
             fetch_deadline_seconds=settings.seconds(
                 env, "PLASMA_COMPILER_FETCH_DEADLINE_SECONDS", cls.fetch_deadline_seconds
             ),
+            signing_key=_signing_key(env),
         )
+
+
+def _signing_key(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("PLASMA_COMPILER_SIGNING_KEY", "")
+    if not raw:
+        return None
+    path = Path(raw).expanduser().absolute()
+    if not path.is_file():
+        raise settings.ConfigError(f"PLASMA_COMPILER_SIGNING_KEY={raw!r} is not valid: expected the path of an "
+                                   "ed25519 private key file")
+    return path

@@ -13,7 +13,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
-from plasma import packet
+from plasma import packet, signing
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.core import blobs, grpc_client, grpc_server, settings
 from plasma.core import logging as plog
@@ -31,6 +31,22 @@ log = plog.get(__name__)
 
 SERVICE_NAME = compiler_pb2.DESCRIPTOR.services_by_name["CompilerService"].full_name
 DEFAULT_MIN_AGREEMENT = 0.95
+DEV_KEY_FILE = "signing/dev-ed25519.pem"
+_KINDS = {compiler_pb2.PACKET_KIND_MERGED, compiler_pb2.PACKET_KIND_ADAPTABLE, compiler_pb2.PACKET_KIND_ADAPTER}
+
+
+def load_signing_key(config: Config) -> tuple[signing.SigningKey, bool]:
+    """The configured signing key, or the store's development key (created on first use); (key, generated)."""
+    if config.signing_key is not None:
+        try:
+            return signing.SigningKey.from_file(config.signing_key), False
+        except signing.SigningKeyError as exc:
+            raise settings.ConfigError(f"PLASMA_COMPILER_SIGNING_KEY: {exc}") from exc
+    key, created = signing.load_or_create(config.store_dir / DEV_KEY_FILE)
+    if created:
+        log.warning("generated a development signing key at %s (set PLASMA_COMPILER_SIGNING_KEY for real devices)",
+                    config.store_dir / DEV_KEY_FILE)
+    return key, True
 
 
 def _progress(stage: str, message: str) -> compiler_pb2.CompileResponse:
@@ -54,12 +70,17 @@ def check_spaces(env: EnvSpecArrays, spec: PolicySpec) -> None:
 
 
 class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
-    def __init__(self, store: PacketStore, trainer: trainer_pb2_grpc.TrainerServiceStub, config: Config) -> None:
+    def __init__(self, store: PacketStore, trainer: trainer_pb2_grpc.TrainerServiceStub, config: Config,
+                 signer: signing.SigningKey, generated_key: bool = False) -> None:
         self._store = store
         self._trainer = trainer
         self._config = config
+        self._signer = signer
+        self._generated_key = generated_key
         # Export and quantization are CPU-bound: one compilation at a time keeps the shared cores usable.
         self._compile_lock = threading.Lock()
+        # Version assignment and storing happen together, so two packets of a name never share a version.
+        self._package_lock = threading.Lock()
 
     @translate_errors
     def Compile(
@@ -68,6 +89,12 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         min_agreement = _min_agreement(request)
         if not request.run_id:
             raise InvalidArgument("run_id is required: the trainer run whose policy to compile")
+        kind = request.kind or compiler_pb2.PACKET_KIND_MERGED
+        if kind not in _KINDS:
+            raise InvalidArgument(f"kind {request.kind} is not a PacketKind")
+        base = self._base(request.base_packet_id) if kind == compiler_pb2.PACKET_KIND_ADAPTER else None
+        if base is None and request.base_packet_id:
+            raise InvalidArgument("base_packet_id is only for kind PACKET_KIND_ADAPTER")
         run = self._get_run(request.run_id)
         data = self._fetch_bundle(request.run_id)
         yield _progress("fetch", f"policy bundle of run {run.run_id}: {len(data)} bytes, verified sha256")
@@ -77,20 +104,44 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             raise FailedPrecondition(f"run {run.run_id}'s policy bundle is unusable: {exc}") from exc
         env = wire.env_spec_from_proto(run.env_spec)
         check_spaces(env, policy.spec)
+        weights_sha256 = export.base_weights_sha256(policy)
+        if base is not None and base[0].base_weights_sha256 != weights_sha256:
+            raise FailedPrecondition(
+                f"run {run.run_id} was trained on other base weights (sha256 {weights_sha256[:16]}…) than base "
+                f"packet {base[0].packet_id} ({base[0].base_weights_sha256[:16]}…); compile a merged or adaptable "
+                "packet instead"
+            )
 
         def work(report: export.Report) -> export.Compiled:
             with self._compile_lock:
-                return export.compile_bundle(policy, min_agreement, self._config.torch_threads, report)
+                if base is not None:
+                    return export.compile_adapter(policy, base[1], min_agreement, self._config.torch_threads, report)
+                return export.compile_bundle(policy, min_agreement, self._config.torch_threads, report,
+                                             adaptable=kind == compiler_pb2.PACKET_KIND_ADAPTABLE)
 
         job = ProgressJob(work)
         for stage, message in job.events():
             yield _progress(stage, message)
         assert job.result is not None
-        record = self._package(job.result, run, env, request.name)
-        yield _progress("package", f"packet {record.packet_id}: {record.size_bytes} bytes, stored")
-        log.info("packet=%s run=%s size_bytes=%d agreement=%.4f", record.packet_id, run.run_id,
-                 record.size_bytes, record.parity.agreement)
+        record = self._package(job.result, run, env, request.name, kind, weights_sha256,
+                               base[0] if base is not None else None)
+        yield _progress("package", f"packet {record.packet_id} {record.name} v{record.version}: "
+                                   f"{record.size_bytes} bytes, signed by key {record.signing_key_id}, stored")
+        log.info("packet=%s name=%s version=%d kind=%s run=%s size_bytes=%d agreement=%.4f", record.packet_id,
+                 record.name, record.version, compiler_pb2.PacketKind.Name(kind), run.run_id, record.size_bytes,
+                 record.parity.agreement)
         yield compiler_pb2.CompileResponse(packet=record)
+
+    def _base(self, base_packet_id: str) -> tuple[compiler_pb2.Packet, export.Base]:
+        if not base_packet_id:
+            raise InvalidArgument("base_packet_id is required for kind PACKET_KIND_ADAPTER: the adaptable packet "
+                                  "the adapter is for")
+        record, data = self._store.read(base_packet_id)
+        if record.kind != compiler_pb2.PACKET_KIND_ADAPTABLE:
+            raise FailedPrecondition(f"base packet {base_packet_id} is {compiler_pb2.PacketKind.Name(record.kind)}; "
+                                     "adapters apply only to PACKET_KIND_ADAPTABLE packets")
+        manifest, model = packet.read(data)
+        return record, export.Base(model_onnx=model, slots=manifest.adapter_slots)
 
     def _get_run(self, run_id: str) -> trainer_pb2.Run:
         try:
@@ -113,30 +164,41 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             raise DataLoss(f"the trainer's ExportPolicy stream for run {run_id!r} did not start with a header")
         return blobs.assemble(first.header, (message.chunk for message in stream))
 
-    def _package(self, compiled: export.Compiled, run: trainer_pb2.Run, env: EnvSpecArrays,
-                 name: str) -> compiler_pb2.Packet:
+    def _package(self, compiled: export.Compiled, run: trainer_pb2.Run, env: EnvSpecArrays, name: str,
+                 kind: int, weights_sha256: str, base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()
         create_time.FromDatetime(now)
         packet_id = new_packet_id()
-        name = name or f"{env.env_id or 'policy'}-{run.run_id}"
-        data = packet.build(
-            packet_id=packet_id, name=name, created_at=now.isoformat().replace("+00:00", "Z"),
-            source_run_id=run.run_id, env_id=env.env_id,
-            observation_space=packet.Space(**dataclasses.asdict(env.observation)),
-            action_space=packet.Space(**dataclasses.asdict(env.action)),
-            model_onnx=compiled.int8_onnx, opset=export.OPSET, versions=export.versions(),
-            **export.packet_records(compiled),
-        )
+        name = name or (base.name if base is not None else env.env_id or "policy")
+        if base is not None:
+            manifest_fields: dict[str, object] = dict(
+                kind=packet.KIND_ADAPTER, adapter_parameters=compiled.adapter_tensors, adapter_rank=compiled.lora_rank,
+                base=packet.BaseRef(packet_id=base.packet_id, name=base.name, version=base.version,
+                                    model_sha256=packet.read(self._store.read(base.packet_id)[1])[0].payload.sha256))
+        else:
+            manifest_fields = dict(kind=packet.KIND_MODEL, opset=export.OPSET, adapter_slots=compiled.adapter_tensors)
         result = compiled.parity
-        record = compiler_pb2.Packet(
-            packet_id=packet_id, name=name, sha256=blobs.sha256_hex(data), size_bytes=len(data),
-            fp32_model_bytes=len(compiled.fp32_onnx), int8_model_bytes=len(compiled.int8_onnx),
-            parity=compiler_pb2.ParityReport(num_observations=result.num_observations,
-                                             agreement=result.agreement, max_abs_diff=result.max_abs_diff),
-            run_id=run.run_id, env_spec=run.env_spec, create_time=create_time,
-        )
-        self._store.save(record, data)
+        with self._package_lock:
+            version = self._store.next_version(name)
+            data = packet.build(
+                packet_id=packet_id, name=name, version=version, created_at=now.isoformat().replace("+00:00", "Z"),
+                source_run_id=run.run_id, env_id=env.env_id,
+                observation_space=packet.Space(**dataclasses.asdict(env.observation)),
+                action_space=packet.Space(**dataclasses.asdict(env.action)),
+                payload=compiled.int8_onnx, signer=self._signer, versions=export.versions(),
+                **manifest_fields, **export.packet_records(compiled),  # type: ignore[arg-type]
+            )
+            record = compiler_pb2.Packet(
+                packet_id=packet_id, name=name, sha256=blobs.sha256_hex(data), size_bytes=len(data),
+                fp32_model_bytes=len(compiled.fp32_onnx), int8_model_bytes=len(compiled.int8_onnx),
+                parity=compiler_pb2.ParityReport(num_observations=result.num_observations,
+                                                 agreement=result.agreement, max_abs_diff=result.max_abs_diff),
+                run_id=run.run_id, env_spec=run.env_spec, create_time=create_time, version=version, kind=kind,
+                base_packet_id=base.packet_id if base is not None else "", signing_key_id=self._signer.key_id,
+                base_weights_sha256=weights_sha256,
+            )
+            self._store.save(record, data)
         return record
 
     @translate_errors
@@ -160,6 +222,13 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         for chunk in blobs.chunks(data):
             yield compiler_pb2.DownloadPacketResponse(chunk=chunk)
 
+    @translate_errors
+    def GetSigningKey(
+        self, request: compiler_pb2.GetSigningKeyRequest, context: grpc.ServicerContext
+    ) -> compiler_pb2.GetSigningKeyResponse:
+        return compiler_pb2.GetSigningKeyResponse(algorithm=signing.ALGORITHM, key_id=self._signer.key_id,
+                                                  public_key=self._signer.public.raw, generated=self._generated_key)
+
 
 def create_server(
     config: Config, trainer: grpc.Channel | None = None
@@ -169,7 +238,11 @@ def create_server(
     server = grpc_server.build_server(config.workers)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     stub = trainer_pb2_grpc.TrainerServiceStub(trainer or grpc_client.channel(config.trainer_address))
-    servicer = CompilerServicer(PacketStore(config.store_dir), stub, config)
+    store = PacketStore(config.store_dir)
+    signer, generated = load_signing_key(config)
+    # The public half is what edge runtimes must trust (PLASMA_EDGE_TRUSTED_KEYS); it is no secret.
+    log.info("signing key_id=%s public_key=%s generated=%s", signer.key_id, signer.public.base64, generated)
+    servicer = CompilerServicer(store, stub, config, signer, generated)
     compiler_pb2_grpc.add_CompilerServiceServicer_to_server(servicer, server)
     port = grpc_server.bind(server, config.address)
     return server, port, health_servicer
@@ -188,15 +261,16 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> 
     parser.add_argument("--address", help="host:port to listen on (PLASMA_COMPILER_ADDRESS)")
     parser.add_argument("--trainer", help="trainer host:port (PLASMA_TRAINER_TARGET)")
     parser.add_argument("--store", help="store directory (PLASMA_COMPILER_STORE)")
+    parser.add_argument("--signing-key", help="ed25519 private key file (PLASMA_COMPILER_SIGNING_KEY)")
     args = parser.parse_args(argv)
     overrides = {"PLASMA_COMPILER_ADDRESS": args.address, "PLASMA_TRAINER_TARGET": args.trainer,
-                 "PLASMA_COMPILER_STORE": args.store}
+                 "PLASMA_COMPILER_STORE": args.store, "PLASMA_COMPILER_SIGNING_KEY": args.signing_key}
     plog.configure()
     try:
         config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
+        serve(config)
     except settings.ConfigError as exc:
         parser.error(str(exc))
-    serve(config)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Layout:
   <root>/packets/<packet_id>/packet.zip   the packet (plasma.packet format)
   <root>/packets/<packet_id>/packet.json  its Packet message (JSON)
+  <root>/signing/dev-ed25519.pem          the generated development signing key, when none is configured
 A packet's directory appears in one rename, so a crash never leaves half a packet; packets are immutable.
 """
 
@@ -52,6 +53,10 @@ class PacketStore:
     def list_packets(self) -> list[compiler_pb2.Packet]:
         packets = [self.get(p.name) for p in self.packets_dir.iterdir() if _PACKET_ID.fullmatch(p.name)]
         return sorted(packets, key=lambda p: p.create_time.ToNanoseconds())
+
+    def next_version(self, name: str) -> int:
+        """1 + the highest version stored under this name: versions increase monotonically per lineage."""
+        return 1 + max((p.version for p in self.list_packets() if p.name == name), default=0)
 
     def _directory(self, packet_id: str) -> Path:
         if not packet_id:

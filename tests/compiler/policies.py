@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
 
-from plasma import packet
+from plasma import packet, signing
 from plasma.common.v1 import common_pb2
 from plasma.core import blobs
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
@@ -50,11 +50,14 @@ def observations(kind: str, n: int, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).normal(size=(n, scale.size)) * scale).astype(np.float32)
 
 
-def make_bundle(kind: str = "discrete", seed: int = 0, fragile: bool = False) -> bundle.PolicyBundle:
+def make_bundle(kind: str = "discrete", seed: int = 0, fragile: bool = False,
+                adapter_seed: int | None = None, adapter_std: float = 0.02) -> bundle.PolicyBundle:
     """A policy trained for 200 steps on a simple control rule, with a non-zero LoRA adapter.
 
     `fragile` keeps the fp32 policy but normalizes an ignored input to values ~1000x the others: dynamic
-    int8 scales the whole input by its range, so the inputs that matter round to zero.
+    int8 scales the whole input by its range, so the inputs that matter round to zero. `adapter_seed` draws
+    another adapter for the same base (what a fine-tuning run on a shared base produces); a large
+    `adapter_std` makes it change many decisions.
     """
     torch.manual_seed(seed)
     if kind == "discrete":
@@ -80,15 +83,18 @@ def make_bundle(kind: str = "discrete", seed: int = 0, fragile: bool = False) ->
             net.body[0].weight[:, 0] = 0.0
             net.obs_std[0] = 1e-3
     base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    if adapter_seed is not None:
+        torch.manual_seed(adapter_seed)
     adapted = get_peft_model(net, LoraConfig(r=4, lora_alpha=8, target_modules=linear_layer_names(spec)))
     with torch.no_grad():  # peft starts B at zero; a non-zero adapter makes the merge matter
         for name, param in adapted.named_parameters():
             if "lora_B" in name:
-                param.normal_(std=0.02)
+                param.normal_(std=adapter_std)
     return bundle.PolicyBundle(
         spec=spec, base_state=base_state, adapter_files=bundle.adapter_files_of(adapted),
         parity_observations=observations(kind, 256, seed + 1000),
-        provenance={"run_id": f"run-{kind}-{seed}", "model_id": "model-test"},
+        provenance={"run_id": f"run-{kind}-{seed}" + (f"-a{adapter_seed}" if adapter_seed is not None else ""),
+                    "model_id": "model-test"},
     )
 
 
@@ -126,18 +132,56 @@ class FakeTrainer(trainer_pb2_grpc.TrainerServiceServicer):
             yield trainer_pb2.ExportPolicyResponse(chunk=chunk)
 
 
-def make_packet(kind: str = "discrete", seed: int = 0) -> tuple[bytes, bytes]:
-    """(packet, its fp32 model) built the way the compiler builds them, without gRPC (for edge tests)."""
-    compiled = export.compile_bundle(make_bundle(kind, seed), 0.95, threads=1, report=lambda _: None)
+# Signs every packet the tests build; the edge tests trust it.
+TEST_KEY = signing.SigningKey.generate()
+_COMPILED: dict[tuple[str, int, bool], export.Compiled] = {}
+
+
+def compiled(kind: str = "discrete", seed: int = 0, adaptable: bool = False) -> export.Compiled:
+    """A bundle compiled the way the compiler does it (cached: compiling takes seconds)."""
+    key = (kind, seed, adaptable)
+    if key not in _COMPILED:
+        _COMPILED[key] = export.compile_bundle(make_bundle(kind, seed), 0.95, threads=1, report=lambda _: None,
+                                               adaptable=adaptable)
+    return _COMPILED[key]
+
+
+def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer: signing.SigningKey = TEST_KEY,
+                adaptable: bool = False, name: str = "") -> tuple[bytes, bytes]:
+    """(signed packet, its fp32 model) built the way the compiler builds them, without gRPC (for edge tests).
+    The same policy with another version or signer is a different packet (id and bytes)."""
+    result = compiled(kind, seed, adaptable)
     spec = env_spec(kind)
     data = packet.build(
-        packet_id=f"pkt-{kind[:4]}{seed:08d}", name=f"{spec.env_id}-test", source_run_id=f"run-{kind}-{seed}",
+        packet_id=f"pkt-{kind[:4]}{seed:02d}{version:06d}", name=name or f"{spec.env_id}-test", version=version,
+        source_run_id=f"run-{kind}-{seed}",
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
-        model_onnx=compiled.int8_onnx, opset=export.OPSET, versions=export.versions(),
-        **export.packet_records(compiled),
+        payload=result.int8_onnx, opset=export.OPSET, adapter_slots=result.adapter_tensors, signer=signer,
+        versions=export.versions(), **export.packet_records(result),
     )
-    return data, compiled.fp32_onnx
+    return data, result.fp32_onnx
+
+
+def make_adapter_packet(base: bytes, adapter_seed: int, version: int, kind: str = "discrete", seed: int = 0,
+                        signer: signing.SigningKey = TEST_KEY,
+                        adapter_std: float = 0.3) -> tuple[bytes, export.Compiled]:
+    """An adapter packet for the adaptable packet `base` (same base weights, another adapter)."""
+    base_manifest, base_model = packet.read(base)
+    result = export.compile_adapter(make_bundle(kind, seed, adapter_seed=adapter_seed, adapter_std=adapter_std),
+                                    export.Base(base_model, base_manifest.adapter_slots), 0.9, threads=1,
+                                    report=lambda _: None)
+    spec = env_spec(kind)
+    data = packet.build(
+        kind=packet.KIND_ADAPTER, packet_id=f"pkt-adpt{adapter_seed:02d}{version:06d}", name=base_manifest.name,
+        version=version, source_run_id=f"run-{kind}-{seed}-{adapter_seed}", created_at="2026-01-01T00:00:00Z",
+        env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
+        payload=result.int8_onnx, adapter_parameters=result.adapter_tensors, adapter_rank=result.lora_rank,
+        base=packet.BaseRef(base_manifest.packet_id, base_manifest.name, base_manifest.version,
+                            base_manifest.payload.sha256),
+        signer=signer, versions=export.versions(), **export.packet_records(result),
+    )
+    return data, result
 
 
 def space(message: common_pb2.Space) -> packet.Space:

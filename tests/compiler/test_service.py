@@ -14,12 +14,13 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from plasma import packet
+from plasma import packet, signing
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.core import blobs, grpc_server
 from plasma.core.settings import ConfigError
 from plasma.trainer.v1 import trainer_pb2_grpc
 from services.common import bundle
+from services.compiler import export
 from services.compiler import server as compiler_server
 from services.compiler.config import Config
 from tests.compiler import policies
@@ -37,6 +38,9 @@ def trainer() -> Iterator[tuple[str, policies.FakeTrainer]]:
         fake.add(policies.make_run(f"run-{kind}", kind), bundle.pack(policies.make_bundle(kind)))
     fake.add(policies.make_run("run-fragile", "discrete"), bundle.pack(policies.make_bundle(fragile=True)))
     fake.add(policies.make_run("run-corrupt", "discrete"), bundle.pack(policies.make_bundle(seed=3)))
+    # Fine-tuned on run-discrete's base: another adapter, same base weights.
+    fake.add(policies.make_run("run-shared-base", "discrete"),
+             bundle.pack(policies.make_bundle(seed=0, adapter_seed=5, adapter_std=0.3)))
     fake.corrupt.add("run-corrupt")
 
     def create() -> tuple[grpc.Server, int, object]:
@@ -95,12 +99,22 @@ def test_health_is_serving(compiler: str, channel_to: Callable[[str], grpc.Chann
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def trusted(stub: compiler_pb2_grpc.CompilerServiceStub) -> dict[str, signing.VerifyingKey]:
+    key = stub.GetSigningKey(compiler_pb2.GetSigningKeyRequest(), timeout=T)
+    assert key.algorithm == "ed25519"
+    public = signing.VerifyingKey(key.public_key)
+    assert public.key_id == key.key_id
+    return {key.key_id: public}
+
+
 def test_compile_streams_every_stage_then_a_small_packet(compiled_discrete: list) -> None:
     assert [r.progress.stage for r in compiled_discrete[:-1]] == STAGES
     assert all(r.progress.message for r in compiled_discrete[:-1])
     record = compiled_discrete[-1].packet
     assert record.packet_id.startswith("pkt-") and record.run_id == "run-discrete"
-    assert record.name == "CartPole-v1-run-discrete"
+    assert record.name == "CartPole-v1" and record.version == 1
+    assert record.kind == compiler_pb2.PACKET_KIND_MERGED and not record.base_packet_id
+    assert len(record.base_weights_sha256) == 64
     assert 3_000 < record.size_bytes < 15_000  # ~10 KB for a 4->64->64->2 policy
     assert record.int8_model_bytes < 0.6 * record.fp32_model_bytes
     assert record.parity.num_observations == 256
@@ -117,8 +131,11 @@ def test_download_round_trip_matches_the_record(
     assert header.media_type == packet.MEDIA_TYPE
     assert header.sha256 == record.sha256 == hashlib.sha256(data).hexdigest()
     assert header.size_bytes == record.size_bytes == len(data)
-    manifest, model = packet.read(data)
+    verified = packet.verify(data, trusted(stub))  # signed by the key GetSigningKey names
+    assert verified.key_id == record.signing_key_id
+    manifest, model = verified.manifest, verified.payload
     assert manifest.packet_id == record.packet_id and manifest.source_run_id == "run-discrete"
+    assert (manifest.name, manifest.version, manifest.kind) == (record.name, record.version, packet.KIND_MODEL)
     assert manifest.observation_space.high[1] == float("inf")
     assert manifest.parity["agreement"] == pytest.approx(record.parity.agreement)
     assert manifest.quantization["fp32_model_bytes"] == record.fp32_model_bytes
@@ -162,6 +179,89 @@ def test_compile_box_policy_squashes_into_bounds(stub: compiler_pb2_grpc.Compile
     action, _ = ort.InferenceSession(model).run(None, {packet.INPUT_NAME: 100 * policies.observations("box", 64, 1)})
     assert action.shape == (64, 1) and action.dtype == np.float32
     assert np.all(np.abs(action) <= 2.0)
+
+
+def test_the_generated_dev_key_is_kept_in_the_store(
+    stub: compiler_pb2_grpc.CompilerServiceStub, store_dir: Path
+) -> None:
+    reply = stub.GetSigningKey(compiler_pb2.GetSigningKeyRequest(), timeout=T)
+    assert reply.generated
+    stored = signing.SigningKey.from_file(store_dir / compiler_server.DEV_KEY_FILE)
+    assert stored.key_id == reply.key_id and stored.public.raw == reply.public_key
+    assert (store_dir / compiler_server.DEV_KEY_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_configured_key_signs_instead(
+    trainer: tuple[str, policies.FakeTrainer], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "production.pem"
+    key, _ = signing.load_or_create(key_file)
+    config = Config(address="127.0.0.1:0", trainer_address=trainer[0], store_dir=tmp_path / "store",
+                    signing_key=key_file)
+    with running(lambda: compiler_server.create_server(config), compiler_server.SERVICE_NAME) as address, \
+            grpc.insecure_channel(address) as channel:
+        reply = compiler_pb2_grpc.CompilerServiceStub(channel).GetSigningKey(compiler_pb2.GetSigningKeyRequest(),
+                                                                            timeout=T)
+    assert (reply.key_id, reply.generated) == (key.key_id, False)
+    assert not (tmp_path / "store" / compiler_server.DEV_KEY_FILE).exists()
+    key_file.write_text("not a key")
+    with pytest.raises(ConfigError, match="PLASMA_COMPILER_SIGNING_KEY"):
+        compiler_server.create_server(config)
+
+
+def test_versions_increase_per_name(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    first = compile_run(stub, "run-box", name="lineage-a")[-1].packet
+    second = compile_run(stub, "run-box", name="lineage-a")[-1].packet
+    other = compile_run(stub, "run-box", name="lineage-b")[-1].packet
+    assert (first.version, second.version, other.version) == (1, 2, 1)
+    assert first.packet_id != second.packet_id and first.sha256 != second.sha256
+
+
+def test_adaptable_packet_then_an_adapter_only_packet_for_it(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    keys = trusted(stub)
+    base = compile_run(stub, "run-discrete", name="adaptable", kind=compiler_pb2.PACKET_KIND_ADAPTABLE)[-1].packet
+    assert (base.kind, base.version) == (compiler_pb2.PACKET_KIND_ADAPTABLE, 1)
+    base_manifest, base_model = packet.read(download(stub, base.packet_id)[1])
+    assert {t.name for t in base_manifest.adapter_slots} == {f"lora_{ab}_{i}" for ab in "ab" for i in range(3)}
+    assert base.parity.agreement >= 0.95
+
+    responses = compile_run(stub, "run-shared-base", kind=compiler_pb2.PACKET_KIND_ADAPTER,
+                            base_packet_id=base.packet_id)
+    assert [r.progress.stage for r in responses[:-1]] == ["fetch", "base", "adapter", "parity", "package"]
+    adapter = responses[-1].packet
+    assert (adapter.kind, adapter.name, adapter.version) == (compiler_pb2.PACKET_KIND_ADAPTER, "adaptable", 2)
+    assert adapter.base_packet_id == base.packet_id and adapter.base_weights_sha256 == base.base_weights_sha256
+    verified = packet.verify(download(stub, adapter.packet_id)[1], keys)
+    manifest = verified.manifest
+    assert manifest.kind == packet.KIND_ADAPTER and manifest.adapter_rank == 4
+    assert manifest.base == packet.BaseRef(base.packet_id, "adaptable", 1, base_manifest.payload.sha256)
+    assert len(verified.payload) < 8_000  # the adapter alone, not a model
+    # Base graph + adapter, in onnxruntime, acts like the fine-tuned run's merged torch network.
+    merged = policies.make_bundle(seed=0, adapter_seed=5, adapter_std=0.3).adapted_network().merge_and_unload()
+    obs = policies.observations("discrete", 1000, seed=8)
+    with torch.no_grad():
+        expected = merged.eval().act(torch.from_numpy(obs)).numpy()
+    action, _ = export.run_onnx(base_model, obs, 1, adapter=verified.payload)
+    assert np.mean(action == expected) >= 0.95
+    assert np.mean(export.run_onnx(base_model, obs, 1)[0] != action) > 0  # the adapter changes decisions
+
+
+def test_adapter_packets_need_a_matching_adaptable_base(
+    stub: compiler_pb2_grpc.CompilerServiceStub, compiled_discrete: list
+) -> None:
+    adapter = compiler_pb2.PACKET_KIND_ADAPTER
+    missing = rpc_error(lambda: compile_run(stub, "run-shared-base", kind=adapter))
+    assert missing.code() == grpc.StatusCode.INVALID_ARGUMENT and "base_packet_id" in missing.details()
+    merged_id = compiled_discrete[-1].packet.packet_id
+    not_adaptable = rpc_error(lambda: compile_run(stub, "run-shared-base", kind=adapter, base_packet_id=merged_id))
+    assert not_adaptable.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "PACKET_KIND_ADAPTABLE" in not_adaptable.details()
+    base = compile_run(stub, "run-discrete", name="adaptable-2", kind=compiler_pb2.PACKET_KIND_ADAPTABLE)[-1].packet
+    # run-fragile's base weights differ from run-discrete's.
+    other = rpc_error(lambda: compile_run(stub, "run-fragile", kind=adapter, base_packet_id=base.packet_id))
+    assert other.code() == grpc.StatusCode.FAILED_PRECONDITION and "other base weights" in other.details()
+    stray = rpc_error(lambda: compile_run(stub, "run-discrete", base_packet_id=base.packet_id))
+    assert stray.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_unknown_run_is_not_found(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
@@ -213,12 +313,14 @@ def test_a_restarted_compiler_keeps_its_packets(
         restarted = compiler_pb2_grpc.CompilerServiceStub(channel)
         assert restarted.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets == before
         assert download(restarted, compiled_discrete[-1].packet.packet_id)[1] == original
+        assert trusted(restarted) == trusted(stub)  # the same development key after a restart
 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("PLASMA_COMPILER_ADDRESS", "no-port"), ("PLASMA_TRAINER_TARGET", "trainer"),
-     ("PLASMA_COMPILER_TORCH_THREADS", "0"), ("PLASMA_COMPILER_FETCH_DEADLINE_SECONDS", "soon")],
+     ("PLASMA_COMPILER_TORCH_THREADS", "0"), ("PLASMA_COMPILER_FETCH_DEADLINE_SECONDS", "soon"),
+     ("PLASMA_COMPILER_SIGNING_KEY", "/no/such/key.pem")],
 )
 def test_bad_config_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):

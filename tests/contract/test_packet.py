@@ -1,4 +1,4 @@
-"""Packet format v1 (plasma.packet): round trip, determinism, and a precise error for every defect."""
+"""Packet format v1 (plasma.packet): round trip, signatures, determinism, and a precise error for every defect."""
 
 from __future__ import annotations
 
@@ -8,22 +8,26 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plasma import packet
+from plasma import packet, signing
 
 INF = float("inf")
 CARTPOLE_OBS = packet.Space(kind="box", shape=(4,), low=(-4.8, -INF, -0.418, -INF), high=(4.8, INF, 0.418, INF))
 MODEL = b"not really onnx, the format does not look inside" * 20
+KEY = signing.SigningKey.generate()
+OTHER_KEY = signing.SigningKey.generate()
+TRUSTED = {KEY.key_id: KEY.public}
 
 
 def build(**overrides: Any) -> bytes:
     fields: dict[str, Any] = dict(
-        packet_id="pkt-0123456789ab", name="CartPole-v1-run-x", created_at="2026-01-02T03:04:05Z",
+        packet_id="pkt-0123456789ab", name="CartPole-v1", version=3, created_at="2026-01-02T03:04:05Z",
         source_run_id="run-x", env_id="CartPole-v1", observation_space=CARTPOLE_OBS,
-        action_space=packet.Space(kind="discrete", n=2), model_onnx=MODEL, opset=18,
+        action_space=packet.Space(kind="discrete", n=2), payload=MODEL, opset=18, signer=KEY,
         normalization={"kind": "standardize", "in_graph": True, "obs_mean": [0.0] * 4, "obs_std": [1.0] * 4},
         quantization={"method": "dynamic", "weights": "int8"},
         parity={"agreement": 0.99, "num_observations": 256}, versions={"onnxruntime": "1.32.0"},
@@ -31,15 +35,29 @@ def build(**overrides: Any) -> bytes:
     return packet.build(**{**fields, **overrides})
 
 
-def rewrite(data: bytes, edit_manifest: Callable[[dict], None] | None = None,
-            files: dict[str, bytes | None] | None = None) -> bytes:
-    """The packet with its manifest edited and/or files replaced (None removes one)."""
+def build_adapter(**overrides: Any) -> bytes:
+    return build(kind=packet.KIND_ADAPTER, opset=0, payload=b"adapter weights", adapter_rank=8,
+                 adapter_parameters=(packet.Tensor("lora_a_0", (4, 8)), packet.Tensor("lora_b_0", (8, 64))),
+                 base=packet.BaseRef(packet_id="pkt-base00000000", name="CartPole-v1", version=1,
+                                     model_sha256="ab" * 32), **overrides)
+
+
+def entries(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        contents = {name: archive.read(name) for name in archive.namelist()}
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def rewrite(data: bytes, edit_manifest: Callable[[dict], None] | None = None,
+            files: dict[str, bytes | None] | None = None, resign: signing.SigningKey | None = None) -> bytes:
+    """The packet with its manifest edited and/or files replaced (None removes one); signed again with
+    `resign` if given, else the old signature.json stays as it was."""
+    contents = entries(data)
     if edit_manifest is not None:
         manifest = json.loads(contents["manifest.json"])
         edit_manifest(manifest)
-        contents["manifest.json"] = json.dumps(manifest).encode()
+        contents["manifest.json"] = packet.canonical_json(manifest)
+    if resign is not None:
+        contents["signature.json"] = packet.sign(contents["manifest.json"], resign)
     for name, value in (files or {}).items():
         if value is None:
             contents.pop(name)
@@ -53,73 +71,138 @@ def rewrite(data: bytes, edit_manifest: Callable[[dict], None] | None = None,
 
 
 def test_round_trip_keeps_every_field() -> None:
-    manifest, model = packet.read(build())
-    assert model == MODEL
-    assert manifest.format_version == 1
-    assert (manifest.packet_id, manifest.name, manifest.source_run_id) == ("pkt-0123456789ab", "CartPole-v1-run-x",
-                                                                           "run-x")
+    verified = packet.verify(build(), TRUSTED)
+    manifest = verified.manifest
+    assert verified.payload == MODEL and verified.key_id == KEY.key_id
+    assert manifest.format_version == 1 and manifest.kind == packet.KIND_MODEL
+    assert (manifest.packet_id, manifest.name, manifest.version) == ("pkt-0123456789ab", "CartPole-v1", 3)
+    assert manifest.source_run_id == "run-x"
     assert manifest.observation_space == CARTPOLE_OBS  # infinite bounds survive JSON
     assert manifest.action_space == packet.Space(kind="discrete", n=2)
-    assert manifest.obs_dim == 4
-    assert manifest.model.size_bytes == len(MODEL) and manifest.model.opset == 18
-    assert manifest.model.inputs == [{"name": "observation", "dtype": "float32", "shape": ["batch", 4]}]
-    assert [o["name"] for o in manifest.model.outputs] == ["action", "output"]
+    assert manifest.obs_dim == 4 and manifest.opset == 18
+    assert manifest.files == (packet.FileEntry("model.onnx", packet.hashlib.sha256(MODEL).hexdigest(), len(MODEL)),)
+    inputs, outputs = manifest.io
+    assert inputs == [{"name": "observation", "dtype": "float32", "shape": ["batch", 4]}]
+    assert [o["name"] for o in outputs] == ["action", "output"]
     assert manifest.parity["agreement"] == 0.99 and manifest.normalization["in_graph"] is True
+    assert packet.read(build()) == (manifest, MODEL)
+
+
+def test_adapter_packets_name_their_base() -> None:
+    manifest = packet.verify(build_adapter(), TRUSTED).manifest
+    assert manifest.kind == packet.KIND_ADAPTER and manifest.payload.path == "adapter.onnx_adapter"
+    assert manifest.base == packet.BaseRef("pkt-base00000000", "CartPole-v1", 1, "ab" * 32)
+    assert manifest.adapter_rank == 8 and [t.name for t in manifest.adapter_parameters] == ["lora_a_0", "lora_b_0"]
 
 
 def test_box_actions_are_float_vectors() -> None:
     action = packet.Space(kind="box", shape=(2,), low=(-1.0, -2.0), high=(1.0, 2.0))
     manifest, _ = packet.read(build(action_space=action))
-    assert manifest.model.outputs[0] == {"name": "action", "dtype": "float32", "shape": ["batch", 2]}
+    assert manifest.io[1][0] == {"name": "action", "dtype": "float32", "shape": ["batch", 2]}
 
 
 def test_bytes_depend_only_on_content() -> None:
-    assert build() == build()
+    assert build() == build()  # ed25519 signatures are deterministic
     assert build() != build(name="other")
 
 
-def test_manifest_is_strict_json() -> None:
-    with zipfile.ZipFile(io.BytesIO(build())) as archive:
-        text = archive.read("manifest.json").decode()
+def test_manifest_is_canonical_strict_json() -> None:
+    text = entries(build())["manifest.json"]
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert text == packet.canonical_json(json.loads(text))
+
+
+def test_unsigned_untrusted_and_tampered_packets_are_refused_each_with_its_own_error() -> None:
+    with pytest.raises(packet.PacketUnsigned, match="unsigned"):
+        packet.verify(rewrite(build(), files={"signature.json": None}), TRUSTED)
+    with pytest.raises(packet.PacketUntrusted, match=f"key {OTHER_KEY.key_id}, which is not trusted"):
+        packet.verify(build(signer=OTHER_KEY), TRUSTED)
+    with pytest.raises(packet.PacketUntrusted, match="trusts no signing keys"):
+        packet.verify(build(), {})
+    # The manifest changed after signing (here: a higher version, the attack monotonic versions stop).
+    with pytest.raises(packet.PacketTampered, match=r"does not match manifest\.json"):
+        packet.verify(rewrite(build(), lambda m: m.update(version=99)), TRUSTED)
+    # The model swapped under an intact manifest and signature.
+    with pytest.raises(packet.PacketTampered, match="sha256 is"):
+        packet.verify(rewrite(build(), files={"model.onnx": MODEL[:-1] + b"?"}), TRUSTED)
+    with pytest.raises(packet.PacketTampered, match="exactly the signed files"):
+        packet.verify(rewrite(build(), files={"extra.bin": b"x"}), TRUSTED)
+    with pytest.raises(packet.PacketTampered, match="signature record"):
+        packet.verify(rewrite(build(), files={"signature.json": b"{}"}), TRUSTED)
+    # A valid signature by a trusted key, but over another manifest: still tampered.
+    other = entries(build(version=4))["signature.json"]
+    with pytest.raises(packet.PacketTampered, match="does not match"):
+        packet.verify(rewrite(build(), files={"signature.json": other}), TRUSTED)
+    assert [c.reason for c in (packet.PacketUnsigned, packet.PacketUntrusted, packet.PacketTampered,
+                               packet.PacketError)] == ["unsigned", "untrusted", "tampered", "malformed"]
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         (b"PK not a zip", "not a zip archive"),
-        (rewrite(build(), files={"model.onnx": MODEL[:-1] + b"?"}), "sha256"),
-        (rewrite(build(), files={"model.onnx": MODEL + b"!"}), "bytes, manifest says"),
+        (rewrite(build(), files={"model.onnx": MODEL + b"!"}), "bytes, the signed manifest says"),
         (rewrite(build(), files={"model.onnx": None}), "exactly"),
-        (rewrite(build(), files={"extra.bin": b"x"}), "exactly"),
-        (rewrite(build(), files={"manifest.json": b"{"}), "not valid JSON"),
-        (rewrite(build(), lambda m: m.update(format_version=2)), "format_version 2 is not supported"),
-        (rewrite(build(), lambda m: m.pop("created_at")), "lacks created_at"),
-        (rewrite(build(), lambda m: m["env_spec"]["observation_space"].update(kind="cube")), "observation_space"),
-        (rewrite(build(), lambda m: m["env_spec"]["observation_space"].update(low=[0, 0])), "low and high"),
-        (rewrite(build(), lambda m: m["model"]["inputs"][0].update(name="obs")), "does not match"),
-        (rewrite(build(), lambda m: m["model"].update(file="other.onnx")), "model.file"),
-        (rewrite(build(), lambda m: m["model"].pop("sha256")), "model entry is malformed"),
+        (rewrite(build(), files={"manifest.json": b"{"}, resign=None), "does not match"),
+        (rewrite(build(), lambda m: m.update(format_version=2), resign=KEY), "format_version 2 is not supported"),
+        (rewrite(build(), lambda m: m.pop("created_at"), resign=KEY), "lacks created_at"),
+        (rewrite(build(), lambda m: m.update(version=0), resign=KEY), "version must be an integer >= 1"),
+        (rewrite(build(), lambda m: m.update(version="3"), resign=KEY), "version must be an integer"),
+        (rewrite(build(), lambda m: m.update(kind="firmware"), resign=KEY), "kind 'firmware'"),
+        (rewrite(build(), lambda m: m["env_spec"]["observation_space"].update(kind="cube"), resign=KEY),
+         "observation_space"),
+        (rewrite(build(), lambda m: m["env_spec"]["observation_space"].update(low=[0, 0]), resign=KEY),
+         "low and high"),
+        (rewrite(build(), lambda m: m["io"]["inputs"][0].update(name="obs"), resign=KEY), "does not match"),
+        (rewrite(build(), lambda m: m["model"].update(file="other.onnx"), resign=KEY), "model.file"),
+        (rewrite(build(), lambda m: m["files"][0].pop("sha256"), resign=KEY), "files entry is malformed"),
+        (rewrite(build_adapter(), lambda m: m.pop("base"), resign=KEY), "adapter section is malformed"),
     ],
-    ids=["not-zip", "model-hash", "model-size", "missing-model", "extra-file", "bad-json", "version",
-         "missing-field", "bad-space", "bounds", "io-names", "model-file", "model-entry"],
+    ids=["not-zip", "model-size", "missing-model", "manifest-replaced", "version", "missing-field",
+         "packet-version-0", "packet-version-string", "kind", "bad-space", "bounds", "io-names", "model-file",
+         "file-entry", "adapter-without-base"],
 )
 def test_defects_raise_packet_error_saying_what_is_wrong(data: bytes, message: str) -> None:
     with pytest.raises(packet.PacketError, match=message):
-        packet.read(data)
+        packet.verify(data, TRUSTED)
+
+
+def test_a_signed_but_non_canonical_manifest_is_refused() -> None:
+    contents = entries(build())
+    pretty = json.dumps(json.loads(contents["manifest.json"]), indent=2, sort_keys=True).encode()
+    data = rewrite(build(), files={"manifest.json": pretty, "signature.json": packet.sign(pretty, KEY)})
+    with pytest.raises(packet.PacketError, match="canonical"):
+        packet.verify(data, TRUSTED)
 
 
 def test_duplicate_entries_are_refused() -> None:
     buffer = io.BytesIO(build())
     with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(buffer, "a") as archive:
         archive.writestr("model.onnx", b"a second model")
-    with pytest.raises(packet.PacketError, match="exactly"):
-        packet.read(buffer.getvalue())
+    with pytest.raises(packet.PacketError, match="duplicate"):
+        packet.verify(buffer.getvalue(), TRUSTED)
 
 
-def test_build_refuses_a_discrete_observation_space() -> None:
+def test_build_refuses_a_discrete_observation_space_and_a_base_on_a_model() -> None:
     with pytest.raises(packet.PacketError, match="box observation"):
         build(observation_space=packet.Space(kind="discrete", n=3))
+    with pytest.raises(packet.PacketError, match="only an adapter packet"):
+        build(base=packet.BaseRef("pkt-x", "n", 1, "00" * 32))
+
+
+def test_keys_load_from_pem_raw_and_base64(tmp_path: Path) -> None:
+    key, created = signing.load_or_create(tmp_path / "k.pem")
+    assert created and (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+    again, created = signing.load_or_create(tmp_path / "k.pem")
+    assert not created and again.key_id == key.key_id
+    (tmp_path / "k.pub").write_text(key.public.base64 + "\n")
+    trusted = signing.parse_trusted_keys(f"{tmp_path / 'k.pub'}, {OTHER_KEY.public.base64}")
+    assert sorted(trusted) == sorted([key.key_id, OTHER_KEY.key_id])
+    assert signing.parse_trusted_keys(str(tmp_path / "k.pem")) == {key.key_id: key.public}  # public half of a private
+    with pytest.raises(signing.SigningKeyError, match="neither an existing key file"):
+        signing.parse_trusted_keys("/no/such/key.pem")
+    with pytest.raises(signing.SigningKeyError, match="32 bytes"):
+        signing.parse_trusted_keys("c2hvcnQ=")
 
 
 def test_packet_module_does_not_import_torch() -> None:

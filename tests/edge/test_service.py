@@ -220,7 +220,7 @@ def _rezip(data: bytes, manifest_changes: dict[str, object], model: bytes | None
     [
         (lambda data: b"definitely not a zip archive", "not a zip archive"),
         (lambda data: _rezip(data, {"format_version": 7}), "format_version 7 is not supported"),
-        (lambda data: _rezip(data, {}, model=b"\x08\x07"), "model.onnx is 2 bytes"),
+        (lambda data: _rezip(data, {}, model=b"\x08\x07"), "canonical form"),
     ],
     ids=["not-a-zip", "future-format", "swapped-model"],
 )

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from plasma.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -10,15 +11,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PacketKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PACKET_KIND_UNSPECIFIED: _ClassVar[PacketKind]
+    PACKET_KIND_MERGED: _ClassVar[PacketKind]
+    PACKET_KIND_ADAPTABLE: _ClassVar[PacketKind]
+    PACKET_KIND_ADAPTER: _ClassVar[PacketKind]
+PACKET_KIND_UNSPECIFIED: PacketKind
+PACKET_KIND_MERGED: PacketKind
+PACKET_KIND_ADAPTABLE: PacketKind
+PACKET_KIND_ADAPTER: PacketKind
+
 class CompileRequest(_message.Message):
-    __slots__ = ("run_id", "name", "min_agreement")
+    __slots__ = ("run_id", "name", "min_agreement", "kind", "base_packet_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BASE_PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
     min_agreement: float
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ...) -> None: ...
+    kind: PacketKind
+    base_packet_id: str
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ...) -> None: ...
 
 class ParityReport(_message.Message):
     __slots__ = ("num_observations", "agreement", "max_abs_diff")
@@ -31,7 +47,7 @@ class ParityReport(_message.Message):
     def __init__(self, num_observations: _Optional[int] = ..., agreement: _Optional[float] = ..., max_abs_diff: _Optional[float] = ...) -> None: ...
 
 class Packet(_message.Message):
-    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "fp32_model_bytes", "int8_model_bytes", "parity", "run_id", "env_spec", "create_time")
+    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "fp32_model_bytes", "int8_model_bytes", "parity", "run_id", "env_spec", "create_time", "version", "kind", "base_packet_id", "signing_key_id", "base_weights_sha256")
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +58,11 @@ class Packet(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BASE_PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     packet_id: str
     name: str
     sha256: str
@@ -52,7 +73,12 @@ class Packet(_message.Message):
     run_id: str
     env_spec: _common_pb2.EnvSpec
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: int
+    kind: PacketKind
+    base_packet_id: str
+    signing_key_id: str
+    base_weights_sha256: str
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., base_weights_sha256: _Optional[str] = ...) -> None: ...
 
 class CompileProgress(_message.Message):
     __slots__ = ("stage", "message")
@@ -105,3 +131,19 @@ class DownloadPacketResponse(_message.Message):
     header: _common_pb2.BlobHeader
     chunk: bytes
     def __init__(self, header: _Optional[_Union[_common_pb2.BlobHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class GetSigningKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSigningKeyResponse(_message.Message):
+    __slots__ = ("algorithm", "key_id", "public_key", "generated")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_FIELD_NUMBER: _ClassVar[int]
+    algorithm: str
+    key_id: str
+    public_key: bytes
+    generated: bool
+    def __init__(self, algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., generated: _Optional[bool] = ...) -> None: ...

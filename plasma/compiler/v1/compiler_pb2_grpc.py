@@ -55,6 +55,11 @@ class CompilerServiceStub:
                 request_serializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.DownloadPacketRequest.SerializeToString,
                 response_deserializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.DownloadPacketResponse.FromString,
                 _registered_method=True)
+        self.GetSigningKey = channel.unary_unary(
+                '/plasma.compiler.v1.CompilerService/GetSigningKey',
+                request_serializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.GetSigningKeyRequest.SerializeToString,
+                response_deserializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.GetSigningKeyResponse.FromString,
+                _registered_method=True)
 
 
 class CompilerServiceServicer:
@@ -88,6 +93,13 @@ class CompilerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSigningKey(self, request, context):
+        """The public half of the key this compiler signs packets with: what edge runtimes must trust.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CompilerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +122,11 @@ def add_CompilerServiceServicer_to_server(servicer, server):
                     servicer.DownloadPacket,
                     request_deserializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.DownloadPacketRequest.FromString,
                     response_serializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.DownloadPacketResponse.SerializeToString,
+            ),
+            'GetSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSigningKey,
+                    request_deserializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.GetSigningKeyRequest.FromString,
+                    response_serializer=plasma_dot_compiler_dot_v1_dot_compiler__pb2.GetSigningKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +238,33 @@ class CompilerService:
             '/plasma.compiler.v1.CompilerService/DownloadPacket',
             plasma_dot_compiler_dot_v1_dot_compiler__pb2.DownloadPacketRequest.SerializeToString,
             plasma_dot_compiler_dot_v1_dot_compiler__pb2.DownloadPacketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasma.compiler.v1.CompilerService/GetSigningKey',
+            plasma_dot_compiler_dot_v1_dot_compiler__pb2.GetSigningKeyRequest.SerializeToString,
+            plasma_dot_compiler_dot_v1_dot_compiler__pb2.GetSigningKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

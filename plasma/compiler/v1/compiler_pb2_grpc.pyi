@@ -41,6 +41,8 @@ class CompilerServiceStub:
     ListPackets: _grpc.UnaryUnaryMultiCallable[_compiler_pb2.ListPacketsRequest, _compiler_pb2.ListPacketsResponse]
     DownloadPacket: _grpc.UnaryStreamMultiCallable[_compiler_pb2.DownloadPacketRequest, _compiler_pb2.DownloadPacketResponse]
     """Streams a packet as a header (sha256, size) followed by chunks."""
+    GetSigningKey: _grpc.UnaryUnaryMultiCallable[_compiler_pb2.GetSigningKeyRequest, _compiler_pb2.GetSigningKeyResponse]
+    """The public half of the key this compiler signs packets with: what edge runtimes must trust."""
 
 @_typing.type_check_only
 class CompilerServiceAsyncStub(CompilerServiceStub):
@@ -55,6 +57,8 @@ class CompilerServiceAsyncStub(CompilerServiceStub):
     ListPackets: _aio.UnaryUnaryMultiCallable[_compiler_pb2.ListPacketsRequest, _compiler_pb2.ListPacketsResponse]  # type: ignore[assignment]
     DownloadPacket: _aio.UnaryStreamMultiCallable[_compiler_pb2.DownloadPacketRequest, _compiler_pb2.DownloadPacketResponse]  # type: ignore[assignment]
     """Streams a packet as a header (sha256, size) followed by chunks."""
+    GetSigningKey: _aio.UnaryUnaryMultiCallable[_compiler_pb2.GetSigningKeyRequest, _compiler_pb2.GetSigningKeyResponse]  # type: ignore[assignment]
+    """The public half of the key this compiler signs packets with: what edge runtimes must trust."""
 
 class CompilerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Turns a trained base policy + LoRA adapter into an instruction packet for the edge runtime."""
@@ -90,5 +94,13 @@ class CompilerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_compiler_pb2.DownloadPacketResponse], _abc.AsyncIterator[_compiler_pb2.DownloadPacketResponse]]:
         """Streams a packet as a header (sha256, size) followed by chunks."""
+
+    @_abc_1.abstractmethod
+    def GetSigningKey(
+        self,
+        request: _compiler_pb2.GetSigningKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compiler_pb2.GetSigningKeyResponse, _abc.Awaitable[_compiler_pb2.GetSigningKeyResponse]]:
+        """The public half of the key this compiler signs packets with: what edge runtimes must trust."""
 
 def add_CompilerServiceServicer_to_server(servicer: CompilerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,12 +2,23 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from plasma.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PacketKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PACKET_KIND_UNSPECIFIED: _ClassVar[PacketKind]
+    PACKET_KIND_MODEL: _ClassVar[PacketKind]
+    PACKET_KIND_ADAPTER: _ClassVar[PacketKind]
+PACKET_KIND_UNSPECIFIED: PacketKind
+PACKET_KIND_MODEL: PacketKind
+PACKET_KIND_ADAPTER: PacketKind
 
 class LoadPacketRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -18,26 +29,52 @@ class LoadPacketRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.BlobHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class PacketInfo(_message.Message):
-    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "env_spec", "load_time")
+    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "env_spec", "load_time", "version", "kind", "signing_key_id", "base_packet_id", "base_version")
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
     LOAD_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     packet_id: str
     name: str
     sha256: str
     size_bytes: int
     env_spec: _common_pb2.EnvSpec
     load_time: _timestamp_pb2.Timestamp
-    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: int
+    kind: PacketKind
+    signing_key_id: str
+    base_packet_id: str
+    base_version: int
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., signing_key_id: _Optional[str] = ..., base_packet_id: _Optional[str] = ..., base_version: _Optional[int] = ...) -> None: ...
 
 class LoadPacketResponse(_message.Message):
-    __slots__ = ("packet",)
+    __slots__ = ("packet", "previous")
     PACKET_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
     packet: PacketInfo
-    def __init__(self, packet: _Optional[_Union[PacketInfo, _Mapping]] = ...) -> None: ...
+    previous: PacketInfo
+    def __init__(self, packet: _Optional[_Union[PacketInfo, _Mapping]] = ..., previous: _Optional[_Union[PacketInfo, _Mapping]] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("packet_id",)
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    packet_id: str
+    def __init__(self, packet_id: _Optional[str] = ...) -> None: ...
+
+class RollbackResponse(_message.Message):
+    __slots__ = ("packet", "rolled_back")
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
+    packet: PacketInfo
+    rolled_back: PacketInfo
+    def __init__(self, packet: _Optional[_Union[PacketInfo, _Mapping]] = ..., rolled_back: _Optional[_Union[PacketInfo, _Mapping]] = ...) -> None: ...
 
 class ActRequest(_message.Message):
     __slots__ = ("observation",)
@@ -46,12 +83,14 @@ class ActRequest(_message.Message):
     def __init__(self, observation: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class ActResponse(_message.Message):
-    __slots__ = ("action", "packet_id")
+    __slots__ = ("action", "packet_id", "packet_version")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    PACKET_VERSION_FIELD_NUMBER: _ClassVar[int]
     action: _common_pb2.Tensor
     packet_id: str
-    def __init__(self, action: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., packet_id: _Optional[str] = ...) -> None: ...
+    packet_version: int
+    def __init__(self, action: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., packet_id: _Optional[str] = ..., packet_version: _Optional[int] = ...) -> None: ...
 
 class ControlRequest(_message.Message):
     __slots__ = ("sequence", "observation")
@@ -62,39 +101,55 @@ class ControlRequest(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., observation: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class ControlResponse(_message.Message):
-    __slots__ = ("sequence", "action", "packet_id")
+    __slots__ = ("sequence", "action", "packet_id", "packet_version")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    PACKET_VERSION_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     action: _common_pb2.Tensor
     packet_id: str
-    def __init__(self, sequence: _Optional[int] = ..., action: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., packet_id: _Optional[str] = ...) -> None: ...
+    packet_version: int
+    def __init__(self, sequence: _Optional[int] = ..., action: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., packet_id: _Optional[str] = ..., packet_version: _Optional[int] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class LatencySummary(_message.Message):
-    __slots__ = ("p50_ms", "p99_ms", "count")
+    __slots__ = ("p50_ms", "p99_ms", "count", "p90_ms")
     P50_MS_FIELD_NUMBER: _ClassVar[int]
     P99_MS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    P90_MS_FIELD_NUMBER: _ClassVar[int]
     p50_ms: float
     p99_ms: float
     count: int
-    def __init__(self, p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+    p90_ms: float
+    def __init__(self, p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ..., p90_ms: _Optional[float] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("serving", "packet", "requests_served", "requests_failed", "inference_latency")
+    __slots__ = ("serving", "packet", "requests_served", "requests_failed", "inference_latency", "previous", "observations_served", "packets_loaded", "packets_refused", "trusted_key_ids", "start_time")
     SERVING_FIELD_NUMBER: _ClassVar[int]
     PACKET_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_SERVED_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FAILED_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    PACKETS_LOADED_FIELD_NUMBER: _ClassVar[int]
+    PACKETS_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_KEY_IDS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
     serving: bool
     packet: PacketInfo
     requests_served: int
     requests_failed: int
     inference_latency: LatencySummary
-    def __init__(self, serving: _Optional[bool] = ..., packet: _Optional[_Union[PacketInfo, _Mapping]] = ..., requests_served: _Optional[int] = ..., requests_failed: _Optional[int] = ..., inference_latency: _Optional[_Union[LatencySummary, _Mapping]] = ...) -> None: ...
+    previous: PacketInfo
+    observations_served: int
+    packets_loaded: int
+    packets_refused: int
+    trusted_key_ids: _containers.RepeatedScalarFieldContainer[str]
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, serving: _Optional[bool] = ..., packet: _Optional[_Union[PacketInfo, _Mapping]] = ..., requests_served: _Optional[int] = ..., requests_failed: _Optional[int] = ..., inference_latency: _Optional[_Union[LatencySummary, _Mapping]] = ..., previous: _Optional[_Union[PacketInfo, _Mapping]] = ..., observations_served: _Optional[int] = ..., packets_loaded: _Optional[int] = ..., packets_refused: _Optional[int] = ..., trusted_key_ids: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

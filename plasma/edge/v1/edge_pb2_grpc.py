@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class EdgeRuntimeServiceStub:
-    """Serves a verified instruction packet on CPU, offline.
+    """Serves a signed, verified instruction packet on CPU, offline. See docs/edge-runtime.md.
+
+    Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
+    "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
+    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
     """
 
     def __init__(self, channel):
@@ -39,6 +43,11 @@ class EdgeRuntimeServiceStub:
                 '/plasma.edge.v1.EdgeRuntimeService/LoadPacket',
                 request_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.LoadPacketRequest.SerializeToString,
                 response_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.LoadPacketResponse.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/plasma.edge.v1.EdgeRuntimeService/Rollback',
+                request_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.RollbackResponse.FromString,
                 _registered_method=True)
         self.Act = channel.unary_unary(
                 '/plasma.edge.v1.EdgeRuntimeService/Act',
@@ -58,11 +67,24 @@ class EdgeRuntimeServiceStub:
 
 
 class EdgeRuntimeServiceServicer:
-    """Serves a verified instruction packet on CPU, offline.
+    """Serves a signed, verified instruction packet on CPU, offline. See docs/edge-runtime.md.
+
+    Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
+    "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
+    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
     """
 
     def LoadPacket(self, request_iterator, context):
-        """Receives a packet as a header (sha256, size) followed by chunks; verifies, loads and swaps it in.
+        """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
+        trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
+        warms and swaps it in atomically. The packet served before is kept for Rollback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Serves the packet that was served before the current one again (the only way to go down in version).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,7 +98,7 @@ class EdgeRuntimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Control(self, request_iterator, context):
-        """A control loop: one action per observation, in order, on one long-lived stream.
+        """A control loop: one response per request, in order, on one long-lived stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +117,11 @@ def add_EdgeRuntimeServiceServicer_to_server(servicer, server):
                     servicer.LoadPacket,
                     request_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.LoadPacketRequest.FromString,
                     response_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.LoadPacketResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.RollbackRequest.FromString,
+                    response_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.RollbackResponse.SerializeToString,
             ),
             'Act': grpc.unary_unary_rpc_method_handler(
                     servicer.Act,
@@ -120,7 +147,11 @@ def add_EdgeRuntimeServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EdgeRuntimeService:
-    """Serves a verified instruction packet on CPU, offline.
+    """Serves a signed, verified instruction packet on CPU, offline. See docs/edge-runtime.md.
+
+    Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
+    "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
+    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
     """
 
     @staticmethod
@@ -140,6 +171,33 @@ class EdgeRuntimeService:
             '/plasma.edge.v1.EdgeRuntimeService/LoadPacket',
             plasma_dot_edge_dot_v1_dot_edge__pb2.LoadPacketRequest.SerializeToString,
             plasma_dot_edge_dot_v1_dot_edge__pb2.LoadPacketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasma.edge.v1.EdgeRuntimeService/Rollback',
+            plasma_dot_edge_dot_v1_dot_edge__pb2.RollbackRequest.SerializeToString,
+            plasma_dot_edge_dot_v1_dot_edge__pb2.RollbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,35 +27,60 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class EdgeRuntimeServiceStub:
-    """Serves a verified instruction packet on CPU, offline."""
+    """Serves a signed, verified instruction packet on CPU, offline. See docs/edge-runtime.md.
+
+    Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
+    "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
+    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EdgeRuntimeServiceAsyncStub: ...
     LoadPacket: _grpc.StreamUnaryMultiCallable[_edge_pb2.LoadPacketRequest, _edge_pb2.LoadPacketResponse]
-    """Receives a packet as a header (sha256, size) followed by chunks; verifies, loads and swaps it in."""
+    """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
+    trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
+    warms and swaps it in atomically. The packet served before is kept for Rollback.
+    """
+    Rollback: _grpc.UnaryUnaryMultiCallable[_edge_pb2.RollbackRequest, _edge_pb2.RollbackResponse]
+    """Serves the packet that was served before the current one again (the only way to go down in version)."""
     Act: _grpc.UnaryUnaryMultiCallable[_edge_pb2.ActRequest, _edge_pb2.ActResponse]
     """One observation (or a batch) in, the action(s) out."""
     Control: _grpc.StreamStreamMultiCallable[_edge_pb2.ControlRequest, _edge_pb2.ControlResponse]
-    """A control loop: one action per observation, in order, on one long-lived stream."""
+    """A control loop: one response per request, in order, on one long-lived stream."""
     GetStatus: _grpc.UnaryUnaryMultiCallable[_edge_pb2.GetStatusRequest, _edge_pb2.GetStatusResponse]
 
 @_typing.type_check_only
 class EdgeRuntimeServiceAsyncStub(EdgeRuntimeServiceStub):
-    """Serves a verified instruction packet on CPU, offline."""
+    """Serves a signed, verified instruction packet on CPU, offline. See docs/edge-runtime.md.
+
+    Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
+    "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
+    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     LoadPacket: _aio.StreamUnaryMultiCallable[_edge_pb2.LoadPacketRequest, _edge_pb2.LoadPacketResponse]  # type: ignore[assignment]
-    """Receives a packet as a header (sha256, size) followed by chunks; verifies, loads and swaps it in."""
+    """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
+    trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
+    warms and swaps it in atomically. The packet served before is kept for Rollback.
+    """
+    Rollback: _aio.UnaryUnaryMultiCallable[_edge_pb2.RollbackRequest, _edge_pb2.RollbackResponse]  # type: ignore[assignment]
+    """Serves the packet that was served before the current one again (the only way to go down in version)."""
     Act: _aio.UnaryUnaryMultiCallable[_edge_pb2.ActRequest, _edge_pb2.ActResponse]  # type: ignore[assignment]
     """One observation (or a batch) in, the action(s) out."""
     Control: _aio.StreamStreamMultiCallable[_edge_pb2.ControlRequest, _edge_pb2.ControlResponse]  # type: ignore[assignment]
-    """A control loop: one action per observation, in order, on one long-lived stream."""
+    """A control loop: one response per request, in order, on one long-lived stream."""
     GetStatus: _aio.UnaryUnaryMultiCallable[_edge_pb2.GetStatusRequest, _edge_pb2.GetStatusResponse]  # type: ignore[assignment]
 
 class EdgeRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Serves a verified instruction packet on CPU, offline."""
+    """Serves a signed, verified instruction packet on CPU, offline. See docs/edge-runtime.md.
+
+    Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
+    "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
+    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    """
 
     @_abc_1.abstractmethod
     def LoadPacket(
@@ -63,7 +88,18 @@ class EdgeRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_edge_pb2.LoadPacketRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_edge_pb2.LoadPacketResponse, _abc.Awaitable[_edge_pb2.LoadPacketResponse]]:
-        """Receives a packet as a header (sha256, size) followed by chunks; verifies, loads and swaps it in."""
+        """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
+        trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
+        warms and swaps it in atomically. The packet served before is kept for Rollback.
+        """
+
+    @_abc_1.abstractmethod
+    def Rollback(
+        self,
+        request: _edge_pb2.RollbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_edge_pb2.RollbackResponse, _abc.Awaitable[_edge_pb2.RollbackResponse]]:
+        """Serves the packet that was served before the current one again (the only way to go down in version)."""
 
     @_abc_1.abstractmethod
     def Act(
@@ -79,7 +115,7 @@ class EdgeRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_edge_pb2.ControlRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_edge_pb2.ControlResponse], _abc.AsyncIterator[_edge_pb2.ControlResponse]]:
-        """A control loop: one action per observation, in order, on one long-lived stream."""
+        """A control loop: one response per request, in order, on one long-lived stream."""
 
     @_abc_1.abstractmethod
     def GetStatus(
