@@ -1,10 +1,14 @@
-"""Edge latency, batch 1: onnxruntime direct, the runtime in-process, Act over gRPC, Control ping-pong and
-Control pipelined, against an edge runtime started as its own process on loopback.
+"""Edge latency, batch 1, all in one run on one machine: onnxruntime called directly (the floor), the runtime's
+in-process path (validation + onnxruntime + figures), Act over gRPC, Control ping-pong, and Control pipelined
+(one observation per message, and batches of observations per message), against an edge runtime started as
+its own process on loopback; plus that process's RSS while serving and its cold start (process start ->
+health SERVING, and -> first action, with the packet already in its store).
 
-    .venv/bin/python -m bench.edge_latency [--packet FILE] [--requests N] [--window W]
+    .venv/bin/python -m bench.edge_latency [--packet FILE --trusted-key BASE64] [--requests N] [--window W]
 
-Without --packet it compiles an untrained 4->64->64->2 policy (CartPole-sized) into a packet first.
-Prints the command, the machine, and p50/p99 per path; asserts nothing (figures depend on the machine).
+Without --packet it compiles an untrained 4->64->64->2 policy (CartPole-sized) into a packet signed by a
+throwaway key. Prints the command, the machine, and p50/p99 and throughput per path; asserts nothing
+(figures depend on the machine, and on what else runs on it).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import platform
 import queue
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,10 +30,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import onnxruntime as ort
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from edge_runtime.session import Runtime
+from edge_runtime.runtime import Runtime
 from edge_runtime.store import EdgeStore
-from plasma import packet
+from plasma import packet, signing
 from plasma.core import blobs, grpc_client, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 
@@ -37,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 200
 
 
-def build_packet() -> bytes:
+def build_packet(key: signing.SigningKey) -> bytes:
     """An untrained CartPole-sized policy through the compiler's own export and quantization."""
     import torch
 
@@ -50,11 +56,11 @@ def build_packet() -> bytes:
     int8 = export.quantize_int8(export.export_onnx(net))
     inf = float("inf")
     return packet.build(
-        packet_id="pkt-bench0000000", name="bench", created_at="2026-01-01T00:00:00Z", source_run_id="bench",
-        env_id="CartPole-v1", action_space=packet.Space(kind="discrete", n=2),
+        packet_id="pkt-bench0000000", name="bench", version=1, created_at="2026-01-01T00:00:00Z",
+        source_run_id="bench", env_id="CartPole-v1", action_space=packet.Space(kind="discrete", n=2),
         observation_space=packet.Space(kind="box", shape=(4,), low=(-4.8, -inf, -0.42, -inf),
                                        high=(4.8, inf, 0.42, inf)),
-        model_onnx=int8, opset=export.OPSET, normalization={}, quantization={}, parity={}, versions={},
+        payload=int8, opset=export.OPSET, signer=key,
     )
 
 
@@ -88,75 +94,122 @@ def control_ping_pong(stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: 
 
 
 def control_pipelined(
-    stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: np.ndarray, window: int
+    stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: np.ndarray, window: int, per_message: int = 1
 ) -> tuple[np.ndarray, float]:
-    """Up to `window` observations in flight on one stream; per-message latency and messages per second."""
+    """Up to `window` messages in flight on one stream, each carrying `per_message` observations; per-message
+    latency and observations (actions) per second."""
+    messages = [observations[i:i + per_message] if per_message > 1 else observations[i]
+                for i in range(0, len(observations) - per_message + 1, per_message)]
+    encoded = [tensors.to_proto(m) for m in messages]  # built before the clock starts: the client is not timed
     in_flight = threading.Semaphore(window)
-    sent_at = np.zeros(len(observations))
+    sent_at = np.zeros(len(messages))
 
     def requests() -> Iterator[edge_pb2.ControlRequest]:
-        for i, obs in enumerate(observations):
+        for i, tensor in enumerate(encoded):
             in_flight.acquire()
             sent_at[i] = time.perf_counter()
-            yield edge_pb2.ControlRequest(sequence=i, observation=tensors.to_proto(obs))
+            yield edge_pb2.ControlRequest(sequence=i, observation=tensor)
 
-    latencies = np.empty(len(observations))
+    latencies = np.empty(len(messages))
     started = time.perf_counter()
     for response in stub.Control(requests(), timeout=grpc_client.STREAM_DEADLINE_S):
         latencies[response.sequence] = time.perf_counter() - sent_at[response.sequence]
         in_flight.release()
-    return latencies * 1e3, len(observations) / (time.perf_counter() - started)
+    return latencies * 1e3, len(messages) * per_message / (time.perf_counter() - started)
 
 
-def start_edge(store: Path) -> tuple[subprocess.Popen[str], str]:
+def start_edge(store: Path, key: signing.VerifyingKey) -> tuple[subprocess.Popen[str], str, float]:
+    """The runtime as its own process; returns it, its address, and seconds from spawn to the log line."""
+    started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PLASMA_LOG_LEVEL": "INFO"},
+        env={**os.environ, "PLASMA_LOG_LEVEL": "INFO", "PLASMA_EDGE_TRUSTED_KEYS": key.base64},
     )
     assert process.stdout is not None
     for line in process.stdout:
         if match := re.search(r"edge serving port=(\d+)", line):
             # Keep draining so the server never blocks on a full pipe.
             threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, f"127.0.0.1:{match.group(1)}"
+            return process, f"127.0.0.1:{match.group(1)}", time.perf_counter() - started
     raise RuntimeError(f"edge runtime exited with code {process.wait()} before serving")
+
+
+def cold_start(store: Path, key: signing.VerifyingKey, observation: np.ndarray) -> tuple[float, float]:
+    """Seconds from spawning a runtime whose store holds a packet to (health SERVING, first action)."""
+    started = time.perf_counter()
+    process, address, _ = start_edge(store, key)
+    try:
+        with grpc_client.channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != \
+                    health_pb2.HealthCheckResponse.SERVING:
+                time.sleep(0.002)
+            serving = time.perf_counter() - started
+            edge_pb2_grpc.EdgeRuntimeServiceStub(channel).Act(
+                edge_pb2.ActRequest(observation=tensors.to_proto(observation)), timeout=5)
+            return serving, time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(resident set now, its peak) in MB, from /proc."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    now, peak = (int(re.search(rf"{field}:\s+(\d+) kB", text).group(1)) for field in ("VmRSS", "VmHWM"))  # type: ignore[union-attr]
+    return now / 1024, peak / 1024
 
 
 def summary(name: str, latencies_ms: np.ndarray, rate: float | None = None) -> str:
     p50, p99 = np.percentile(latencies_ms, [50, 99])
     rate = rate if rate is not None else 1e3 / latencies_ms.mean()
-    return f"{name:<34} {p50:9.3f} {p99:9.3f} {rate:10.0f}"
+    return f"{name:<40} {p50:9.3f} {p99:9.3f} {rate:10.0f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packet", type=Path, help="packet file (default: compile an untrained policy)")
-    parser.add_argument("--requests", type=int, default=3000, help="timed requests per path")
-    parser.add_argument("--window", type=int, default=32, help="messages in flight for the pipelined Control run")
+    parser.add_argument("--trusted-key", help="base64 public key that signed --packet")
+    parser.add_argument("--requests", type=int, default=5000, help="timed requests per path")
+    parser.add_argument("--window", type=int, default=32, help="messages in flight for the pipelined Control runs")
+    parser.add_argument("--batch", type=int, default=8, help="observations per message for the batched Control run")
+    parser.add_argument("--cold-starts", type=int, default=3, help="cold starts to time (median reported)")
     args = parser.parse_args()
     print("command:", " ".join([sys.executable, "-m", "bench.edge_latency", *sys.argv[1:]]))
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, "
-          f"onnxruntime {ort.__version__}, grpcio {grpc.__version__}")
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}, "
+          f"python {platform.python_version()}, onnxruntime {ort.__version__}, grpcio {grpc.__version__}")
 
-    data = args.packet.read_bytes() if args.packet else build_packet()
+    if args.packet:
+        if not args.trusted_key:
+            parser.error("--packet needs --trusted-key (the base64 public key that signed it)")
+        data, key = args.packet.read_bytes(), signing.parse_trusted_keys(args.trusted_key)
+        verifying = next(iter(key.values()))
+    else:
+        signer = signing.SigningKey.generate()
+        data, verifying = build_packet(signer), signer.public
     manifest, model = packet.read(data)
-    print(f"packet: {manifest.packet_id} {len(data)} bytes, int8 model {len(model)} bytes")
+    print(f"packet: {manifest.packet_id} v{manifest.version} {len(data)} bytes, int8 model {len(model)} bytes")
     rng = np.random.default_rng(0)
     observations = (rng.normal(size=(args.requests, manifest.obs_dim)) * 0.5).astype(np.float32)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     direct = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    rows = [summary("onnxruntime direct", timed(
+    rows = [summary("onnxruntime InferenceSession.run (floor)", timed(
         lambda obs: direct.run([packet.ACTION_OUTPUT], {packet.INPUT_NAME: obs[None]}), observations))]
 
     with tempfile.TemporaryDirectory(prefix="plasma-bench-") as tmp:
-        runtime = Runtime(EdgeStore(Path(tmp) / "inprocess"), 1, 1, 1024)
+        runtime = Runtime(EdgeStore(Path(tmp) / "inprocess"), {verifying.key_id: verifying}, 1, 1, 1024)
         runtime.load(data)
         rows.append(summary("runtime in-process (checks + ort)", timed(runtime.act, observations)))
+        wire = [tensors.to_proto(obs) for obs in observations]
+        index = iter(range(10**9))
+        rows.append(summary("runtime in-process from a Tensor message", timed(
+            lambda _obs: runtime.act_tensor(wire[next(index) % len(wire)]), observations)))
 
-        process, address = start_edge(Path(tmp) / "edge")
+        store = Path(tmp) / "edge"
+        process, address, _ = start_edge(store, verifying)
         try:
             with grpc_client.channel(address) as channel:
                 stub = edge_pb2_grpc.EdgeRuntimeServiceStub(channel)
@@ -173,16 +226,24 @@ def main() -> None:
                 rows.append(summary("Control ping-pong (one stream)", control_ping_pong(stub, observations)))
                 latencies, rate = control_pipelined(stub, observations, args.window)
                 rows.append(summary(f"Control pipelined (window {args.window})", latencies, rate))
+                latencies, rate = control_pipelined(stub, observations, args.window, args.batch)
+                rows.append(summary(f"Control pipelined, {args.batch} obs/message", latencies, rate))
                 server = stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=grpc_client.UNARY_DEADLINE_S)
+                rss_now, rss_peak = rss_mb(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
+        starts = [cold_start(store, verifying, observations[0]) for _ in range(args.cold_starts)]
 
-    print(f"\n{'path (batch 1)':<34} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>10}")
+    print(f"\n{'path (batch 1 unless said)':<40} {'p50 ms':>9} {'p99 ms':>9} {'actions/s':>10}")
     print("\n".join(rows))
     latency = server.inference_latency
     print(f"\nserver-side inference (GetStatus, last {latency.count} requests): "
           f"p50 {latency.p50_ms:.3f} ms, p99 {latency.p99_ms:.3f} ms")
+    print(f"serving process RSS after the runs: {rss_now:.1f} MB (peak {rss_peak:.1f} MB)")
+    serving, first = (statistics.median(s[i] for s in starts) for i in (0, 1))
+    print(f"cold start, packet in store (median of {len(starts)}): process start -> SERVING {serving:.2f} s, "
+          f"-> first action {first:.2f} s")
 
 
 if __name__ == "__main__":

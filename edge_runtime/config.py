@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from plasma import signing
 from plasma.core import settings
 
 
@@ -14,29 +15,59 @@ from plasma.core import settings
 class Config:
     # host:port to listen on; port 0 picks a free port (tests).
     address: str = "127.0.0.1:50054"
-    # Where the current packet is kept, so a restarted runtime serves it without the network.
+    # Where installed packets are kept, so a restarted runtime serves the last good one without the network.
     store_dir: Path = Path("var/edge")
-    # onnxruntime threads: a batch-1 policy gains nothing from more, and the device's cores are shared.
+    # Public keys whose signatures this runtime accepts, by key id. Empty: every packet is refused (a device
+    # must never serve unsigned or untrusted code); the runtime still starts, answers health and GetStatus.
+    trusted_keys: dict[str, signing.VerifyingKey] = field(default_factory=dict)
+    # onnxruntime threads: a batch-1 policy gains nothing from more, and a small device's cores are shared.
     ort_intra_threads: int = 1
     ort_inter_threads: int = 1
-    # gRPC worker threads; each open Control stream holds one for its whole life.
+    # gRPC worker threads. Each in-flight RPC holds one; an open Control stream holds one for its whole life.
     workers: int = 8
-    # In-flight RPCs beyond this are refused with RESOURCE_EXHAUSTED instead of queueing without bound.
-    max_concurrent_rpcs: int = 64
+    # In-flight RPCs beyond this are refused with RESOURCE_EXHAUSTED. At most `workers`, so an accepted RPC
+    # never waits in a queue for a thread.
+    max_concurrent_rpcs: int = 8
+    # Open Control streams beyond this are refused with RESOURCE_EXHAUSTED; below max_concurrent_rpcs, so
+    # Act, LoadPacket and health checks always find a worker however many streams are open.
+    max_control_streams: int = 4
     # Most observations one Act or Control message may carry.
     max_batch: int = 1024
     # Seconds in-flight RPCs get to finish after SIGTERM.
     grace_seconds: float = 5.0
+    # host:port of the Prometheus /metrics HTTP endpoint; "" turns it off (port 0 picks a free port).
+    metrics_address: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
-        return cls(
+        try:
+            trusted = signing.parse_trusted_keys(env.get("PLASMA_EDGE_TRUSTED_KEYS", ""))
+        except signing.SigningKeyError as exc:
+            raise settings.ConfigError(f"PLASMA_EDGE_TRUSTED_KEYS is not valid: {exc}") from exc
+        config = cls(
             address=settings.address(env, "PLASMA_EDGE_ADDRESS", cls.address),
             store_dir=Path(settings.directory(env, "PLASMA_EDGE_STORE", str(cls.store_dir))),
+            trusted_keys=trusted,
             ort_intra_threads=settings.positive_int(env, "PLASMA_EDGE_ORT_INTRA_THREADS", cls.ort_intra_threads),
             ort_inter_threads=settings.positive_int(env, "PLASMA_EDGE_ORT_INTER_THREADS", cls.ort_inter_threads),
             workers=settings.positive_int(env, "PLASMA_EDGE_WORKERS", cls.workers),
             max_concurrent_rpcs=settings.positive_int(env, "PLASMA_EDGE_MAX_CONCURRENT_RPCS", cls.max_concurrent_rpcs),
+            max_control_streams=settings.positive_int(env, "PLASMA_EDGE_MAX_CONTROL_STREAMS", cls.max_control_streams),
             max_batch=settings.positive_int(env, "PLASMA_EDGE_MAX_BATCH", cls.max_batch),
             grace_seconds=settings.seconds(env, "PLASMA_EDGE_GRACE_SECONDS", cls.grace_seconds),
+            metrics_address=settings.read(env, "PLASMA_EDGE_METRICS_ADDRESS", cls.metrics_address, str,
+                                          lambda a: ":" in a, "host:port"),
         )
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Limits that only make sense together."""
+        if self.max_concurrent_rpcs > self.workers:
+            raise settings.ConfigError(
+                f"PLASMA_EDGE_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs} is not valid: expected at most "
+                f"PLASMA_EDGE_WORKERS={self.workers}, or accepted RPCs would queue for a thread")
+        if self.max_control_streams >= self.max_concurrent_rpcs:
+            raise settings.ConfigError(
+                f"PLASMA_EDGE_MAX_CONTROL_STREAMS={self.max_control_streams} is not valid: expected fewer than "
+                f"PLASMA_EDGE_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}, so Act and health checks keep a worker")

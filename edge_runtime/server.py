@@ -1,29 +1,46 @@
-"""EdgeRuntimeService: loads verified packets and answers observations with actions, offline, on CPU."""
+"""EdgeRuntimeService: installs signed packets and answers observations with actions, offline, on CPU."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
+from edge_runtime import errors
 from edge_runtime.config import Config
-from edge_runtime.session import PacketSession, Runtime
-from edge_runtime.store import EdgeStore
+from edge_runtime.metrics import Metrics, start_http
+from edge_runtime.runtime import Runtime
+from edge_runtime.session import ServedPacket
+from edge_runtime.store import EdgeStore, Entry, StoreError
 from plasma import packet
 from plasma.common.v1 import common_pb2
 from plasma.core import blobs, grpc_server, settings, tensors
 from plasma.core import logging as plog
-from plasma.core.errors import InvalidArgument, PlasmaError, bad_input, translate_errors
+from plasma.core.errors import InvalidArgument, PlasmaError, translate_errors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 
 log = plog.get(__name__)
 
 SERVICE_NAME = edge_pb2.DESCRIPTOR.services_by_name["EdgeRuntimeService"].full_name
+# Observations are small and packets arrive in 64 KiB chunks: nothing legitimate comes near this.
+MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+_KIND = {packet.KIND_MODEL: edge_pb2.PACKET_KIND_MODEL, packet.KIND_ADAPTER: edge_pb2.PACKET_KIND_ADAPTER}
+_INT64 = np.dtype("<i8")
+
+
+def _timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
 
 
 def _space_proto(space: packet.Space) -> common_pb2.Space:
@@ -32,28 +49,59 @@ def _space_proto(space: packet.Space) -> common_pb2.Space:
     return common_pb2.Space(kind=common_pb2.SPACE_KIND_BOX, shape=space.shape, low=space.low, high=space.high)
 
 
-def packet_info(session: PacketSession) -> edge_pb2.PacketInfo:
-    manifest = session.manifest
-    load_time = timestamp_pb2.Timestamp()
-    load_time.FromDatetime(session.loaded_at)
+def packet_info(served: ServedPacket) -> edge_pb2.PacketInfo:
+    manifest = served.manifest
+    base = manifest.base
     return edge_pb2.PacketInfo(
-        packet_id=manifest.packet_id, name=manifest.name, sha256=session.sha256, size_bytes=session.size_bytes,
+        packet_id=manifest.packet_id, name=manifest.name, sha256=served.sha256, size_bytes=served.size_bytes,
         env_spec=common_pb2.EnvSpec(env_id=manifest.env_id, observation_space=_space_proto(manifest.observation_space),
                                     action_space=_space_proto(manifest.action_space)),
-        load_time=load_time,
+        load_time=_timestamp(served.loaded_at), version=manifest.version, kind=_KIND[manifest.kind],
+        signing_key_id=served.key_id, base_packet_id=base.packet_id if base else "",
+        base_version=base.version if base else 0,
     )
 
 
-def _chunks(requests: Iterator[edge_pb2.LoadPacketRequest]) -> Iterator[bytes]:
-    for request in requests:
-        if request.WhichOneof("part") != "chunk":
-            raise InvalidArgument("LoadPacket: only the first message may be a header; the rest must be chunks")
-        yield request.chunk
+def entry_info(entry: Entry | None) -> edge_pb2.PacketInfo | None:
+    """What the store records about a packet that is installed but not served (no session, no load time)."""
+    if entry is None:
+        return None
+    return edge_pb2.PacketInfo(packet_id=entry.packet_id, name=entry.name, sha256=entry.sha256,
+                               version=entry.version, kind=_KIND.get(entry.kind, edge_pb2.PACKET_KIND_UNSPECIFIED))
+
+
+class ActionEncoder:
+    """Actions -> Tensor messages. A discrete packet answering one observation has only n possible replies;
+    they are built once per packet instead of once per request."""
+
+    def __init__(self) -> None:
+        self._cache: tuple[ServedPacket, list[common_pb2.Tensor]] | None = None
+
+    def encode(self, actions: np.ndarray, single: bool, served: ServedPacket) -> common_pb2.Tensor:
+        if single and served.discrete:
+            cache = self._cache
+            if cache is None or cache[0] is not served:
+                n = served.manifest.action_space.n
+                replies = [common_pb2.Tensor(dtype=common_pb2.DATA_TYPE_INT64, data=np.int64(i).astype(_INT64)
+                                             .tobytes()) for i in range(min(n, 1024))]
+                cache = self._cache = (served, replies)
+            index = int(actions[0])
+            if 0 <= index < len(cache[1]):
+                return cache[1][index]
+        return tensors.to_proto(actions[0] if single else actions)
 
 
 class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, max_control_streams: int) -> None:
         self._runtime = runtime
+        self._streams = threading.BoundedSemaphore(max_control_streams)
+        self._max_streams = max_control_streams
+        self._encoder = ActionEncoder()
+        self._started = _timestamp(datetime.datetime.now(datetime.UTC))
+
+    @staticmethod
+    def _refusal(context: grpc.ServicerContext, exc: errors.Refused) -> None:
+        context.set_trailing_metadata(((errors.REFUSAL_KEY, exc.reason),))
 
     @translate_errors
     def LoadPacket(
@@ -65,84 +113,158 @@ class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
         if first.header.media_type not in ("", packet.MEDIA_TYPE):
             raise InvalidArgument(f"LoadPacket takes {packet.MEDIA_TYPE}, got {first.header.media_type!r}")
         data = blobs.assemble(first.header, _chunks(request_iterator))  # BlobError -> DATA_LOSS
-        with bad_input():  # PacketError: the bytes arrived intact but are not a packet we can serve
-            session = self._runtime.load(data)
-        log.info("loaded packet=%s name=%s sha256=%s size_bytes=%d", session.packet_id, session.manifest.name,
-                 session.sha256, session.size_bytes)
-        return edge_pb2.LoadPacketResponse(packet=packet_info(session))
-
-    def _act(self, observation: common_pb2.Tensor) -> tuple[common_pb2.Tensor, str]:
         try:
-            array = tensors.from_proto(observation, "observation")
-        except tensors.TensorError:
-            self._runtime.count_failure()
+            served, previous = self._runtime.load(data)
+        except errors.Refused as exc:
+            self._refusal(context, exc)
+            log.warning("refused packet sha256=%s reason=%s: %s", first.header.sha256, exc.reason, exc)
             raise
-        action, packet_id = self._runtime.act(array)
-        return tensors.to_proto(np.asarray(action)), packet_id
+        log.info("loaded packet=%s name=%s version=%d kind=%s key=%s sha256=%s previous=%s", served.packet_id,
+                 served.manifest.name, served.version, served.manifest.kind, served.key_id, served.sha256,
+                 previous.packet_id if previous else "none")
+        return edge_pb2.LoadPacketResponse(packet=packet_info(served), previous=entry_info(previous))
+
+    @translate_errors
+    def Rollback(self, request: edge_pb2.RollbackRequest, context: grpc.ServicerContext) -> edge_pb2.RollbackResponse:
+        try:
+            served, rolled_back = self._runtime.rollback(request.packet_id)
+        except errors.Refused as exc:
+            self._refusal(context, exc)
+            raise
+        log.info("rolled back from packet=%s v%d to packet=%s v%d", rolled_back.packet_id, rolled_back.version,
+                 served.packet_id, served.version)
+        return edge_pb2.RollbackResponse(packet=packet_info(served), rolled_back=entry_info(rolled_back))
 
     @translate_errors
     def Act(self, request: edge_pb2.ActRequest, context: grpc.ServicerContext) -> edge_pb2.ActResponse:
-        action, packet_id = self._act(request.observation)
-        return edge_pb2.ActResponse(action=action, packet_id=packet_id)
+        actions, single, served = self._runtime.act_tensor(request.observation)
+        return edge_pb2.ActResponse(action=self._encoder.encode(actions, single, served), packet_id=served.packet_id,
+                                    packet_version=served.version)
 
     @translate_errors
     def Control(
         self, request_iterator: Iterator[edge_pb2.ControlRequest], context: grpc.ServicerContext
     ) -> Iterator[edge_pb2.ControlResponse]:
-        for request in request_iterator:
-            try:
-                action, packet_id = self._act(request.observation)
-            except tensors.TensorError as exc:
-                raise InvalidArgument(f"sequence {request.sequence}: {exc}") from exc
-            except PlasmaError as exc:  # the stream ends here; say which message ended it
-                raise type(exc)(f"sequence {request.sequence}: {exc}") from exc
-            yield edge_pb2.ControlResponse(sequence=request.sequence, action=action, packet_id=packet_id)
+        if not self._streams.acquire(blocking=False):
+            raise errors.ResourceExhausted(
+                f"{self._max_streams} Control streams are already open (PLASMA_EDGE_MAX_CONTROL_STREAMS); "
+                "close one, or use Act")
+        metrics = self._runtime.metrics
+        metrics.control_streams(+1)
+        act, encode = self._runtime.act_tensor, self._encoder.encode
+        try:
+            for request in request_iterator:
+                try:
+                    actions, single, served = act(request.observation)
+                except PlasmaError as exc:  # the stream ends here; say which message ended it
+                    raise type(exc)(f"sequence {request.sequence}: {exc}") from exc
+                yield edge_pb2.ControlResponse(sequence=request.sequence, action=encode(actions, single, served),
+                                               packet_id=served.packet_id, packet_version=served.version)
+        finally:
+            metrics.control_streams(-1)
+            self._streams.release()
 
     @translate_errors
     def GetStatus(
         self, request: edge_pb2.GetStatusRequest, context: grpc.ServicerContext
     ) -> edge_pb2.GetStatusResponse:
         status = self._runtime.status()
+        p50, p90, p99 = status.latency_ms
         return edge_pb2.GetStatusResponse(
-            serving=status.session is not None,
-            packet=packet_info(status.session) if status.session is not None else None,
+            serving=status.current is not None,
+            packet=packet_info(status.current) if status.current is not None else None,
+            previous=entry_info(status.previous),
             requests_served=status.requests_served,
             requests_failed=status.requests_failed,
-            inference_latency=edge_pb2.LatencySummary(p50_ms=status.latency_p50_ms, p99_ms=status.latency_p99_ms,
-                                                      count=status.latency_count),
+            observations_served=status.observations_served,
+            packets_loaded=status.packets_loaded,
+            packets_refused=status.packets_refused,
+            inference_latency=edge_pb2.LatencySummary(p50_ms=p50, p90_ms=p90, p99_ms=p99, count=status.latency_count),
+            trusted_key_ids=sorted(self._runtime.trusted_keys),
+            start_time=self._started,
         )
+
+
+def _chunks(requests: Iterator[edge_pb2.LoadPacketRequest]) -> Iterator[bytes]:
+    for request in requests:
+        if request.WhichOneof("part") != "chunk":
+            raise InvalidArgument("LoadPacket: only the first message may be a header; the rest must be chunks")
+        yield request.chunk
+
+
+@dataclass
+class Edge:
+    """A built (not started) runtime: its gRPC server and everything a test or `serve` needs to reach."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    runtime: Runtime
+    metrics_port: int | None
+    stop_metrics: Callable[[], None]
+
+
+def build(config: Config) -> Edge:
+    """Opens the store, serves the stored packet if it still verifies, binds gRPC (and /metrics if configured)."""
+    metrics = Metrics()
+    try:
+        store = EdgeStore(config.store_dir)
+    except OSError as exc:
+        raise StoreError(f"store {config.store_dir} cannot be opened: {exc}") from exc
+    runtime = Runtime(store, config.trusted_keys, config.ort_intra_threads, config.ort_inter_threads,
+                      config.max_batch, metrics)
+    if not config.trusted_keys:
+        log.warning("no trusted signing keys (PLASMA_EDGE_TRUSTED_KEYS): every packet will be refused")
+    restored = runtime.restore()
+    if restored is not None:
+        log.info("serving stored packet=%s name=%s version=%d sha256=%s", restored.packet_id, restored.manifest.name,
+                 restored.version, restored.sha256)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+                 ("grpc.max_send_message_length", MAX_RECEIVE_BYTES)],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+    health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
+    edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EdgeServicer(runtime, config.max_control_streams), server)
+    port = grpc_server.bind(server, config.address)
+    metrics_port, stop_metrics = None, lambda: None
+    if config.metrics_address:
+        metrics_port, stop_metrics = start_http(metrics, config.metrics_address)
+    return Edge(server, port, health_servicer, runtime, metrics_port, stop_metrics)
 
 
 def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Builds and binds the server (not started), already serving the stored packet if there is one."""
-    runtime = Runtime(EdgeStore(config.store_dir), config.ort_intra_threads, config.ort_inter_threads,
-                      config.max_batch)
-    restored = runtime.restore()
-    if restored is not None:
-        log.info("serving stored packet=%s sha256=%s", restored.packet_id, restored.sha256)
-    server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs)
-    health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
-    edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EdgeServicer(runtime), server)
-    port = grpc_server.bind(server, config.address)
-    return server, port, health_servicer
+    edge = build(config)
+    return edge.server, edge.port, edge.health
 
 
 def serve(config: Config) -> None:
-    server, port, health_servicer = create_server(config)
-    server.start()
+    edge = build(config)
+    edge.server.start()
     # SERVING without a packet too: the runtime must accept LoadPacket; GetStatus.serving says if it can act.
-    grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
-    log.info("edge serving port=%d store=%s ort_threads=%d/%d", port, config.store_dir, config.ort_intra_threads,
-             config.ort_inter_threads)
-    grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
+    grpc_server.set_serving(edge.health, [SERVICE_NAME], True)
+    log.info("edge serving port=%d store=%s trusted_keys=%s ort_threads=%d/%d workers=%d max_rpcs=%d "
+             "max_streams=%d metrics_port=%s", edge.port, config.store_dir, edge.runtime.describe_trust(),
+             config.ort_intra_threads, config.ort_inter_threads, config.workers, config.max_concurrent_rpcs,
+             config.max_control_streams, edge.metrics_port)
+    try:
+        grpc_server.run_until_signal(edge.server, config.grace_seconds, edge.health)
+    finally:
+        edge.stop_metrics()
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
     parser = argparse.ArgumentParser(description="Plasma edge runtime")
     parser.add_argument("--address", help="host:port to listen on (PLASMA_EDGE_ADDRESS)")
     parser.add_argument("--store", help="store directory (PLASMA_EDGE_STORE)")
+    parser.add_argument("--trusted-keys", help="comma-separated key files or base64 public keys "
+                                               "(PLASMA_EDGE_TRUSTED_KEYS)")
+    parser.add_argument("--metrics-address", help="host:port for Prometheus /metrics (PLASMA_EDGE_METRICS_ADDRESS)")
     args = parser.parse_args(argv)
-    overrides = {"PLASMA_EDGE_ADDRESS": args.address, "PLASMA_EDGE_STORE": args.store}
+    overrides = {"PLASMA_EDGE_ADDRESS": args.address, "PLASMA_EDGE_STORE": args.store,
+                 "PLASMA_EDGE_TRUSTED_KEYS": args.trusted_keys, "PLASMA_EDGE_METRICS_ADDRESS": args.metrics_address}
     plog.configure()
     try:
         config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})

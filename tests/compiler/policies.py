@@ -134,23 +134,25 @@ class FakeTrainer(trainer_pb2_grpc.TrainerServiceServicer):
 
 # Signs every packet the tests build; the edge tests trust it.
 TEST_KEY = signing.SigningKey.generate()
-_COMPILED: dict[tuple[str, int, bool], export.Compiled] = {}
+_COMPILED: dict[tuple[str, int, bool, float], export.Compiled] = {}
 
 
-def compiled(kind: str = "discrete", seed: int = 0, adaptable: bool = False) -> export.Compiled:
+def compiled(kind: str = "discrete", seed: int = 0, adaptable: bool = False,
+             adapter_std: float = 0.02) -> export.Compiled:
     """A bundle compiled the way the compiler does it (cached: compiling takes seconds)."""
-    key = (kind, seed, adaptable)
+    key = (kind, seed, adaptable, adapter_std)
     if key not in _COMPILED:
-        _COMPILED[key] = export.compile_bundle(make_bundle(kind, seed), 0.95, threads=1, report=lambda _: None,
-                                               adaptable=adaptable)
+        _COMPILED[key] = export.compile_bundle(make_bundle(kind, seed, adapter_std=adapter_std), 0.95, threads=1,
+                                               report=lambda _: None, adaptable=adaptable)
     return _COMPILED[key]
 
 
 def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer: signing.SigningKey = TEST_KEY,
-                adaptable: bool = False, name: str = "") -> tuple[bytes, bytes]:
+                adaptable: bool = False, name: str = "", adapter_std: float = 0.02) -> tuple[bytes, bytes]:
     """(signed packet, its fp32 model) built the way the compiler builds them, without gRPC (for edge tests).
-    The same policy with another version or signer is a different packet (id and bytes)."""
-    result = compiled(kind, seed, adaptable)
+    The same policy with another version or signer is a different packet (id and bytes); a large
+    `adapter_std` gives a policy that decides differently from the plain one."""
+    result = compiled(kind, seed, adaptable, adapter_std)
     spec = env_spec(kind)
     data = packet.build(
         packet_id=f"pkt-{kind[:4]}{seed:02d}{version:06d}", name=name or f"{spec.env_id}-test", version=version,
@@ -161,6 +163,16 @@ def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer:
         versions=export.versions(), **export.packet_records(result),
     )
     return data, result.fp32_onnx
+
+
+def make_packet_with_model(model: bytes, version: int, kind: str = "discrete") -> bytes:
+    """A signed packet whose model.onnx is `model` (e.g. bytes onnxruntime cannot load)."""
+    spec = env_spec(kind)
+    return packet.build(
+        packet_id=f"pkt-bad{version:09d}", name=f"{spec.env_id}-test", version=version, source_run_id="run-bad",
+        created_at="2026-01-01T00:00:00Z", env_id=spec.env_id, observation_space=space(spec.observation_space),
+        action_space=space(spec.action_space), payload=model, opset=export.OPSET, signer=TEST_KEY,
+    )
 
 
 def make_adapter_packet(base: bytes, adapter_seed: int, version: int, kind: str = "discrete", seed: int = 0,

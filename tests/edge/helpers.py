@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from plasma import packet
+import grpc
+
+from edge_runtime import errors
+from plasma import packet, signing
 from plasma.common.v1 import common_pb2
 from plasma.core import blobs
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from tests.compiler import policies
 
 T = 30.0
+TRUSTED = {policies.TEST_KEY.key_id: policies.TEST_KEY.public}
+
+
+def trusted_env(key: signing.SigningKey = policies.TEST_KEY) -> dict[str, str]:
+    return {"PLASMA_EDGE_TRUSTED_KEYS": key.public.base64}
 
 
 def load_requests(
@@ -28,3 +37,8 @@ def load(
 
 def status(stub: edge_pb2_grpc.EdgeRuntimeServiceStub) -> edge_pb2.GetStatusResponse:
     return stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=T)
+
+
+def refusal(error: grpc.RpcError) -> str:
+    """The machine-readable reason a LoadPacket or Rollback was refused."""
+    return dict(error.trailing_metadata() or ()).get(errors.REFUSAL_KEY, "")  # type: ignore[attr-defined]

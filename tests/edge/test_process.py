@@ -22,7 +22,7 @@ import pytest
 
 from plasma.core import tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
-from tests.edge.helpers import T, load, status
+from tests.edge.helpers import T, load, status, trusted_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
@@ -59,7 +59,7 @@ class EdgeProcess:
 def edge_process(store: Path) -> Iterator[tuple[EdgeProcess, str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)],
-        cwd=REPO_ROOT, env={**os.environ, "PLASMA_LOG_LEVEL": "INFO"},
+        cwd=REPO_ROOT, env={**os.environ, "PLASMA_LOG_LEVEL": "INFO", **trusted_env()},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     edge = EdgeProcess(process)
@@ -86,7 +86,7 @@ def act(address: str, observation: np.ndarray) -> np.ndarray:
 
 
 def test_edge_modules_do_not_import_torch() -> None:
-    code = ("import sys, edge_runtime.server, edge_runtime.session, edge_runtime.healthcheck; "
+    code = ("import sys, edge_runtime.server, edge_runtime.session, edge_runtime.healthcheck, edge_runtime.metrics; "
             "sys.exit(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3] or 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, timeout=120, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
