@@ -224,12 +224,12 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         _, data = self._store.transitions(meta.dataset_id)
         start_pool = _start_pool(data, _START_STATES[request.start_states])
         model = self._models.get(request.model_id)
-        paths = rollout.simulate(
-            model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
-            seed=int(request.seed), start_pool=start_pool, label_with_planner=label,
-            reward_source=reward_source, task=task,
-        )
         with bad_input():
+            paths = rollout.simulate(
+                model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
+                seed=int(request.seed), start_pool=start_pool, label_with_planner=label,
+                reward_source=reward_source, task=task,
+            )
             for index, path in enumerate(paths):
                 yield simulator_pb2.SimulateResponse(path=wire.path_to_proto(path, index))
 
