@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -64,7 +65,7 @@ def build_packet(key: signing.SigningKey) -> bytes:
     )
 
 
-def timed(call: Callable[[np.ndarray], object], observations: np.ndarray) -> np.ndarray:
+def timed(call: Callable[[Any], object], observations: Any) -> np.ndarray:
     """Per-call latency in ms after a warm-up."""
     for obs in observations[:WARMUP]:
         call(obs)
@@ -74,6 +75,45 @@ def timed(call: Callable[[np.ndarray], object], observations: np.ndarray) -> np.
         call(obs)
         latencies[i] = time.perf_counter() - started
     return latencies * 1e3
+
+
+def interleaved(paths: dict[str, Callable[[Any], object]], items: np.ndarray, rounds: int) -> dict[str, np.ndarray]:
+    """Each path's latencies, measured in alternating slices so that a busy moment of a shared machine
+    falls on every path alike instead of on whichever ran then."""
+    slices = np.array_split(items, rounds)
+    results: dict[str, list[np.ndarray]] = {name: [] for name in paths}
+    for part in slices:
+        for name, call in paths.items():
+            results[name].append(timed(call, part))
+    return {name: np.concatenate(parts) for name, parts in results.items()}
+
+
+class EchoServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
+    """The transport alone: answers every Act and Control message with a fixed action, no checks, no inference.
+    What Python gRPC on this machine can do at best with the same client and messages."""
+
+    def __init__(self) -> None:
+        self._action = tensors.to_proto(np.int64(0))
+
+    def Act(self, request: edge_pb2.ActRequest, context: grpc.ServicerContext) -> edge_pb2.ActResponse:
+        return edge_pb2.ActResponse(action=self._action, packet_id="pkt-echo", packet_version=1)
+
+    def Control(self, request_iterator: Iterator[edge_pb2.ControlRequest],
+                context: grpc.ServicerContext) -> Iterator[edge_pb2.ControlResponse]:
+        for request in request_iterator:
+            yield edge_pb2.ControlResponse(sequence=request.sequence, action=self._action, packet_id="pkt-echo",
+                                           packet_version=1)
+
+
+def echo_server() -> None:
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EchoServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"edge serving port={port}", flush=True)
+    server.wait_for_termination()
 
 
 def control_ping_pong(stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: np.ndarray) -> np.ndarray:
@@ -118,11 +158,14 @@ def control_pipelined(
     return latencies * 1e3, len(messages) * per_message / (time.perf_counter() - started)
 
 
-def start_edge(store: Path, key: signing.VerifyingKey) -> tuple[subprocess.Popen[str], str, float]:
-    """The runtime as its own process; returns it, its address, and seconds from spawn to the log line."""
+def start_edge(store: Path, key: signing.VerifyingKey, echo: bool = False) -> tuple[subprocess.Popen[str], str, float]:
+    """The runtime (or the echo server) as its own process; returns it, its address, and seconds from spawn to
+    the log line."""
     started = time.perf_counter()
+    command = ([sys.executable, "-m", "bench.edge_latency", "--echo-server"] if echo else
+               [sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)])
     process = subprocess.Popen(
-        [sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)],
+        command,
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PLASMA_LOG_LEVEL": "INFO", "PLASMA_EDGE_TRUSTED_KEYS": key.base64},
     )
@@ -167,24 +210,45 @@ def summary(name: str, latencies_ms: np.ndarray, rate: float | None = None) -> s
     return f"{name:<40} {p50:9.3f} {p99:9.3f} {rate:10.0f}"
 
 
+def grpc_paths(stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: np.ndarray, window: int,
+               batch: int) -> dict[str, tuple[np.ndarray, float | None]]:
+    """One round of every gRPC path against one server: name -> (latencies ms, actions/s or None)."""
+
+    def act(obs: np.ndarray) -> None:
+        reply = stub.Act(edge_pb2.ActRequest(observation=tensors.to_proto(obs)), timeout=grpc_client.UNARY_DEADLINE_S)
+        tensors.from_proto(reply.action)
+
+    return {
+        "Act over gRPC (unary)": (timed(act, observations), None),
+        "Control ping-pong (one stream)": (control_ping_pong(stub, observations), None),
+        f"Control pipelined (window {window})": control_pipelined(stub, observations, window),
+        f"Control pipelined, {batch} obs/message": control_pipelined(stub, observations, window, batch),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packet", type=Path, help="packet file (default: compile an untrained policy)")
     parser.add_argument("--trusted-key", help="base64 public key that signed --packet")
-    parser.add_argument("--requests", type=int, default=5000, help="timed requests per path")
+    parser.add_argument("--requests", type=int, default=6000, help="timed requests per path")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating slices the requests are split into")
     parser.add_argument("--window", type=int, default=32, help="messages in flight for the pipelined Control runs")
     parser.add_argument("--batch", type=int, default=8, help="observations per message for the batched Control run")
     parser.add_argument("--cold-starts", type=int, default=3, help="cold starts to time (median reported)")
+    parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo_server:
+        echo_server()
+        return
     print("command:", " ".join([sys.executable, "-m", "bench.edge_latency", *sys.argv[1:]]))
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}, "
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start, "
           f"python {platform.python_version()}, onnxruntime {ort.__version__}, grpcio {grpc.__version__}")
 
     if args.packet:
         if not args.trusted_key:
             parser.error("--packet needs --trusted-key (the base64 public key that signed it)")
-        data, key = args.packet.read_bytes(), signing.parse_trusted_keys(args.trusted_key)
-        verifying = next(iter(key.values()))
+        data = args.packet.read_bytes()
+        verifying = next(iter(signing.parse_trusted_keys(args.trusted_key).values()))
     else:
         signer = signing.SigningKey.generate()
         data, verifying = build_packet(signer), signer.public
@@ -196,47 +260,55 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     direct = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    rows = [summary("onnxruntime InferenceSession.run (floor)", timed(
-        lambda obs: direct.run([packet.ACTION_OUTPUT], {packet.INPUT_NAME: obs[None]}), observations))]
-
+    rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="plasma-bench-") as tmp:
         runtime = Runtime(EdgeStore(Path(tmp) / "inprocess"), {verifying.key_id: verifying}, 1, 1, 1024)
         runtime.load(data)
-        rows.append(summary("runtime in-process (checks + ort)", timed(runtime.act, observations)))
+        # Inputs are prepared before the clock starts; each path gets the i-th observation in its own form.
+        rows_1 = [obs[None] for obs in observations]
         wire = [tensors.to_proto(obs) for obs in observations]
-        index = iter(range(10**9))
-        rows.append(summary("runtime in-process from a Tensor message", timed(
-            lambda _obs: runtime.act_tensor(wire[next(index) % len(wire)]), observations)))
+        in_process = interleaved({
+            "onnxruntime InferenceSession.run (floor)":
+                lambda i: direct.run([packet.ACTION_OUTPUT], {packet.INPUT_NAME: rows_1[i]}),
+            "runtime in-process (checks + ort)": lambda i: runtime.act(observations[i]),
+            "runtime in-process from a Tensor message": lambda i: runtime.act_tensor(wire[i]),
+        }, np.arange(len(observations)), args.rounds)
+        rows += [summary(name, latencies) for name, latencies in in_process.items()]
+        floor, own = (np.percentile(in_process[n], 50) for n in list(in_process)[:2])
+        ratio = f"in-process / floor, p50: {own / floor:.2f}x"
 
         store = Path(tmp) / "edge"
         process, address, _ = start_edge(store, verifying)
+        echo, echo_address, _ = start_edge(store, verifying, echo=True)
+        measured: dict[str, dict[str, list]] = {"edge": {}, "echo": {}}
         try:
-            with grpc_client.channel(address) as channel:
+            with grpc_client.channel(address) as channel, grpc_client.channel(echo_address) as echo_channel:
                 stub = edge_pb2_grpc.EdgeRuntimeServiceStub(channel)
                 header = blobs.header_for(data, packet.MEDIA_TYPE)
                 stub.LoadPacket(iter([edge_pb2.LoadPacketRequest(header=header),
                                       edge_pb2.LoadPacketRequest(chunk=data)]), timeout=grpc_client.UNARY_DEADLINE_S)
-
-                def act(obs: np.ndarray) -> None:
-                    reply = stub.Act(edge_pb2.ActRequest(observation=tensors.to_proto(obs)),
-                                     timeout=grpc_client.UNARY_DEADLINE_S)
-                    tensors.from_proto(reply.action)
-
-                rows.append(summary("Act over gRPC (unary)", timed(act, observations)))
-                rows.append(summary("Control ping-pong (one stream)", control_ping_pong(stub, observations)))
-                latencies, rate = control_pipelined(stub, observations, args.window)
-                rows.append(summary(f"Control pipelined (window {args.window})", latencies, rate))
-                latencies, rate = control_pipelined(stub, observations, args.window, args.batch)
-                rows.append(summary(f"Control pipelined, {args.batch} obs/message", latencies, rate))
+                stubs = {"edge": stub, "echo": edge_pb2_grpc.EdgeRuntimeServiceStub(echo_channel)}
+                for part in np.array_split(observations, args.rounds):
+                    for label, client in stubs.items():
+                        for name, (latencies, rate) in grpc_paths(client, part, args.window, args.batch).items():
+                            measured[label].setdefault(name, []).append((latencies, rate))
                 server = stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=grpc_client.UNARY_DEADLINE_S)
                 rss_now, rss_peak = rss_mb(process.pid)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            for proc in (process, echo):
+                proc.terminate()
+                proc.wait(timeout=30)
         starts = [cold_start(store, verifying, observations[0]) for _ in range(args.cold_starts)]
 
+    for label, prefix in (("edge", ""), ("echo", "echo server: ")):
+        for name, runs in measured[label].items():
+            latencies = np.concatenate([r[0] for r in runs])
+            rates = [r[1] for r in runs if r[1] is not None]
+            rows.append(summary(prefix + name, latencies, float(np.median(rates)) if rates else None))
     print(f"\n{'path (batch 1 unless said)':<40} {'p50 ms':>9} {'p99 ms':>9} {'actions/s':>10}")
     print("\n".join(rows))
+    print(f"({ratio}; pipelined actions/s: median of {args.rounds} rounds; the echo server answers without checks or "
+          "inference: the transport's ceiling with this client)")
     latency = server.inference_latency
     print(f"\nserver-side inference (GetStatus, last {latency.count} requests): "
           f"p50 {latency.p50_ms:.3f} ms, p99 {latency.p99_ms:.3f} ms")
@@ -244,6 +316,7 @@ def main() -> None:
     serving, first = (statistics.median(s[i] for s in starts) for i in (0, 1))
     print(f"cold start, packet in store (median of {len(starts)}): process start -> SERVING {serving:.2f} s, "
           f"-> first action {first:.2f} s")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

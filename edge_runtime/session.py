@@ -4,6 +4,7 @@ every observation passes before onnxruntime sees it."""
 from __future__ import annotations
 
 import datetime
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ _ITEMSIZE = {common_pb2.DATA_TYPE_FLOAT32: 4, common_pb2.DATA_TYPE_FLOAT64: 8}
 _WIRE_DTYPE = {common_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"), common_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8")}
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
+# Up to this many values, observations are checked in plain Python (see ServedPacket._finite).
+_SMALL = 64
 
 
 def new_session(model: bytes | str, intra_threads: int, inter_threads: int) -> ort.InferenceSession:
@@ -145,6 +148,11 @@ class ServedPacket:
         return self._finite(observation.reshape(rows, self.obs_dim), single), single
 
     def _finite(self, batch: np.ndarray, single: bool) -> np.ndarray:
+        if batch.size <= _SMALL and batch.dtype == _FLOAT32 and math.isfinite(sum(batch.ravel().tolist())):
+            # The common case, a few float32 values: one pass in plain Python. Their sum in double precision
+            # cannot overflow, so it is finite exactly when every value is; NaN and inf carry through. Cheaper
+            # than numpy here, and it keeps numpy's code out of the CPU's caches right before onnxruntime runs.
+            return batch
         if batch.dtype == _FLOAT64:
             with np.errstate(over="ignore"):  # beyond float32 range becomes inf, reported below
                 batch = batch.astype(np.float32)

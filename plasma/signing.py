@@ -6,26 +6,37 @@ of the sha256 of its 32 raw public bytes; packets name the key that signed them 
 
     python -m plasma.signing generate PATH   create a private key file (0600) unless PATH exists; print its public half
     python -m plasma.signing public PATH     print the public half (base64) and id of a private or public key file
+
+Verification, the only thing a device does, goes through the OpenSSL libcrypto that Python's own hashlib has
+already loaded (EVP_DigestVerify with an Ed25519 key), so the edge runtime pays no memory for a second crypto
+library; `cryptography` is the fallback where that libcrypto cannot be found, and does all private-key work
+(signing, key generation, PEM private keys), imported only then.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
+import ctypes
+import functools
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
 
 ALGORITHM = "ed25519"
 RAW_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+# DER SubjectPublicKeyInfo of an Ed25519 key is this fixed prefix followed by the 32 key bytes (RFC 8410).
+_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+_EVP_PKEY_ED25519 = 1087  # NID_ED25519
 
 
 class SigningKeyError(ValueError):
@@ -51,23 +62,89 @@ class VerifyingKey:
         return base64.b64encode(self.raw).decode()
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        try:
-            ed25519.Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
-        except InvalidSignature:
+        if len(signature) != SIGNATURE_BYTES or len(self.raw) != RAW_KEY_BYTES:
             return False
-        return True
+        openssl = _libcrypto()
+        if openssl is not None:
+            return _verify_openssl(openssl, self.raw, signature, message)
+        return _verify_cryptography(self.raw, signature, message)
+
+
+@functools.cache
+def _libcrypto() -> ctypes.CDLL | None:
+    """The libcrypto this process already maps for hashlib (no second copy in memory), if it has Ed25519."""
+    import _hashlib  # noqa: F401 - makes sure Python's own libcrypto is loaded
+
+    path = None
+    try:
+        with open("/proc/self/maps") as maps:
+            path = next((m.group(0) for line in maps if (m := re.search(r"/\S*/libcrypto\.so[.\d]*$", line))), None)
+    except OSError:
+        pass
+    if path is None:
+        from ctypes import util
+
+        path = util.find_library("crypto")
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        lib.EVP_PKEY_new_raw_public_key.restype = ctypes.c_void_p
+        lib.EVP_PKEY_new_raw_public_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.EVP_PKEY_free.argtypes = [ctypes.c_void_p]
+        lib.EVP_MD_CTX_new.restype = ctypes.c_void_p
+        lib.EVP_MD_CTX_free.argtypes = [ctypes.c_void_p]
+        lib.EVP_DigestVerifyInit.restype = ctypes.c_int
+        lib.EVP_DigestVerifyInit.argtypes = [ctypes.c_void_p] * 5
+        lib.EVP_DigestVerify.restype = ctypes.c_int
+        lib.EVP_DigestVerify.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                         ctypes.c_size_t]
+        lib.ERR_clear_error.argtypes = []
+    except (OSError, AttributeError):  # no such library, or one without the EVP raw-key API (OpenSSL < 1.1.1)
+        return None
+    return lib
+
+
+def _verify_openssl(lib: ctypes.CDLL, public_raw: bytes, signature: bytes, message: bytes) -> bool:
+    key = lib.EVP_PKEY_new_raw_public_key(_EVP_PKEY_ED25519, None, public_raw, len(public_raw))
+    context = lib.EVP_MD_CTX_new() if key else None
+    try:
+        if not key or not context or lib.EVP_DigestVerifyInit(context, None, None, None, key) != 1:
+            raise SigningKeyError("OpenSSL could not set up an Ed25519 verification")
+        return bool(lib.EVP_DigestVerify(context, signature, len(signature), message, len(message)) == 1)
+    finally:
+        if context:
+            lib.EVP_MD_CTX_free(context)
+        if key:
+            lib.EVP_PKEY_free(key)
+        lib.ERR_clear_error()  # a failed check leaves errors queued, which hashlib and ssl would trip over
+
+
+def _verify_cryptography(public_raw: bytes, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 class SigningKey:
-    """A private key; `public` is the half to hand to devices."""
+    """A private key; `public` is the half to hand to devices. Needs the `cryptography` package."""
 
     def __init__(self, private: ed25519.Ed25519PrivateKey) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         self._private = private
         raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         self.public = VerifyingKey(raw)
 
     @classmethod
     def generate(cls) -> SigningKey:
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
         return cls(ed25519.Ed25519PrivateKey.generate())
 
     @property
@@ -78,11 +155,16 @@ class SigningKey:
         return self._private.sign(message)
 
     def private_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self._private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption())
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> SigningKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
         text = data.strip()
         try:
             if text.startswith(b"-----BEGIN"):
@@ -132,17 +214,23 @@ def load_or_create(path: Path) -> tuple[SigningKey, bool]:
 
 
 def public_key_from_bytes(data: bytes, where: str) -> VerifyingKey:
+    """A public key from PEM (SubjectPublicKeyInfo), 32 raw bytes or base64; a private key file gives its public
+    half (that needs `cryptography`)."""
     text = data.strip()
+    if text.startswith(b"-----BEGIN PRIVATE KEY"):
+        return SigningKey.from_bytes(text, where).public
     try:
-        if text.startswith(b"-----BEGIN PRIVATE KEY"):
-            return SigningKey.from_bytes(text, where).public
-        if text.startswith(b"-----BEGIN"):
-            public = serialization.load_pem_public_key(text)
-            if not isinstance(public, ed25519.Ed25519PublicKey):
-                raise SigningKeyError(f"{where}: PEM key is {type(public).__name__}, expected an ed25519 public key")
-            return VerifyingKey(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-        raw = data if len(data) == RAW_KEY_BYTES else base64.b64decode(text, validate=True)
-    except (ValueError, TypeError, binascii.Error) as exc:
+        if text.startswith(b"-----BEGIN PUBLIC KEY-----"):
+            body = b"".join(line for line in text.splitlines() if not line.startswith(b"-----"))
+            der = base64.b64decode(body, validate=True)
+            if len(der) != len(_SPKI_PREFIX) + RAW_KEY_BYTES or not der.startswith(_SPKI_PREFIX):
+                raise SigningKeyError(f"{where}: PEM public key is not an ed25519 key")
+            raw = der[len(_SPKI_PREFIX):]
+        elif text.startswith(b"-----BEGIN"):
+            raise SigningKeyError(f"{where}: expected an ed25519 PUBLIC KEY or PRIVATE KEY PEM block")
+        else:
+            raw = data if len(data) == RAW_KEY_BYTES else base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error) as exc:
         if isinstance(exc, SigningKeyError):
             raise
         raise SigningKeyError(f"{where}: not an ed25519 public key (PEM, 32 raw bytes or base64): {exc}") from exc
@@ -178,6 +266,8 @@ def describe(keys: Mapping[str, VerifyingKey]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(description="Plasma packet signing keys (ed25519)")
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="create a private key file unless it exists; print its public half")

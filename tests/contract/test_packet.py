@@ -208,3 +208,57 @@ def test_keys_load_from_pem_raw_and_base64(tmp_path: Path) -> None:
 def test_packet_module_does_not_import_torch() -> None:
     code = "import sys, plasma.packet; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+# RFC 8032 section 7.1, tests 1 and 2: (public key, message, signature).
+RFC8032 = [
+    ("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe"
+     "24655141438e7a100b"),
+    ("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302a"
+     "eeb00d291612bb0c00"),
+]
+
+
+@pytest.mark.parametrize(("public", "message", "signature"), RFC8032)
+def test_both_verifiers_agree_with_rfc8032(public: str, message: str, signature: str) -> None:
+    lib = signing._libcrypto()
+    assert lib is not None, "Python's libcrypto was not found: the edge would fall back to cryptography"
+    key, msg, sig = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
+    flipped = sig[:-1] + bytes([sig[-1] ^ 1])
+    for verify in (lambda k, s, m: signing._verify_openssl(lib, k, s, m), signing._verify_cryptography):
+        assert verify(key, sig, msg) and not verify(key, flipped, msg) and not verify(key, sig, msg + b"!")
+
+
+def test_openssl_verification_matches_cryptography_on_random_tampering() -> None:
+    import random
+
+    lib = signing._libcrypto()
+    assert lib is not None
+    rng = random.Random(0)
+    for _ in range(200):
+        message = rng.randbytes(rng.randrange(0, 300))
+        signature = KEY.sign(message)
+        if rng.random() < 0.5:
+            where = rng.randrange(len(signature))
+            signature = signature[:where] + bytes([signature[where] ^ (1 << rng.randrange(8))]) + signature[where + 1:]
+        expected = signing._verify_cryptography(KEY.public.raw, signature, message)
+        assert signing._verify_openssl(lib, KEY.public.raw, signature, message) == expected
+
+
+def test_a_public_pem_parses_without_cryptography(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = KEY._private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert signing.public_key_from_bytes(pem, "pem") == KEY.public
+
+
+def test_verifying_a_packet_does_not_import_cryptography() -> None:
+    data = build()
+    code = ("import sys, plasma.packet, plasma.signing; "
+            f"keys = plasma.signing.parse_trusted_keys({KEY.public.base64!r}); "
+            f"plasma.packet.verify(bytes.fromhex({data.hex()!r}), keys); "
+            "sys.exit('cryptography' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
