@@ -7,6 +7,7 @@
 #   scripts/build_base_image.sh [IMAGE]          default plasma/debian-python:bookworm
 #   PLASMA_DEBIAN_MIRROR=http://mirror.local/debian  for an air-gapped mirror
 #   PLASMA_DEBIAN_SECURITY_MIRROR=...                 its security counterpart ("" to skip security updates)
+#   PLASMA_BOOTSTRAP=debootstrap                      use debootstrap even where mmdebstrap is installed
 #
 # Needs root (debootstrap) or user namespaces (mmdebstrap), and one of the two tools
 # (`apt-get install mmdebstrap` or `debootstrap`).
@@ -26,10 +27,18 @@ trap 'rm -rf "$work"' EXIT
 # Documentation, man pages and translations are not needed in a container (copyright files are kept).
 excludes=('/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*' '/usr/share/lintian/*')
 
+# PLASMA_BOOTSTRAP=mmdebstrap|debootstrap picks the tool; by default mmdebstrap when installed.
+tool=${PLASMA_BOOTSTRAP:-}
+if [ -z "$tool" ]; then
+  if command -v mmdebstrap >/dev/null; then tool=mmdebstrap
+  elif command -v debootstrap >/dev/null; then tool=debootstrap
+  else tool=none; fi
+fi
+
 sources=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main")
 if [ -n "$SECURITY_MIRROR" ]; then sources+=("deb $SECURITY_MIRROR $SUITE-security main"); fi
 
-if command -v mmdebstrap >/dev/null; then
+if [ "$tool" = mmdebstrap ]; then
   dpkgopts=()
   for path in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$path"); done
   dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright')
@@ -39,21 +48,27 @@ if command -v mmdebstrap >/dev/null; then
   if [ -d /usr/share/mmdebstrap/hooks/merged-usr ]; then hooks=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr); fi
   mmdebstrap --variant=minbase --include="$PACKAGES" "${hooks[@]}" "${dpkgopts[@]}" \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*' \
-    "$SUITE" "$work/rootfs.tar" "${sources[@]}"
+    "$SUITE" "$work/rootfs.tar" "${sources[@]}" > "$work/mmdebstrap.log" 2>&1 \
+    || { tail -n 40 "$work/mmdebstrap.log" >&2; exit 1; }
   tarball="$work/rootfs.tar"
-elif command -v debootstrap >/dev/null; then
+elif [ "$tool" = debootstrap ]; then
   if [ "$(id -u)" != 0 ]; then echo "debootstrap needs root (or install mmdebstrap)" >&2; exit 1; fi
   echo "::: base image: debootstrap --variant=minbase $SUITE + $PACKAGES from $MIRROR"
   root="$work/rootfs"
-  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR"
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" > "$work/debootstrap.log" 2>&1 \
+    || { tail -n 40 "$work/debootstrap.log" >&2; exit 1; }
+  # The same exclusions as mmdebstrap's, kept for packages installed later; then security updates.
+  { printf 'path-exclude=%s\n' "${excludes[@]}"; echo 'path-include=/usr/share/doc/*/copyright'; } \
+    > "$root/etc/dpkg/dpkg.cfg.d/90plasma-excludes"
   printf '%s\n' "${sources[@]}" > "$root/etc/apt/sources.list"
   chroot "$root" apt-get update -qq
-  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq > "$work/upgrade.log" 2>&1 \
+    || { tail -n 40 "$work/upgrade.log" >&2; exit 1; }
   chroot "$root" apt-get clean
-  for path in "${excludes[@]}"; do
-    # shellcheck disable=SC2086  # the globs are meant to expand inside the root
-    find $root$(dirname "$path") -mindepth 1 -maxdepth 1 ! -name copyright -exec rm -rf {} + 2>/dev/null || true
-  done
+  # What debootstrap unpacked before the exclusions existed.
+  rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* "$root"/usr/share/lintian/*
+  find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+  find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/log/*
   tar -C "$root" --numeric-owner -cf "$work/rootfs.tar" .
   tarball="$work/rootfs.tar"
