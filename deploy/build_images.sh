@@ -83,12 +83,24 @@ else
 fi
 docker tag "$service_base" "plasma/service-base:$TAG"
 
+# Builder stages are tagged so that they stay as the cache of the next build while the prune below removes
+# everything superseded (untagged images with the project's label).
+step "build cache for the service images" build -f deploy/services/Dockerfile --target builder \
+  --build-arg "SERVICE_BASE=$service_base" -t plasma/build-cache:services .
 for service in simulator trainer compiler; do
   step "plasma/$service:$TAG" build -f deploy/services/Dockerfile --target "$service" \
     --build-arg "SERVICE_BASE=$service_base" -t "plasma/$service:$TAG" .
 done
+step "build cache for the edge image" build -f deploy/edge/Dockerfile --target builder \
+  --build-arg "BASE_IMAGE=$base" -t plasma/build-cache:edge .
 step "plasma/edge:$TAG" build -f deploy/edge/Dockerfile --build-arg "BASE_IMAGE=$base" \
   -t "plasma/edge:$TAG" .
+
+# Superseded service bases and the images built on them would keep gigabytes of layers alive.
+for old in $(docker image ls plasma/service-base --format '{{.Tag}}'); do
+  if [ "$old" != "$inputs_hash" ] && [ "$old" != "$TAG" ]; then docker rmi "plasma/service-base:$old" >/dev/null || true; fi
+done
+docker image prune --force --filter label=org.plasma.project=plasma >/dev/null
 
 echo "::: images: built in $((SECONDS - started)) s on base $base"
 size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1 / 1e6}'; }
