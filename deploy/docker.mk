@@ -1,1 +1,68 @@
-# Targets for images and compose live here (included by the Makefile).
+# Container images, the compose stack and the offline (no registry) build path; included by the Makefile.
+# docs/containers.md describes both paths (public python:3.11-slim-bookworm, or a local Debian base).
+
+PLASMA_TAG ?= latest
+WHEELHOUSE ?= wheelhouse
+# Which base the images start from: empty = automatic (the public image if present or pullable, else a local
+# Debian bookworm image built without any registry). E.g. PLASMA_BASE_IMAGE=plasma/debian-python:bookworm.
+PLASMA_BASE_IMAGE ?=
+PLASMA_LOCAL_BASE_IMAGE ?= plasma/debian-python:bookworm
+# The classic builder works without a registry or buildx; DOCKER_BUILDKIT=1 switches to BuildKit.
+DOCKER_BUILDKIT ?= 0
+COMPOSE_PROJECT_NAME ?= plasma
+# Workflow preset for demo-compose ("default" like `make demo`, "small" like the CI test).
+PRESET ?= default
+export PLASMA_TAG WHEELHOUSE PLASMA_BASE_IMAGE PLASMA_LOCAL_BASE_IMAGE DOCKER_BUILDKIT COMPOSE_PROJECT_NAME
+
+COMPOSE := deploy/compose.sh
+# Host ports the stack publishes (docker-compose.yml reads the same variables).
+PLASMA_SIMULATOR_PORT ?= 50051
+PLASMA_TRAINER_PORT ?= 50052
+PLASMA_COMPILER_PORT ?= 50053
+PLASMA_EDGE_PORT ?= 50054
+export PLASMA_SIMULATOR_PORT PLASMA_TRAINER_PORT PLASMA_COMPILER_PORT PLASMA_EDGE_PORT
+
+# Dependency wheels: downloaded once per change of pyproject.toml, then reused (offline).
+$(WHEELHOUSE)/.deps: pyproject.toml scripts/wheelhouse.sh
+	scripts/wheelhouse.sh deps
+	touch $@
+
+.PHONY: wheelhouse
+wheelhouse: $(WHEELHOUSE)/.deps ## Host-side wheels for the images (deps once, the project wheel every time)
+	scripts/wheelhouse.sh project
+
+.PHONY: base-image
+base-image: ## Build plasma/debian-python:bookworm from Debian packages (no registry): the offline base
+	scripts/build_base_image.sh $(PLASMA_LOCAL_BASE_IMAGE)
+
+.PHONY: images
+images: wheelhouse ## Build the service-base, simulator, trainer, compiler and edge images (offline if needed)
+	deploy/build_images.sh
+
+.PHONY: image-sizes
+image-sizes: ## Print the sizes of the Plasma images
+	@docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep '^plasma/' | sort
+
+.PHONY: up
+up: images ## Build the images and start the compose stack, waiting until every service is healthy
+	$(COMPOSE) up-wait
+	$(COMPOSE) ps
+
+.PHONY: down
+down: ## Stop and remove the compose stack (named volumes, i.e. the stores, are kept)
+	$(COMPOSE) down --remove-orphans
+
+.PHONY: down-volumes
+down-volumes: ## Stop the compose stack and delete its volumes (datasets, models, runs, packets)
+	$(COMPOSE) down --volumes --remove-orphans
+
+.PHONY: demo-compose
+demo-compose: $(STAMP) up ## `make demo`'s workflow on CartPole-v1 against the compose stack (PRESET=small for a quick one)
+	$(BIN)/plasma run --simulator 127.0.0.1:$(PLASMA_SIMULATOR_PORT) --trainer 127.0.0.1:$(PLASMA_TRAINER_PORT) \
+	  --compiler 127.0.0.1:$(PLASMA_COMPILER_PORT) --edge 127.0.0.1:$(PLASMA_EDGE_PORT) \
+	  --env CartPole-v1 --preset $(PRESET)
+	@echo "the edge container is serving the packet on 127.0.0.1:$(PLASMA_EDGE_PORT); 'make down' stops the stack"
+
+.PHONY: e2e
+e2e: $(STAMP) images ## Only the container end-to-end tests (compose stack, edge container with device limits)
+	$(BIN)/python -m pytest tests/e2e
