@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from plasma.core import logging as plog
 
 if TYPE_CHECKING:
@@ -99,14 +97,23 @@ class Metrics:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            window = np.array(self._window, dtype=np.float64) / 1e6
+            window = sorted(self._window)
             figures = dict(served=self._served, failed=self._failed, observations=self._observations,
                            loaded=self._loaded, refused=sum(self._refused.values()),
                            refused_by_reason=dict(self._refused), rollbacks=self._rollbacks,
                            bucket_counts=tuple(self._buckets), latency_sum_s=self._sum_ns / 1e9,
                            control_streams=self._control_streams)
-        percentiles = tuple(np.percentile(window, [50, 90, 99]).tolist()) if window.size else (0.0, 0.0, 0.0)
-        return Snapshot(latency_ms=percentiles, latency_count=int(window.size), **figures)  # type: ignore[arg-type]
+        percentiles = tuple(_percentile(window, q) / 1e6 for q in (50, 90, 99)) if window else (0.0, 0.0, 0.0)
+        return Snapshot(latency_ms=percentiles, latency_count=len(window), **figures)  # type: ignore[arg-type]
+
+
+def _percentile(ordered: list[int], q: float) -> float:
+    """numpy's default (linear) percentile of a sorted list, in plain Python: np.percentile's first call
+    costs the serving process ~2.5 MB of RSS."""
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def start_http(metrics: Metrics, address: str) -> tuple[int, Callable[[], None]]:

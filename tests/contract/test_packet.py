@@ -262,3 +262,10 @@ def test_verifying_a_packet_does_not_import_cryptography() -> None:
             f"plasma.packet.verify(bytes.fromhex({data.hex()!r}), keys); "
             "sys.exit('cryptography' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_dev_key_env_wires_a_compiler_and_an_edge_to_one_key(tmp_path: Path) -> None:
+    env = signing.dev_key_env(tmp_path / "keys")
+    key = signing.SigningKey.from_file(Path(env["PLASMA_COMPILER_SIGNING_KEY"]))
+    assert signing.parse_trusted_keys(env["PLASMA_EDGE_TRUSTED_KEYS"]) == {key.key_id: key.public}
+    assert signing.dev_key_env(tmp_path / "keys") == env  # the same key on the next start
