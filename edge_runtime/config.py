@@ -25,11 +25,11 @@ class Config:
     ort_inter_threads: int = 1
     # gRPC worker threads. Each in-flight RPC holds one; an open Control stream holds one for its whole life.
     workers: int = 8
-    # In-flight RPCs beyond this are refused with RESOURCE_EXHAUSTED. At most `workers`, so an accepted RPC
-    # never waits in a queue for a thread.
+    # In-flight RPCs beyond this are refused with RESOURCE_EXHAUSTED. At most `workers` (the default), so an
+    # accepted RPC never waits in a queue for a thread.
     max_concurrent_rpcs: int = 8
-    # Open Control streams beyond this are refused with RESOURCE_EXHAUSTED; below max_concurrent_rpcs, so
-    # Act, LoadPacket and health checks always find a worker however many streams are open.
+    # Open Control streams beyond this are refused with RESOURCE_EXHAUSTED; below max_concurrent_rpcs (default:
+    # half of it), so Act, LoadPacket and health checks always find a worker however many streams are open.
     max_control_streams: int = 4
     # Most observations one Act or Control message may carry.
     max_batch: int = 1024
@@ -44,15 +44,17 @@ class Config:
             trusted = signing.parse_trusted_keys(env.get("PLASMA_EDGE_TRUSTED_KEYS", ""))
         except signing.SigningKeyError as exc:
             raise settings.ConfigError(f"PLASMA_EDGE_TRUSTED_KEYS is not valid: {exc}") from exc
+        workers = settings.positive_int(env, "PLASMA_EDGE_WORKERS", cls.workers)
+        max_rpcs = settings.positive_int(env, "PLASMA_EDGE_MAX_CONCURRENT_RPCS", workers)
         config = cls(
             address=settings.address(env, "PLASMA_EDGE_ADDRESS", cls.address),
             store_dir=Path(settings.directory(env, "PLASMA_EDGE_STORE", str(cls.store_dir))),
             trusted_keys=trusted,
             ort_intra_threads=settings.positive_int(env, "PLASMA_EDGE_ORT_INTRA_THREADS", cls.ort_intra_threads),
             ort_inter_threads=settings.positive_int(env, "PLASMA_EDGE_ORT_INTER_THREADS", cls.ort_inter_threads),
-            workers=settings.positive_int(env, "PLASMA_EDGE_WORKERS", cls.workers),
-            max_concurrent_rpcs=settings.positive_int(env, "PLASMA_EDGE_MAX_CONCURRENT_RPCS", cls.max_concurrent_rpcs),
-            max_control_streams=settings.positive_int(env, "PLASMA_EDGE_MAX_CONTROL_STREAMS", cls.max_control_streams),
+            workers=workers,
+            max_concurrent_rpcs=max_rpcs,
+            max_control_streams=settings.positive_int(env, "PLASMA_EDGE_MAX_CONTROL_STREAMS", max_rpcs // 2),
             max_batch=settings.positive_int(env, "PLASMA_EDGE_MAX_BATCH", cls.max_batch),
             grace_seconds=settings.seconds(env, "PLASMA_EDGE_GRACE_SECONDS", cls.grace_seconds),
             metrics_address=settings.read(env, "PLASMA_EDGE_METRICS_ADDRESS", cls.metrics_address, str,
@@ -67,7 +69,7 @@ class Config:
             raise settings.ConfigError(
                 f"PLASMA_EDGE_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs} is not valid: expected at most "
                 f"PLASMA_EDGE_WORKERS={self.workers}, or accepted RPCs would queue for a thread")
-        if self.max_control_streams >= self.max_concurrent_rpcs:
+        if self.max_control_streams >= self.max_concurrent_rpcs and self.max_control_streams > 0:
             raise settings.ConfigError(
                 f"PLASMA_EDGE_MAX_CONTROL_STREAMS={self.max_control_streams} is not valid: expected fewer than "
                 f"PLASMA_EDGE_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}, so Act and health checks keep a worker")

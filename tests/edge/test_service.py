@@ -669,6 +669,13 @@ def test_default_threads_and_limits_suit_a_two_core_device() -> None:
     assert config.trusted_keys == {} and config.metrics_address == ""
 
 
+def test_limits_follow_the_worker_count() -> None:
+    config = Config.from_env({"PLASMA_EDGE_WORKERS": "2"})
+    assert (config.workers, config.max_concurrent_rpcs, config.max_control_streams) == (2, 2, 1)
+    single = Config.from_env({"PLASMA_EDGE_WORKERS": "1"})
+    assert (single.max_concurrent_rpcs, single.max_control_streams) == (1, 0)  # Act only: no stream may hold it
+
+
 def test_trusted_keys_from_files_and_base64(tmp_path: Path) -> None:
     key_file = tmp_path / "compiler.pub"
     key_file.write_text(policies.TEST_KEY.public.base64)
