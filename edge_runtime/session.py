@@ -52,6 +52,10 @@ class ServedPacket:
         self.obs_dim = self.manifest.obs_dim
         self.discrete = self.manifest.action_space.kind == "discrete"
         self.session = session
+        # InferenceSession.run checks the feed's names on every call, then calls its binding; every feed here is
+        # built by this class after its own checks, so it calls the binding directly (the public method where a
+        # future onnxruntime has no such attribute).
+        self._run = getattr(getattr(session, "_sess", None), "run", None) or session.run
         self._outputs = [packet.ACTION_OUTPUT]
         self._run_options: ort.RunOptions | None = None
         self._check_graph()
@@ -103,7 +107,7 @@ class ServedPacket:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Actions for a [batch, obs_dim] float32 array: [batch] int64 or [batch, act_dim] float32."""
-        return self.session.run(self._outputs, {packet.INPUT_NAME: batch}, self._run_options)[0]
+        return self._run(self._outputs, {packet.INPUT_NAME: batch}, self._run_options)[0]
 
     # Validation. Everything below raises InvalidArgument saying what was expected and what arrived.
 
