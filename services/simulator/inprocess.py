@@ -1,0 +1,46 @@
+"""A PhantomSource over a world model in this process: what the gRPC Simulate stream does, for tests
+and benchmarks that run the trainer's algorithm without servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+from typing import Any
+
+from services.common.types import MlpWeights, PhantomPath, Transitions
+from services.simulator import rollout
+from services.simulator.planner import PlannerConfig
+from services.simulator.tasks import Task
+from services.simulator.world_model import EnsembleWorldModel
+
+
+def planner_config_of(settings: Any) -> PlannerConfig:
+    """Any object with PlannerConfig's fields (e.g. the trainer's PlannerSettings) as a PlannerConfig."""
+    return PlannerConfig(**{f.name: getattr(settings, f.name) for f in fields(PlannerConfig)})
+
+
+class InProcessSource:
+    def __init__(self, model: EnsembleWorldModel, transitions: Transitions, task: Task | None) -> None:
+        self._model = model
+        self._transitions = transitions
+        self._task = task
+
+    def simulate(
+        self,
+        *,
+        policy: Any,
+        num_paths: int,
+        horizon: int,
+        seed: int,
+        start_states: str,
+        label_with_planner: Any,
+        reward_source: str,
+    ) -> Iterator[PhantomPath]:
+        rollout_policy = policy if policy is None or isinstance(policy, MlpWeights) else planner_config_of(policy)
+        label = None if label_with_planner is None else planner_config_of(label_with_planner)
+        return rollout.simulate(
+            self._model, policy=rollout_policy, num_paths=num_paths, horizon=horizon, seed=seed,
+            start_pool=rollout.start_states(self._transitions, start_states), label_with_planner=label,
+            reward_source=reward_source, task=self._task,
+        )
+

@@ -1,0 +1,155 @@
+"""Model-predictive control in the world model: the cross-entropy method over action sequences, batched
+over many start states at once (this planner labels every state a policy is trained on)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from services.simulator.tasks import Task
+from services.simulator.world_model import EnsembleWorldModel
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """The field names are those of the proto's PlannerConfig."""
+
+    # Steps of every candidate action sequence.
+    horizon: int = 20
+    # Candidate sequences per state per iteration, spread over the ensemble members.
+    num_samples: int = 48
+    # Refinements of the sampling distribution.
+    num_iterations: int = 2
+    # Best candidates that the distribution is refitted to.
+    num_elites: int = 6
+    # Discount of the planning objective.
+    discount: float = 0.99
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "num_samples", "num_iterations", "num_elites"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"planner {name} must be at least 1, got {getattr(self, name)}")
+        if self.num_elites > self.num_samples:
+            raise ValueError(f"planner num_elites={self.num_elites} exceeds num_samples={self.num_samples}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"planner discount must be in (0, 1], got {self.discount}")
+
+
+def check_reward_source(reward_source: str, task: Task | None) -> None:
+    if reward_source not in ("task", "learned"):
+        raise ValueError(f"reward_source must be 'task' or 'learned', got {reward_source!r}")
+    if reward_source == "task" and task is None:
+        raise ValueError(
+            "reward_source 'task' needs the task's reward and termination, and this environment has none "
+            "known to Plasma; use reward_source 'learned'"
+        )
+
+
+def rewards_and_dones(
+    task: Task | None,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    next_obs: torch.Tensor,
+    learned_reward: torch.Tensor,
+    done_prob: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reward [B] and termination [B] of imagined steps: the task's when given, else the learned heads'."""
+    if task is None:
+        return learned_reward, done_prob > 0.5
+    return task.reward(obs, actions, next_obs), task.terminated(next_obs)
+
+
+@torch.no_grad()
+def _score(
+    model: EnsembleWorldModel, obs: torch.Tensor, sequences: torch.Tensor, discount: float, task: Task | None
+) -> torch.Tensor:
+    """Discounted return [B, N] of action sequences [B, N, H(, act_dim)] from obs [B, obs_dim].
+
+    Candidate n follows member n mod E (trajectory sampling); a candidate stops earning reward after
+    its first predicted termination, whose step still counts, as in the real environment.
+    """
+    batch, samples, horizon = sequences.shape[:3]
+    flat = sequences.reshape(batch * samples, horizon, *sequences.shape[3:])
+    members = (torch.arange(samples) % model.config.ensemble_size).repeat(batch)
+    returns = torch.zeros(batch * samples)
+    # Only candidates still alive are simulated: `live` indexes them into the flat batch.
+    live = torch.arange(batch * samples)
+    state = obs.repeat_interleave(samples, dim=0)  # [live, obs_dim]
+    weight = 1.0
+    for t in range(horizon):
+        actions = flat[live, t]
+        next_state, learned_reward, done_prob = model.predict(state, actions, members[live])
+        reward, done = rewards_and_dones(task, state, actions, next_state, learned_reward, done_prob)
+        returns.index_add_(0, live, weight * reward)
+        live, state = live[~done], next_state[~done]
+        if live.numel() == 0:
+            break
+        weight *= discount
+    return returns.reshape(batch, samples)
+
+
+@torch.no_grad()
+def plan(
+    model: EnsembleWorldModel,
+    obs: torch.Tensor,
+    cfg: PlannerConfig,
+    *,
+    task: Task | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The planned first action for each state: obs [B, obs_dim] -> [B] int64 or [B, act_dim] float32.
+
+    `task` None scores with the learned reward and termination heads.
+    """
+    if model.spec.action.kind == "discrete":
+        return _plan_discrete(model, obs.float(), cfg, task, generator)
+    return _plan_box(model, obs.float(), cfg, task, generator)
+
+
+def _plan_discrete(
+    model: EnsembleWorldModel, obs: torch.Tensor, cfg: PlannerConfig, task: Task | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """CEM with a categorical distribution per step. Returns the first action whose candidates scored
+    best on average: with a survival reward (CartPole) many candidates tie at the top, and the single
+    best one's first action is close to a coin flip, a poor label to imitate."""
+    batch, n = obs.shape[0], model.spec.action.n
+    rows = torch.arange(batch)[:, None]
+    probs = torch.full((batch, cfg.horizon, n), 1.0 / n)
+    first_total = torch.zeros(batch, n)
+    first_count = torch.zeros(batch, n)
+    for _ in range(cfg.num_iterations):
+        drawn = torch.multinomial(probs.reshape(-1, n), cfg.num_samples, replacement=True, generator=generator)
+        sequences = drawn.reshape(batch, cfg.horizon, cfg.num_samples).transpose(1, 2)  # [B, N, H]
+        scores = _score(model, obs, sequences, cfg.discount, task)  # [B, N]
+        first = F.one_hot(sequences[:, :, 0], n).float()  # [B, N, n]
+        first_total += (first * scores[:, :, None]).sum(dim=1)
+        first_count += first.sum(dim=1)
+        elites = sequences[rows, scores.topk(cfg.num_elites, dim=1).indices]  # [B, K, H]
+        probs = F.one_hot(elites, n).float().mean(dim=1)  # [B, H, n]
+    value = torch.where(first_count > 0, first_total / first_count.clamp_min(1), -torch.inf)
+    return value.argmax(dim=-1)
+
+
+def _plan_box(
+    model: EnsembleWorldModel, obs: torch.Tensor, cfg: PlannerConfig, task: Task | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """CEM with a Gaussian per step and action dimension, clipped to the bounds; returns the first step
+    of the final elite mean."""
+    space = model.spec.action
+    batch = obs.shape[0]
+    rows = torch.arange(batch)[:, None]
+    low = torch.tensor(space.low, dtype=torch.float32)
+    high = torch.tensor(space.high, dtype=torch.float32)
+    mean = ((low + high) / 2).expand(batch, cfg.horizon, -1).clone()  # [B, H, act_dim]
+    std = ((high - low) / 2).expand(batch, cfg.horizon, -1).clone()
+    for _ in range(cfg.num_iterations):
+        noise = torch.randn((batch, cfg.num_samples, *mean.shape[1:]), generator=generator)
+        sequences = torch.clamp(mean[:, None] + std[:, None] * noise, low, high)  # [B, N, H, act_dim]
+        scores = _score(model, obs, sequences, cfg.discount, task)
+        elites = sequences[rows, scores.topk(cfg.num_elites, dim=1).indices]  # [B, K, H, act_dim]
+        mean, std = elites.mean(dim=1), elites.std(dim=1, correction=0)
+    return mean[:, 0]

@@ -1,0 +1,149 @@
+"""Phantom paths: batched rollouts of a policy (random, MLP or planner) inside the world model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from services.common.types import MlpWeights, PhantomPath, Transitions
+from services.simulator.mlp_policy import MlpPolicy
+from services.simulator.planner import PlannerConfig, check_reward_source, plan, rewards_and_dones
+from services.simulator.tasks import Task
+from services.simulator.world_model import EnsembleWorldModel
+
+# Paths rolled out together; large enough to amortise per-step overhead, small enough to stream early.
+BATCH_PATHS = 64
+
+
+def start_states(transitions: Transitions, which: str) -> np.ndarray:
+    """Start pool [n, obs_dim]: first observations of the episodes ("episode_starts") or all ("any")."""
+    if which == "any":
+        return transitions.obs
+    if which != "episode_starts":
+        raise ValueError(f"start_states must be 'episode_starts' or 'any', got {which!r}")
+    first_rows = np.flatnonzero(np.r_[True, transitions.episode_ids[1:] != transitions.episode_ids[:-1]])
+    return transitions.obs[first_rows]
+
+
+def simulate(
+    model: EnsembleWorldModel,
+    *,
+    policy: MlpWeights | PlannerConfig | None,
+    num_paths: int,
+    horizon: int,
+    seed: int,
+    start_pool: np.ndarray,
+    label_with_planner: PlannerConfig | None = None,
+    reward_source: str = "task",
+    task: Task | None = None,
+) -> Iterator[PhantomPath]:
+    """The `num_paths` paths, in order, each following one ensemble member (TS1) from a start state drawn
+    from `start_pool` [n, obs_dim] until its first predicted termination or `horizon` steps. The same
+    seed gives the same paths. Arguments are checked here, before the first path is computed.
+    """
+    check_reward_source(reward_source, task)
+    obs_dim = model.obs_dim
+    if start_pool.ndim != 2 or start_pool.shape[1] != obs_dim or len(start_pool) == 0:
+        raise ValueError(f"start_pool must be [n >= 1, {obs_dim}], got {list(start_pool.shape)}")
+    if num_paths < 1 or horizon < 1:
+        raise ValueError(f"num_paths and horizon must be at least 1, got {num_paths} and {horizon}")
+    if seed < 0:
+        raise ValueError(f"seed must not be negative, got {seed}")
+    mlp = MlpPolicy(policy, model.spec) if isinstance(policy, MlpWeights) else None
+    bounds = [*model.spec.action.low, *model.spec.action.high]
+    if policy is None and model.spec.action.kind == "box" and not np.isfinite(bounds).all():
+        raise ValueError("random actions need a box action space with finite bounds")
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    pool = torch.as_tensor(start_pool, dtype=torch.float32)
+    scored_task = task if reward_source == "task" else None
+    # A planner-driven path labelled by the same planner needs no second plan per step.
+    same_planner = isinstance(policy, PlannerConfig) and policy == label_with_planner
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        if mlp is not None:
+            return mlp.act(obs)
+        if isinstance(policy, PlannerConfig):
+            return plan(model, obs, policy, task=scored_task, generator=generator)
+        return _random_actions(model, obs.shape[0], generator)
+
+    def paths() -> Iterator[PhantomPath]:
+        for first in range(0, num_paths, BATCH_PATHS):
+            size = min(BATCH_PATHS, num_paths - first)
+            starts = pool[torch.as_tensor(rng.integers(0, len(pool), size))]
+            members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size))
+            yield from _rollout_batch(model, starts, members, horizon, act, label_with_planner, scored_task,
+                                      generator, same_planner=same_planner)
+
+    return paths()
+
+
+def _random_actions(model: EnsembleWorldModel, count: int, generator: torch.Generator) -> torch.Tensor:
+    space = model.spec.action
+    if space.kind == "discrete":
+        return torch.randint(space.n, (count,), generator=generator)
+    low = torch.tensor(space.low, dtype=torch.float32)
+    high = torch.tensor(space.high, dtype=torch.float32)
+    return low + torch.rand((count, space.flat_dim), generator=generator) * (high - low)
+
+
+def _rollout_batch(
+    model: EnsembleWorldModel,
+    obs: torch.Tensor,
+    members: torch.Tensor,
+    horizon: int,
+    act: Callable[[torch.Tensor], torch.Tensor],
+    label_with_planner: PlannerConfig | None,
+    task: Task | None,
+    generator: torch.Generator,
+    *,
+    same_planner: bool,
+) -> Iterator[PhantomPath]:
+    size = obs.shape[0]
+    discrete = model.spec.action.kind == "discrete"
+    action_shape = () if discrete else (model.spec.action.flat_dim,)
+    action_dtype = np.int64 if discrete else np.float32
+    observations = np.zeros((horizon + 1, size, model.obs_dim), dtype=np.float32)  # [T + 1, paths, obs_dim]
+    observations[0] = obs.numpy()
+    actions = np.zeros((horizon, size, *action_shape), dtype=action_dtype)
+    expert = np.zeros_like(actions) if label_with_planner is not None else None
+    rewards = np.zeros((horizon, size), dtype=np.float32)
+    dones = np.zeros((horizon, size), dtype=bool)
+    uncertainty = np.zeros((horizon, size), dtype=np.float32)
+    lengths = np.zeros(size, dtype=np.int64)
+    alive = torch.ones(size, dtype=torch.bool)
+    state = obs.clone()
+    for t in range(horizon):
+        rows = alive.nonzero().squeeze(1)
+        current = state[rows]
+        chosen = act(current)
+        if label_with_planner is not None:
+            labels = chosen if same_planner else plan(
+                model, current, label_with_planner, task=task, generator=generator
+            )
+            expert[t, rows.numpy()] = labels.numpy()
+        next_obs, learned_reward, done_prob, disagreement = model.step(current, chosen, members[rows])
+        reward, done = rewards_and_dones(task, current, chosen, next_obs, learned_reward, done_prob)
+        idx = rows.numpy()
+        observations[t + 1, idx] = next_obs.numpy()
+        actions[t, idx] = chosen.numpy()
+        rewards[t, idx] = reward.numpy()
+        dones[t, idx] = done.numpy()
+        uncertainty[t, idx] = disagreement.numpy()
+        lengths[idx] += 1
+        state[rows] = next_obs
+        alive[rows] = ~done
+        if not alive.any():
+            break
+    for i in range(size):
+        steps = int(lengths[i])
+        yield PhantomPath(
+            observations=observations[: steps + 1, i].copy(),
+            actions=actions[:steps, i].copy(),
+            rewards=rewards[:steps, i].copy(),
+            dones=dones[:steps, i].copy(),
+            uncertainty=uncertainty[:steps, i].copy(),
+            expert_actions=None if expert is None else expert[:steps, i].copy(),
+        )
