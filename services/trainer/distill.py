@@ -1,0 +1,308 @@
+"""Planner distillation with DAgger in imagination: the trainer's algorithm.
+
+1. A base policy imitates the simulator's planner on planner-driven phantom paths.
+2. A LoRA adapter on that policy is trained over DAgger rounds: the current policy's own phantom
+   paths are labelled by the planner, the labels aggregated, and only the adapter fitted to them.
+
+Phantom paths come only through a `PhantomSource` (the gRPC Simulate stream in production), so this
+module never imports simulator code.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+
+from plasma.core import logging as plog
+from services.common.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
+from services.common.types import MlpWeights, PhantomPath
+
+log = plog.get(__name__)
+
+# Rows per supervised gradient step.
+_BATCH_SIZE = 256
+# Phantom states kept for the compiler's int8-vs-fp32 parity check.
+_MAX_PARITY_OBSERVATIONS = 256
+# A box action "agrees" with the planner's when every dimension is within this share of its range.
+_BOX_AGREEMENT_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """The simulator's CEM planner settings, as the trainer sends them (fields of the proto's PlannerConfig)."""
+
+    horizon: int = 20
+    num_samples: int = 48
+    num_iterations: int = 2
+    num_elites: int = 6
+    discount: float = 0.99
+
+
+class PhantomSource(Protocol):
+    def simulate(
+        self,
+        *,
+        policy: MlpWeights | PlannerSettings | None,
+        num_paths: int,
+        horizon: int,
+        seed: int,
+        start_states: str,  # "episode_starts" or "any"
+        label_with_planner: PlannerSettings | None,
+        reward_source: str,  # "task" or "learned"
+    ) -> Iterator[PhantomPath]: ...
+
+
+@dataclass(frozen=True)
+class PolicyIO:
+    """What the policy reads and writes, from the environment spec of the world model."""
+
+    obs_dim: int
+    action_kind: str  # "discrete" or "box"
+    action_dim: int  # choices (discrete) or values (box)
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Mirrors the proto's TrainConfig."""
+
+    seed: int = 0
+    # Width of the policy's two hidden layers.
+    hidden_size: int = 64
+    # Planner-driven phantom paths that the base policy imitates.
+    base_paths: int = 16
+    # DAgger rounds that train the LoRA adapter.
+    adapter_rounds: int = 2
+    # Phantom paths per round, rolled out by the current policy and labelled by the planner. Paths run in
+    # lockstep, so more paths per round cost little extra time, while every round costs a full horizon.
+    paths_per_round: int = 16
+    # Steps per phantom path: a real CartPole episode's 500, so that the policy's slow drift towards the
+    # track's ends shows up (and gets labelled) in imagination.
+    horizon: int = 500
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    # Supervised epochs over the aggregated labels, per phase and per round.
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    planner: PlannerSettings = field(default_factory=PlannerSettings)
+    # "task" (the environment's known reward/termination) or "learned" (the world model's heads).
+    reward_source: str = "task"
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "base_paths", "paths_per_round", "horizon", "lora_rank", "lora_alpha",
+                     "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must not be negative, got {self.seed}")
+        if self.adapter_rounds < 0:
+            raise ValueError(f"adapter_rounds must not be negative, got {self.adapter_rounds}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.reward_source not in ("task", "learned"):
+            raise ValueError(f"reward_source must be 'task' or 'learned', got {self.reward_source!r}")
+
+
+@dataclass
+class TrainProgress:
+    phase: str  # "base" or "adapter"
+    round: int  # 0 for the base phase, then 1..total_rounds
+    total_rounds: int
+    loss: float  # supervised loss after this phase's fit
+    imagined_return: float  # mean return of the paths this round rolled out (the planner's, in "base")
+    planner_agreement: float  # share of those paths' states where the policy picked the planner's action
+    phantom_paths_used: int
+
+
+@dataclass
+class DistillResult:
+    spec: PolicySpec
+    base_state: dict[str, torch.Tensor]  # state_dict of the base PolicyNet, without the adapter
+    peft_model: PeftModel
+    parity_observations: np.ndarray  # [n, obs_dim] float32 phantom states never trained on
+    metrics: dict[str, float]  # the proto's RunMetrics fields
+
+
+@dataclass
+class _Labels:
+    """Aggregated (state, planner action) pairs: obs [N, obs_dim], actions [N] or [N, act_dim]."""
+
+    obs: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, paths: list[PhantomPath]) -> None:
+        for path in paths:
+            if path.expert_actions is None:
+                raise ValueError("the phantom source returned a path without the planner's labels")
+            self.obs.append(path.observations[:-1])
+            self.actions.append(path.expert_actions)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.as_tensor(np.concatenate(self.obs)), torch.as_tensor(np.concatenate(self.actions))
+
+
+def mlp_weights_of(module: PolicyNet | PeftModel) -> MlpWeights:
+    """The effective weights of a policy (LoRA merged into a copy, the module itself untouched)."""
+    net = copy.deepcopy(module)
+    if isinstance(net, PeftModel):
+        net = net.merge_and_unload()
+    linears = [layer for layer in net.body if isinstance(layer, nn.Linear)]
+    return MlpWeights(
+        weights=[layer.weight.detach().numpy().astype(np.float32) for layer in linears],
+        biases=[layer.bias.detach().numpy().astype(np.float32) for layer in linears],
+        activation="tanh",
+        obs_mean=net.obs_mean.numpy().astype(np.float32),
+        obs_std=net.obs_std.numpy().astype(np.float32),
+    )
+
+
+def _loss(spec: PolicySpec, raw: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if spec.action_kind == "discrete":
+        return F.cross_entropy(raw, targets.long())
+    # Regress the squashed action onto the planner's, in units of half the action range.
+    half_range = (torch.tensor(spec.action_high) - torch.tensor(spec.action_low)) / 2
+    return (((actions_from_output(spec, raw) - targets.float()) / half_range) ** 2).mean()
+
+
+def _agreement(spec: PolicySpec, actions: torch.Tensor, targets: torch.Tensor) -> float:
+    if len(targets) == 0:
+        return 0.0
+    if spec.action_kind == "discrete":
+        return float((actions == targets).float().mean())
+    tolerance = _BOX_AGREEMENT_TOLERANCE * (torch.tensor(spec.action_high) - torch.tensor(spec.action_low))
+    return float(((actions - targets).abs() <= tolerance).all(dim=-1).float().mean())
+
+
+def _fit(
+    model: nn.Module, spec: PolicySpec, labels: _Labels, cfg: DistillConfig, generator: torch.Generator
+) -> float:
+    """Supervised epochs over all labels, updating only the trainable parameters; the last epoch's loss."""
+    obs, targets = labels.tensors()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    epoch_loss = 0.0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(obs), generator=generator)
+        total = 0.0
+        for start in range(0, len(obs), _BATCH_SIZE):
+            batch = order[start : start + _BATCH_SIZE]
+            loss = _loss(spec, model(obs[batch]), targets[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        epoch_loss = total / len(obs)
+    return epoch_loss
+
+
+def _path_stats(spec: PolicySpec, paths: list[PhantomPath]) -> tuple[float, float]:
+    """Mean return of the paths and the share of their steps where the action was the planner's."""
+    mean_return = float(np.mean([p.rewards.sum() for p in paths]))
+    labelled = [p for p in paths if p.expert_actions is not None]
+    if not labelled:
+        return mean_return, 0.0
+    actions = torch.as_tensor(np.concatenate([p.actions for p in labelled]))
+    expert = torch.as_tensor(np.concatenate([p.expert_actions for p in labelled]))
+    return mean_return, _agreement(spec, actions, expert)
+
+
+def _policy_spec(io: PolicyIO, hidden_size: int, observations: np.ndarray) -> PolicySpec:
+    """Policy spec whose input normalization comes from the phantom states it is trained on."""
+    return PolicySpec(
+        obs_dim=io.obs_dim,
+        action_kind=io.action_kind,
+        action_dim=io.action_dim,
+        hidden_sizes=(hidden_size, hidden_size),
+        obs_mean=tuple(float(v) for v in observations.mean(0)),
+        obs_std=tuple(float(max(v, 1e-3)) for v in observations.std(0)),
+        action_low=tuple(io.action_low),
+        action_high=tuple(io.action_high),
+    )
+
+
+def _seed(base: int, call: int) -> int:
+    """A distinct seed for every Simulate call of a run."""
+    return (base * 1_000_003 + call) % 2**62
+
+
+def train(
+    source: PhantomSource,
+    io: PolicyIO,
+    cfg: DistillConfig,
+    progress: Callable[[TrainProgress], None] | None = None,
+) -> DistillResult:
+    started = time.monotonic()
+    report = progress or (lambda _: None)
+    planner = cfg.planner
+    rounds = cfg.adapter_rounds
+    paths_used = steps_used = 0
+
+    def phantom(policy: MlpWeights | PlannerSettings, num_paths: int, call: int) -> list[PhantomPath]:
+        nonlocal paths_used, steps_used
+        paths = list(source.simulate(
+            policy=policy, num_paths=num_paths, horizon=cfg.horizon, seed=_seed(cfg.seed, call),
+            start_states="episode_starts", label_with_planner=planner, reward_source=cfg.reward_source,
+        ))
+        paths_used += len(paths)
+        steps_used += sum(p.length for p in paths)
+        return paths
+
+    # Own RNG state: torch's global generator initialises PolicyNet and LoRA, and must not leak out.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+
+        # 1. The base policy imitates the planner on the planner's own paths.
+        labels = _Labels()
+        base_paths = phantom(planner, cfg.base_paths, call=0)
+        labels.add(base_paths)
+        spec = _policy_spec(io, cfg.hidden_size, np.concatenate(labels.obs))
+        base = PolicyNet(spec)
+        loss = _fit(base, spec, labels, cfg, generator)
+        planner_return, _ = _path_stats(spec, base_paths)
+        obs, targets = labels.tensors()
+        with torch.no_grad():
+            agreement = _agreement(spec, base.act(obs), targets)
+        report(TrainProgress("base", 0, rounds, loss, planner_return, agreement, paths_used))
+        log.info("base policy fitted loss=%.4f planner_return=%.1f agreement=%.3f", loss, planner_return,
+                 agreement)
+        base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+
+        # 2. DAgger rounds train only the LoRA adapter on the policy's own, relabelled paths.
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                          target_modules=linear_layer_names(spec))
+        model = get_peft_model(base, lora)
+        for round_index in range(1, rounds + 1):
+            paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=round_index)
+            imagined_return, agreement = _path_stats(spec, paths)
+            labels.add(paths)
+            loss = _fit(model, spec, labels, cfg, generator)
+            report(TrainProgress("adapter", round_index, rounds, loss, imagined_return, agreement, paths_used))
+            log.info("adapter round=%d/%d loss=%.4f imagined_return=%.1f agreement=%.3f", round_index, rounds,
+                     loss, imagined_return, agreement)
+
+        # 3. The final policy on fresh paths: metrics, and parity states it was never trained on.
+        final_paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=rounds + 1)
+        imagined_return, agreement = _path_stats(spec, final_paths)
+        states = np.concatenate([p.observations for p in final_paths]).astype(np.float32)
+        pick = np.random.default_rng(cfg.seed).permutation(len(states))[:_MAX_PARITY_OBSERVATIONS]
+
+    metrics = {
+        "imagined_return": imagined_return,
+        "planner_agreement": agreement,
+        "phantom_paths_used": paths_used,
+        "phantom_steps_used": steps_used,
+        "training_seconds": time.monotonic() - started,
+        "base_parameters": sum(v.numel() for k, v in base_state.items() if k.startswith("body.")),
+        "adapter_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    return DistillResult(spec, base_state, model, states[np.sort(pick)], metrics)

@@ -1,0 +1,161 @@
+"""Planner distillation: LoRA-only DAgger rounds, weight export, and the in-process phantom source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from services.common.types import MlpWeights, PhantomPath
+from services.simulator.collect import collect
+from services.simulator.inprocess import InProcessSource
+from services.simulator.tasks import task_for
+from services.simulator.world_model import WorldModelConfig, fit
+from services.trainer.distill import (
+    DistillConfig,
+    PlannerSettings,
+    PolicyIO,
+    TrainProgress,
+    mlp_weights_of,
+    train,
+)
+
+QUICK = DistillConfig(base_paths=8, adapter_rounds=2, paths_per_round=4, horizon=25, epochs=20,
+                      learning_rate=3e-3, planner=PlannerSettings(horizon=8, num_samples=16, num_elites=4))
+METRIC_KEYS = {"imagined_return", "planner_agreement", "phantom_paths_used", "phantom_steps_used",
+               "training_seconds", "base_parameters", "adapter_parameters"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    # As in the services: two torch threads on a busy 2-core machine run many times slower than one.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _forward(weights: MlpWeights, obs: np.ndarray) -> np.ndarray:
+    x = (obs - weights.obs_mean) / weights.obs_std
+    for i, (w, b) in enumerate(zip(weights.weights, weights.biases, strict=True)):
+        x = x @ w.T + b
+        if i < len(weights.weights) - 1:
+            x = np.tanh(x)
+    return x
+
+
+class RuleSource:
+    """Phantom paths over random states, labelled by a fixed rule instead of a planner: no simulator."""
+
+    def __init__(self, io: PolicyIO, rule: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.io, self.rule, self.calls = io, rule, []
+
+    def _act(self, policy: object, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if isinstance(policy, MlpWeights):
+            raw = _forward(policy, obs)
+            if self.io.action_kind == "discrete":
+                return raw.argmax(-1)
+            low, high = np.array(self.io.action_low), np.array(self.io.action_high)
+            return (low + (np.tanh(raw) + 1) / 2 * (high - low)).astype(np.float32)
+        return self.rule(obs)  # the planner
+
+    def simulate(self, *, policy, num_paths, horizon, seed, start_states, label_with_planner,
+                 reward_source) -> Iterator[PhantomPath]:
+        self.calls.append(dict(policy=policy, seed=seed, label=label_with_planner, reward_source=reward_source,
+                               start_states=start_states))
+        rng = np.random.default_rng(seed)
+        for _ in range(num_paths):
+            obs = rng.normal(size=(horizon + 1, self.io.obs_dim)).astype(np.float32) * 3 + 1
+            actions = self._act(policy, obs[:-1], rng)
+            expert = self.rule(obs[:-1])
+            agree = actions == expert if actions.ndim == 1 else np.abs(actions - expert).max(-1) < 0.1
+            yield PhantomPath(obs, actions, agree.astype(np.float32), np.zeros(horizon, bool),
+                              np.zeros(horizon, np.float32), expert)
+
+
+def _sign_rule(obs: np.ndarray) -> np.ndarray:
+    return ((obs[:, 0] - 1) > 0).astype(np.int64)
+
+
+def test_discrete_distillation_trains_only_the_adapter_and_exports_its_weights() -> None:
+    io = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
+    source = RuleSource(io, _sign_rule)
+    reports: list[TrainProgress] = []
+    result = train(source, io, QUICK, progress=reports.append)
+
+    assert [(r.phase, r.round) for r in reports] == [("base", 0), ("adapter", 1), ("adapter", 2)]
+    assert all(r.total_rounds == 2 for r in reports) and reports[-1].phantom_paths_used == 16
+    assert set(result.metrics) == METRIC_KEYS
+    assert result.metrics["planner_agreement"] > 0.95
+    assert result.metrics["phantom_paths_used"] == 20 and result.metrics["phantom_steps_used"] == 20 * 25
+    assert result.metrics["base_parameters"] == 3 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2
+    assert result.metrics["adapter_parameters"] == 8 * (3 + 64) + 8 * (64 + 64) + 8 * (64 + 2)
+
+    # Every call asked for the planner's labels, with its own seed, from the episode starts.
+    assert all(c["label"] == QUICK.planner and c["reward_source"] == "task" for c in source.calls)
+    assert len({c["seed"] for c in source.calls}) == len(source.calls) == 4
+    assert isinstance(source.calls[0]["policy"], PlannerSettings)
+    assert all(isinstance(c["policy"], MlpWeights) for c in source.calls[1:])
+
+    # LoRA-only: the frozen base layers inside the adapted model still hold the base weights.
+    adapted = dict(result.peft_model.named_parameters())
+    for name, value in result.base_state.items():
+        if name.startswith("body."):
+            layer, kind = name.rsplit(".", 1)
+            torch.testing.assert_close(adapted[f"base_model.model.{layer}.base_layer.{kind}"], value,
+                                       rtol=0, atol=0)
+    assert any(name.endswith("lora_B.default.weight") and p.abs().sum() > 0 for name, p in adapted.items())
+
+    # The exported weights compute what the adapted model computes, and exporting changes nothing.
+    obs = torch.as_tensor(result.parity_observations)
+    weights = mlp_weights_of(result.peft_model)
+    with torch.no_grad():
+        expected = result.peft_model(obs).numpy()
+    np.testing.assert_allclose(_forward(weights, obs.numpy()), expected, rtol=1e-4, atol=1e-4)
+    assert any("lora_A" in name for name, _ in result.peft_model.named_parameters())
+
+    # Parity observations: phantom states of the final evaluation paths, never trained on.
+    assert result.parity_observations.shape[1] == 3 and 0 < len(result.parity_observations) <= 256
+    assert result.parity_observations.dtype == np.float32
+    np.testing.assert_allclose(result.spec.obs_mean, [1, 1, 1], atol=0.3)
+
+
+def test_box_actions_regress_the_squashed_output_onto_the_planner() -> None:
+    io = PolicyIO(obs_dim=2, action_kind="box", action_dim=1, action_low=(-2.0,), action_high=(2.0,))
+
+    def rule(obs: np.ndarray) -> np.ndarray:
+        return np.clip(0.5 * (obs[:, :1] - 1), -1.5, 1.5).astype(np.float32)
+
+    result = train(RuleSource(io, rule), io, DistillConfig(**{**vars(QUICK), "epochs": 60}))
+    assert result.spec.action_kind == "box" and result.spec.action_low == (-2.0,)
+    assert result.metrics["planner_agreement"] > 0.8
+
+
+def test_the_same_seed_trains_the_same_policy() -> None:
+    io = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
+    cfg = DistillConfig(**{**vars(QUICK), "adapter_rounds": 1, "epochs": 5})
+    first = mlp_weights_of(train(RuleSource(io, _sign_rule), io, cfg).peft_model)
+    again = mlp_weights_of(train(RuleSource(io, _sign_rule), io, cfg).peft_model)
+    for a, b in zip(first.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="reward_source"):
+        DistillConfig(reward_source="magic")
+    with pytest.raises(ValueError, match="base_paths"):
+        DistillConfig(base_paths=0)
+
+
+def test_in_process_source_distills_a_cartpole_planner() -> None:
+    spec, data = collect("CartPole-v1", 300, seed=0)
+    model, _ = fit(spec, data, WorldModelConfig(ensemble_size=3, hidden_size=64, num_layers=2, train_steps=500,
+                                                batch_size=128))
+    io = PolicyIO(obs_dim=4, action_kind="discrete", action_dim=2)
+    source = InProcessSource(model, data, task_for("CartPole-v1"))
+    result = train(source, io, DistillConfig(**{**vars(QUICK), "horizon": 60}))
+    # The distilled policy keeps the imagined pole up far longer than random actions (~20 steps).
+    assert result.metrics["imagined_return"] > 45
+    assert result.metrics["planner_agreement"] > 0.6
