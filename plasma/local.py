@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from plasma import signing
 from plasma.core import grpc_client
 from plasma.sdk.client import Endpoints
 
@@ -74,6 +75,8 @@ class LocalStack:
             "PLASMA_TRAINER_TARGET": address["trainer"],
             "PLASMA_EDGE_ADDRESS": address["edge"],
             "PLASMA_EDGE_STORE": str(self.root / "edge"),
+            # One key pair per stack root: the compiler signs with it, the edge trusts its public half.
+            **signing.dev_key_env(self.root / "keys"),
             **self.env,
         }
         logs = self.root / "logs"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from plasma.common.v1 import common_pb2
@@ -44,7 +46,8 @@ def from_proto(tensor: common_pb2.Tensor, name: str = "tensor") -> np.ndarray:
     shape = tuple(int(d) for d in tensor.shape)
     if any(d < 0 for d in shape):
         raise TensorError(f"{name}: negative dimension in shape {list(shape)}")
-    expected = int(np.prod(shape, dtype=np.int64)) * wire_dtype.itemsize
+    # Plain Python ints: a hostile shape like [2**62, 4] must not overflow into a plausible size.
+    expected = math.prod(shape) * wire_dtype.itemsize
     if len(tensor.data) != expected:
         raise TensorError(
             f"{name}: shape {list(shape)} of {wire_dtype.name} needs {expected} bytes, got {len(tensor.data)}"
