@@ -10,7 +10,7 @@
 #   PLASMA_BOOTSTRAP=debootstrap                      use debootstrap even where mmdebstrap is installed
 #
 # Needs root (debootstrap) or user namespaces (mmdebstrap), and one of the two tools
-# (`apt-get install mmdebstrap` or `debootstrap`).
+# (`apt-get install mmdebstrap` or `debootstrap`; installed automatically when running as root on Debian).
 set -euo pipefail
 
 IMAGE=${1:-plasma/debian-python:bookworm}
@@ -27,8 +27,15 @@ trap 'rm -rf "$work"' EXIT
 # Documentation, man pages and translations are not needed in a container (copyright files are kept).
 excludes=('/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*' '/usr/share/lintian/*')
 
-# PLASMA_BOOTSTRAP=mmdebstrap|debootstrap picks the tool; by default mmdebstrap when installed.
+# PLASMA_BOOTSTRAP=mmdebstrap|debootstrap picks the tool; by default mmdebstrap when installed. On a fresh
+# Debian/Ubuntu machine (CI) run as root, mmdebstrap is installed with apt-get first (PLASMA_BOOTSTRAP_INSTALL=0
+# turns that off).
 tool=${PLASMA_BOOTSTRAP:-}
+if [ -z "$tool" ] && ! command -v mmdebstrap >/dev/null && ! command -v debootstrap >/dev/null \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ "${PLASMA_BOOTSTRAP_INSTALL:-1}" != 0 ]; then
+  echo "::: base image: installing mmdebstrap (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+fi
 if [ -z "$tool" ]; then
   if command -v mmdebstrap >/dev/null; then tool=mmdebstrap
   elif command -v debootstrap >/dev/null; then tool=debootstrap
