@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,8 @@ test: $(STAMP) ## All tests: unit, services on port 0, the four-service pipeline
 	$(BIN)/python -m pytest
 
 .PHONY: test-fast
-test-fast: $(STAMP) ## Everything but the pipeline test
-	$(BIN)/python -m pytest -m "not pipeline"
+test-fast: $(STAMP) ## Everything but the pipeline and container tests
+	$(BIN)/python -m pytest -m "not pipeline and not e2e"
 
 .PHONY: demo
 demo: $(STAMP) ## Run the whole workflow on CartPole-v1 with the services as local processes

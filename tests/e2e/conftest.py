@@ -13,10 +13,6 @@ import pytest
 from tests.e2e import dockerutil
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: builds the container images and runs them with docker (minutes)")
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if dockerutil.FIGURES:
         terminalreporter.section("container figures")
