@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -31,7 +31,12 @@ _CONFIG_FILE = "config.json"
 _WEIGHTS_FILE = "weights.safetensors"
 # Keeps the learned log-variance bounds from drifting apart (PETS).
 _LOGVAR_BOUND_PENALTY = 0.01
+# Progress reports per fit.
 _REPORTS = 40
+# Progress is measured on at most this many evenly spaced rows of each split; final metrics on all rows.
+_PROGRESS_ROWS = 4096
+# Rows per forward pass when measuring, to bound memory on large datasets.
+_EVAL_CHUNK = 4096
 # Terminations are rare (about 1 row in 20 of random CartPole data): weighting them up to balance the
 # classes keeps the head from learning "never". Capped so that a huge dataset with a handful of
 # terminations does not make the loss explode.
@@ -273,6 +278,12 @@ class _Split:
     x: torch.Tensor  # [N, in] normalized inputs
     y: torch.Tensor  # [N, D] normalized targets
 
+    def rows(self, index: torch.Tensor | slice) -> _Split:
+        return _Split(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def thinned(self, max_rows: int) -> _Split:
+        return self.rows(slice(None, None, max(1, -(-len(self.x) // max_rows))))
+
 
 def _nll(mean: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Gaussian negative log-likelihood per output dimension."""
@@ -281,18 +292,23 @@ def _nll(mean: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 @torch.no_grad()
 def _evaluate(model: EnsembleWorldModel, data: _Split) -> dict[str, float]:
+    """Metrics of the ensemble on every row of `data`: NLL averaged over members, errors of their mean."""
     members = model.config.ensemble_size
-    mean, logvar, logit = model._heads(model._forward_all(data.x.expand(members, -1, -1)))
-    next_obs, reward = model._decode(data.obs, mean.mean(0))
     scale = model.obs_scale
-    predicted_done = torch.sigmoid(logit).mean(0) > 0.5
-    return {
-        "nll": float(_nll(mean, logvar, data.y)),
-        "obs_mse": float((((next_obs - data.next_obs) / scale) ** 2).mean()),
-        "naive_obs_mse": float((((data.obs - data.next_obs) / scale) ** 2).mean()),
-        "reward_mse": float(((reward - data.rewards) ** 2).mean()),
-        "termination_accuracy": float((predicted_done == data.terminated.bool()).float().mean()),
-    }
+    totals = dict.fromkeys(("nll", "obs_mse", "naive_obs_mse", "reward_mse", "termination_accuracy"), 0.0)
+    for start in range(0, len(data.x), _EVAL_CHUNK):
+        part = data.rows(slice(start, start + _EVAL_CHUNK))
+        mean, logvar, logit = model._heads(model._forward_all(part.x.expand(members, -1, -1)))
+        next_obs, reward = model._decode(part.obs, mean.mean(0))
+        predicted_done = torch.sigmoid(logit).mean(0) > 0.5
+        # Every term is a mean over rows, so weighting by the chunk's rows gives the mean over all rows.
+        weight = len(part.x)
+        totals["nll"] += weight * float(_nll(mean, logvar, part.y))
+        totals["obs_mse"] += weight * float((((next_obs - part.next_obs) / scale) ** 2).mean())
+        totals["naive_obs_mse"] += weight * float((((part.obs - part.next_obs) / scale) ** 2).mean())
+        totals["reward_mse"] += weight * float(((reward - part.rewards) ** 2).mean())
+        totals["termination_accuracy"] += weight * float((predicted_done == part.terminated.bool()).float().mean())
+    return {name: total / len(data.x) for name, total in totals.items()}
 
 
 def fit(
@@ -325,10 +341,9 @@ def fit(
     y = (targets - model.target_mean) / model.target_std
     terminated = torch.as_tensor(transitions.terminated, dtype=torch.float32)
 
-    def split(rows: torch.Tensor) -> _Split:
-        return _Split(obs[rows], next_obs[rows], rewards[rows], terminated[rows], x[rows], y[rows])
-
-    train, held = split(train_rows), split(held_rows)
+    everything = _Split(obs, next_obs, rewards, terminated, x, y)
+    train, held = everything.rows(train_rows), everything.rows(held_rows)
+    train_sample, held_sample = train.thinned(_PROGRESS_ROWS), held.thinned(_PROGRESS_ROWS)
     n_train = len(train_rows)
     positives = float(train.terminated.sum())
     termination_weight = torch.tensor(
@@ -350,9 +365,9 @@ def fit(
         loss.backward()
         optimizer.step()
         if progress is not None and (step % report_every == 0 or step == cfg.train_steps):
-            held_metrics = _evaluate(model, held)
-            progress(FitProgress(step, cfg.train_steps, _evaluate(model, train)["nll"], held_metrics["nll"],
-                                 held_metrics["obs_mse"]))
+            held_metrics = _evaluate(model, held_sample)
+            progress(FitProgress(step, cfg.train_steps, _evaluate(model, train_sample)["nll"],
+                                 held_metrics["nll"], held_metrics["obs_mse"]))
     model.eval()
     held_metrics = _evaluate(model, held)
     metrics = {
