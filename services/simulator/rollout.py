@@ -52,9 +52,10 @@ def simulate(
     if seed < 0:
         raise ValueError(f"seed must not be negative, got {seed}")
     mlp = MlpPolicy(policy, model.spec) if isinstance(policy, MlpWeights) else None
+    samples_box = policy is None or isinstance(policy, PlannerConfig) or label_with_planner is not None
     bounds = [*model.spec.action.low, *model.spec.action.high]
-    if policy is None and model.spec.action.kind == "box" and not np.isfinite(bounds).all():
-        raise ValueError("random actions need a box action space with finite bounds")
+    if samples_box and model.spec.action.kind == "box" and not np.isfinite(bounds).all():
+        raise ValueError("random actions and the planner need a box action space with finite bounds")
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     pool = torch.as_tensor(start_pool, dtype=torch.float32)
@@ -117,16 +118,16 @@ def _rollout_batch(
     state = obs.clone()
     for t in range(horizon):
         rows = alive.nonzero().squeeze(1)
+        idx = rows.numpy()
         current = state[rows]
         chosen = act(current)
-        if label_with_planner is not None:
+        if expert is not None:
             labels = chosen if same_planner else plan(
                 model, current, label_with_planner, task=task, generator=generator
             )
-            expert[t, rows.numpy()] = labels.numpy()
+            expert[t, idx] = labels.numpy()
         next_obs, learned_reward, done_prob, disagreement = model.step(current, chosen, members[rows])
         reward, done = rewards_and_dones(task, current, chosen, next_obs, learned_reward, done_prob)
-        idx = rows.numpy()
         observations[t + 1, idx] = next_obs.numpy()
         actions[t, idx] = chosen.numpy()
         rewards[t, idx] = reward.numpy()
