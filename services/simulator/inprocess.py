@@ -38,6 +38,8 @@ class InProcessSource:
     ) -> Iterator[PhantomPath]:
         rollout_policy = policy if policy is None or isinstance(policy, MlpWeights) else planner_config_of(policy)
         label = None if label_with_planner is None else planner_config_of(label_with_planner)
+        # "" is the Simulate RPC's default: the task's reward where it is known, else the learned heads.
+        reward_source = reward_source or ("task" if self._task is not None else "learned")
         return rollout.simulate(
             self._model, policy=rollout_policy, num_paths=num_paths, horizon=horizon, seed=seed,
             start_pool=rollout.start_states(self._transitions, start_states), label_with_planner=label,

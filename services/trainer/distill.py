@@ -57,7 +57,7 @@ class PhantomSource(Protocol):
         seed: int,
         start_states: str,  # "episode_starts" or "any"
         label_with_planner: PlannerSettings | None,
-        reward_source: str,  # "task" or "learned"
+        reward_source: str,  # "task", "learned" or "" (the simulator's default)
     ) -> Iterator[PhantomPath]: ...
 
 
@@ -95,7 +95,8 @@ class DistillConfig:
     epochs: int = 30
     learning_rate: float = 1e-3
     planner: PlannerSettings = field(default_factory=PlannerSettings)
-    # "task" (the environment's known reward/termination) or "learned" (the world model's heads).
+    # "task" (the environment's known reward/termination), "learned" (the world model's heads) or ""
+    # (the simulator's choice).
     reward_source: str = "task"
 
     def __post_init__(self) -> None:
@@ -109,8 +110,10 @@ class DistillConfig:
             raise ValueError(f"adapter_rounds must not be negative, got {self.adapter_rounds}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.reward_source not in ("task", "learned"):
-            raise ValueError(f"reward_source must be 'task' or 'learned', got {self.reward_source!r}")
+        # "" leaves the choice to the simulator: the task's own reward where it knows one, else the learned heads.
+        if self.reward_source not in ("", "task", "learned"):
+            raise ValueError(f"reward_source must be 'task', 'learned' or '' (simulator's choice), "
+                             f"got {self.reward_source!r}")
 
 
 @dataclass
