@@ -155,7 +155,8 @@ def test_in_process_source_distills_a_cartpole_planner() -> None:
                                                 batch_size=128))
     io = PolicyIO(obs_dim=4, action_kind="discrete", action_dim=2)
     source = InProcessSource(model, data, task_for("CartPole-v1"))
-    result = train(source, io, DistillConfig(**{**vars(QUICK), "horizon": 60}))
+    # reward_source "" lets the source choose, as Simulate does: the task's reward, CartPole being known.
+    result = train(source, io, DistillConfig(**{**vars(QUICK), "horizon": 60, "reward_source": ""}))
     # The distilled policy keeps the imagined pole up far longer than random actions (~20 steps).
     assert result.metrics["imagined_return"] > 45
     assert result.metrics["planner_agreement"] > 0.6
