@@ -72,8 +72,8 @@ def format_summary(summary: WorkflowSummary, budget: int) -> str:
     stages = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in summary.stage_seconds.items())
     rows = [
         ("real steps used for learning", f"{summary.real_steps_used} (budget {budget})"),
-        ("world model held-out error", f"MSE {metrics.holdout_obs_mse:.5f} normalized "
-                                       f"(naive next=current: {metrics.holdout_naive_obs_mse:.5f}), "
+        ("world model held-out error", f"MSE {metrics.holdout_obs_mse:.2e} normalized "
+                                       f"(naive next=current: {metrics.holdout_naive_obs_mse:.2e}), "
                                        f"NLL {metrics.holdout_nll:.3f}"),
         ("training time", f"{summary.training_seconds:.1f} s (imagined return {summary.imagined_return:.1f})"),
         ("packet size", f"{summary.packet_bytes:,} bytes (int8 model {summary.int8_model_bytes:,} B, "
