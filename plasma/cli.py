@@ -21,7 +21,7 @@ from plasma.local import LocalStack
 from plasma.sdk import presets
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import run_episodes
-from plasma.sdk.workflow import EVAL_SEED_OFFSET, WorkflowSummary, train_and_deploy
+from plasma.sdk.workflow import EVAL_SEED_OFFSET, StageDone, WorkflowSummary, train_and_deploy
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 
@@ -34,13 +34,11 @@ class ProgressPrinter:
     def __init__(self, interval_s: float = 1.0) -> None:
         self._interval_s = interval_s
         self._last: dict[str, float] = {}
-        self._started: dict[str, float] = {}
 
     def __call__(self, stage: str, event: Any) -> None:
         now = time.monotonic()
-        self._started.setdefault(stage, now)
-        if event is None:
-            print(f"[{stage}] done in {now - self._started[stage]:.1f} s", file=sys.stderr, flush=True)
+        if isinstance(event, StageDone):
+            print(f"[{stage}] done in {event.seconds:.1f} s", file=sys.stderr, flush=True)
             return
         if now - self._last.get(stage, 0.0) < self._interval_s:
             return

@@ -53,6 +53,13 @@ class WorkflowSummary:
         return sum(self.stage_seconds.values())
 
 
+@dataclass(frozen=True)
+class StageDone:
+    """The last event of every stage."""
+
+    seconds: float
+
+
 OnEvent = Callable[[str, Any], None]
 
 
@@ -66,7 +73,7 @@ def train_and_deploy(client: PlasmaClient, cfg: WorkflowConfig, on_event: OnEven
         result = fn(forward)
         stages[stage] = time.monotonic() - started
         if on_event:
-            on_event(stage, None)  # stage finished
+            on_event(stage, StageDone(stages[stage]))
         return result
 
     dataset = timed("collect", lambda p: client.collect(cfg.env_id, cfg.real_steps, cfg.seed, on_progress=p))
