@@ -54,8 +54,9 @@ class WorldModelConfig:
     hidden_size: int = 128
     # Number of hidden layers (SiLU between them).
     num_layers: int = 3
-    # Adam steps; every step updates all members on a batch each.
-    train_steps: int = 2000
+    # Adam steps; every step updates all members on a batch each. 1000 rather than 2000: as good a
+    # policy in the end on CartPole (fitting held-out steps closer did not make better policies).
+    train_steps: int = 1000
     learning_rate: float = 1e-3
     # Share of episodes held out for the metrics (the tail of the only episode when there is one).
     holdout_fraction: float = 0.2
