@@ -57,11 +57,12 @@ class MlpPolicy:
     def __init__(self, weights: MlpWeights, spec: EnvSpecArrays) -> None:
         validate(weights, spec)
         self._spec = spec
-        self._weights = [torch.as_tensor(np.asarray(w, dtype=np.float32)) for w in weights.weights]
-        self._biases = [torch.as_tensor(np.asarray(b, dtype=np.float32)) for b in weights.biases]
+        # Copies: arrays decoded from a message are read-only, and the policy must not alias the caller's.
+        self._weights = [torch.tensor(np.asarray(w), dtype=torch.float32) for w in weights.weights]
+        self._biases = [torch.tensor(np.asarray(b), dtype=torch.float32) for b in weights.biases]
         self._activation = _ACTIVATIONS[weights.activation]
-        self._obs_mean = torch.as_tensor(np.asarray(weights.obs_mean, dtype=np.float32))
-        self._obs_std = torch.as_tensor(np.asarray(weights.obs_std, dtype=np.float32))
+        self._obs_mean = torch.tensor(np.asarray(weights.obs_mean), dtype=torch.float32)
+        self._obs_std = torch.tensor(np.asarray(weights.obs_std), dtype=torch.float32)
         if spec.action.kind == "box":
             self._low = torch.tensor(spec.action.low, dtype=torch.float32)
             self._high = torch.tensor(spec.action.high, dtype=torch.float32)

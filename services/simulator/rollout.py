@@ -58,7 +58,7 @@ def simulate(
         raise ValueError("random actions and the planner need a box action space with finite bounds")
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    pool = torch.as_tensor(start_pool, dtype=torch.float32)
+    pool = torch.tensor(start_pool, dtype=torch.float32)  # a copy: stored arrays may be read-only
     scored_task = task if reward_source == "task" else None
     # A planner-driven path labelled by the same planner needs no second plan per step.
     same_planner = isinstance(policy, PlannerConfig) and policy == label_with_planner

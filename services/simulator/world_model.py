@@ -324,10 +324,10 @@ def fit(
         raise ValueError(f"fitting a world model needs at least 2 transitions, got {len(transitions)}")
     rng = np.random.default_rng(cfg.seed)
     model = EnsembleWorldModel(spec, cfg)
-    obs = torch.as_tensor(transitions.obs, dtype=torch.float32)
-    next_obs = torch.as_tensor(transitions.next_obs, dtype=torch.float32)
-    rewards = torch.as_tensor(transitions.rewards, dtype=torch.float32)
-    inputs = model.features(obs, torch.as_tensor(transitions.actions))
+    obs = torch.tensor(transitions.obs, dtype=torch.float32)
+    next_obs = torch.tensor(transitions.next_obs, dtype=torch.float32)
+    rewards = torch.tensor(transitions.rewards, dtype=torch.float32)
+    inputs = model.features(obs, torch.tensor(transitions.actions))
     targets = torch.cat([next_obs - obs, rewards[:, None]], dim=1)
     train_rows, held_rows = (
         torch.as_tensor(rows) for rows in _split_rows(transitions.episode_ids, cfg.holdout_fraction, rng)
@@ -340,7 +340,7 @@ def fit(
         buffer.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
     x = (inputs - model.in_mean) / model.in_std
     y = (targets - model.target_mean) / model.target_std
-    terminated = torch.as_tensor(transitions.terminated, dtype=torch.float32)
+    terminated = torch.tensor(transitions.terminated, dtype=torch.float32)
 
     everything = _Split(obs, next_obs, rewards, terminated, x, y)
     train, held = everything.rows(train_rows), everything.rows(held_rows)
