@@ -12,14 +12,14 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[services,client,dev]'
+	$(BIN)/pip install --quiet -e '.[edge,services,client,dev]'
 	touch $@
 
 .PHONY: setup
-setup: $(STAMP) ## Create .venv with everything (services, client, dev tools)
+setup: $(STAMP) ## Create .venv with everything (edge, services, client, dev tools)
 
 .PHONY: generate
 generate: $(STAMP) ## Regenerate the Python stubs from protos/

@@ -222,7 +222,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         task = tasks.task_for(env_id)
         reward_source = _reward_source(request.reward_source, task is not None, env_id)
         _, data = self._store.transitions(meta.dataset_id)
-        start_pool = _start_pool(data, _START_STATES[request.start_states])
+        start_pool = rollout.start_states(data, _START_STATES[request.start_states])
         model = self._models.get(request.model_id)
         with bad_input():
             paths = rollout.simulate(
@@ -260,13 +260,6 @@ def _reward_source(value: int, task_known: bool, env_id: str) -> str:
             )
         return "task"
     return "task" if task_known else "learned"
-
-
-def _start_pool(data: Transitions, which: str) -> np.ndarray:
-    if which == "any":
-        return data.obs
-    first_rows = np.flatnonzero(np.r_[True, data.episode_ids[1:] != data.episode_ids[:-1]])
-    return data.obs[first_rows]
 
 
 def _concatenate(first: Transitions, second: Transitions) -> Transitions:
