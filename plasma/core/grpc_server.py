@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from concurrent import futures
 
 import grpc
+from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -78,3 +79,10 @@ def run_until_signal(
     if on_stop is not None:
         on_stop()
     log.info("stopped")
+
+
+def now_timestamp() -> timestamp_pb2.Timestamp:
+    """The current time as a protobuf Timestamp, for create_time fields."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.GetCurrentTime()
+    return stamp

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Mapping
 
 import grpc
 import numpy as np
-from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
 from plasma.core import grpc_server
@@ -44,11 +43,6 @@ _FIT_LIMITS = {
     "ensemble_size": 32, "hidden_size": 2048, "num_layers": 8, "train_steps": 200_000, "batch_size": 65_536,
 }
 
-
-def _now() -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
 
 
 def planner_config(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
@@ -143,7 +137,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
             num_transitions=len(transitions),
             num_episodes=len(np.unique(transitions.episode_ids)),
             seed=request.seed,
-            create_time=_now(),
+            create_time=grpc_server.now_timestamp(),
             mean_episode_return=_mean_episode_return(transitions),
         )
         self._store.save_dataset(dataset, transitions)
@@ -185,7 +179,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
             env_spec=wire.env_spec_to_proto(spec),
             config=simulator_pb2.WorldModelConfig(**vars(config)),
             metrics=simulator_pb2.WorldModelMetrics(**metrics),
-            create_time=_now(),
+            create_time=grpc_server.now_timestamp(),
             fit_seconds=time.monotonic() - started,
         )
         self._store.save_model(model, fitted.save)

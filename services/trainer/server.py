@@ -10,7 +10,6 @@ from collections.abc import Iterator, Mapping
 import grpc
 import numpy as np
 import torch
-from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
 from plasma.core import blobs, grpc_client, grpc_server
@@ -40,11 +39,6 @@ _REWARD_SOURCES = {
     simulator_pb2.REWARD_SOURCE_LEARNED: "learned",
 }
 
-
-def _now() -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
 
 
 def distill_config(message: trainer_pb2.TrainConfig) -> distill.DistillConfig:
@@ -96,7 +90,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         io = policy_io_for(env)
         run = trainer_pb2.Run(
             run_id=self._store.new_run_id(), model_id=request.model_id, state=trainer_pb2.RUN_STATE_RUNNING,
-            config=request.config, env_spec=model.env_spec, create_time=_now(),
+            config=request.config, env_spec=model.env_spec, create_time=grpc_server.now_timestamp(),
         )
         self._store.save_run(run)
         log.info("run=%s model=%s started", run.run_id, request.model_id)
