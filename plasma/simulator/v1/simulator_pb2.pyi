@@ -2,6 +2,8 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from plasma.common.v1 import common_pb2 as _common_pb2
+from plasma.simulator.v1 import audit_pb2 as _audit_pb2
+from plasma.simulator.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -35,6 +37,14 @@ class RewardSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REWARD_SOURCE_UNSPECIFIED: _ClassVar[RewardSource]
     REWARD_SOURCE_TASK: _ClassVar[RewardSource]
     REWARD_SOURCE_LEARNED: _ClassVar[RewardSource]
+
+class SimulationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIMULATION_STATE_UNSPECIFIED: _ClassVar[SimulationState]
+    SIMULATION_STATE_RUNNING: _ClassVar[SimulationState]
+    SIMULATION_STATE_SUCCEEDED: _ClassVar[SimulationState]
+    SIMULATION_STATE_FAILED: _ClassVar[SimulationState]
+    SIMULATION_STATE_CANCELLED: _ClassVar[SimulationState]
 COLLECTION_POLICY_UNSPECIFIED: CollectionPolicy
 COLLECTION_POLICY_RANDOM: CollectionPolicy
 COLLECTION_POLICY_MLP: CollectionPolicy
@@ -48,9 +58,14 @@ START_STATES_ANY: StartStates
 REWARD_SOURCE_UNSPECIFIED: RewardSource
 REWARD_SOURCE_TASK: RewardSource
 REWARD_SOURCE_LEARNED: RewardSource
+SIMULATION_STATE_UNSPECIFIED: SimulationState
+SIMULATION_STATE_RUNNING: SimulationState
+SIMULATION_STATE_SUCCEEDED: SimulationState
+SIMULATION_STATE_FAILED: SimulationState
+SIMULATION_STATE_CANCELLED: SimulationState
 
 class Dataset(_message.Message):
-    __slots__ = ("dataset_id", "env_spec", "num_transitions", "num_episodes", "seed", "create_time", "mean_episode_return")
+    __slots__ = ("dataset_id", "env_spec", "num_transitions", "num_episodes", "seed", "create_time", "mean_episode_return", "name", "version", "parent_dataset_id", "origin")
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
     NUM_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +73,10 @@ class Dataset(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     MEAN_EPISODE_RETURN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARENT_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     env_spec: _common_pb2.EnvSpec
     num_transitions: int
@@ -65,10 +84,14 @@ class Dataset(_message.Message):
     seed: int
     create_time: _timestamp_pb2.Timestamp
     mean_episode_return: float
-    def __init__(self, dataset_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., num_transitions: _Optional[int] = ..., num_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_episode_return: _Optional[float] = ...) -> None: ...
+    name: str
+    version: int
+    parent_dataset_id: str
+    origin: str
+    def __init__(self, dataset_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., num_transitions: _Optional[int] = ..., num_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_episode_return: _Optional[float] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., parent_dataset_id: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class CollectTransitionsRequest(_message.Message):
-    __slots__ = ("env_id", "num_steps", "seed", "collection_policy", "policy", "epsilon", "append_to_dataset_id")
+    __slots__ = ("env_id", "num_steps", "seed", "collection_policy", "policy", "epsilon", "append_to_dataset_id", "name")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +99,7 @@ class CollectTransitionsRequest(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     APPEND_TO_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     num_steps: int
     seed: int
@@ -83,7 +107,8 @@ class CollectTransitionsRequest(_message.Message):
     policy: MlpPolicy
     epsilon: float
     append_to_dataset_id: str
-    def __init__(self, env_id: _Optional[str] = ..., num_steps: _Optional[int] = ..., seed: _Optional[int] = ..., collection_policy: _Optional[_Union[CollectionPolicy, str]] = ..., policy: _Optional[_Union[MlpPolicy, _Mapping]] = ..., epsilon: _Optional[float] = ..., append_to_dataset_id: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, env_id: _Optional[str] = ..., num_steps: _Optional[int] = ..., seed: _Optional[int] = ..., collection_policy: _Optional[_Union[CollectionPolicy, str]] = ..., policy: _Optional[_Union[MlpPolicy, _Mapping]] = ..., epsilon: _Optional[float] = ..., append_to_dataset_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class CollectionProgress(_message.Message):
     __slots__ = ("steps_done", "steps_total", "episodes_done")
@@ -103,6 +128,58 @@ class CollectTransitionsResponse(_message.Message):
     dataset: Dataset
     def __init__(self, progress: _Optional[_Union[CollectionProgress, _Mapping]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
 
+class UploadHeader(_message.Message):
+    __slots__ = ("env_spec", "name", "append_to_dataset_id")
+    ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    APPEND_TO_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    env_spec: _common_pb2.EnvSpec
+    name: str
+    append_to_dataset_id: str
+    def __init__(self, env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., name: _Optional[str] = ..., append_to_dataset_id: _Optional[str] = ...) -> None: ...
+
+class TransitionBatch(_message.Message):
+    __slots__ = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "episode_ids")
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    TERMINATED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    EPISODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    observations: _common_pb2.Tensor
+    actions: _common_pb2.Tensor
+    rewards: _common_pb2.Tensor
+    next_observations: _common_pb2.Tensor
+    terminated: _common_pb2.Tensor
+    truncated: _common_pb2.Tensor
+    episode_ids: _common_pb2.Tensor
+    def __init__(self, observations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., actions: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., rewards: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., next_observations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., terminated: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., truncated: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., episode_ids: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class UploadTransitionsRequest(_message.Message):
+    __slots__ = ("header", "batch")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    batch: TransitionBatch
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., batch: _Optional[_Union[TransitionBatch, _Mapping]] = ...) -> None: ...
+
+class BatchAck(_message.Message):
+    __slots__ = ("batch_index", "transitions_stored")
+    BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_STORED_FIELD_NUMBER: _ClassVar[int]
+    batch_index: int
+    transitions_stored: int
+    def __init__(self, batch_index: _Optional[int] = ..., transitions_stored: _Optional[int] = ...) -> None: ...
+
+class UploadTransitionsResponse(_message.Message):
+    __slots__ = ("ack", "dataset")
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ack: BatchAck
+    dataset: Dataset
+    def __init__(self, ack: _Optional[_Union[BatchAck, _Mapping]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+
 class GetDatasetRequest(_message.Message):
     __slots__ = ("dataset_id",)
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -116,8 +193,10 @@ class GetDatasetResponse(_message.Message):
     def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListDatasetsResponse(_message.Message):
     __slots__ = ("datasets",)
@@ -161,8 +240,40 @@ class WorldModelMetrics(_message.Message):
     train_nll: float
     def __init__(self, holdout_obs_mse: _Optional[float] = ..., holdout_naive_obs_mse: _Optional[float] = ..., holdout_reward_mse: _Optional[float] = ..., holdout_termination_accuracy: _Optional[float] = ..., holdout_nll: _Optional[float] = ..., train_nll: _Optional[float] = ...) -> None: ...
 
+class HorizonError(_message.Message):
+    __slots__ = ("steps", "model_rmse", "naive_rmse", "model_rmse_per_dim", "naive_rmse_per_dim", "windows")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_RMSE_FIELD_NUMBER: _ClassVar[int]
+    NAIVE_RMSE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_RMSE_PER_DIM_FIELD_NUMBER: _ClassVar[int]
+    NAIVE_RMSE_PER_DIM_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    steps: int
+    model_rmse: float
+    naive_rmse: float
+    model_rmse_per_dim: _containers.RepeatedScalarFieldContainer[float]
+    naive_rmse_per_dim: _containers.RepeatedScalarFieldContainer[float]
+    windows: int
+    def __init__(self, steps: _Optional[int] = ..., model_rmse: _Optional[float] = ..., naive_rmse: _Optional[float] = ..., model_rmse_per_dim: _Optional[_Iterable[float]] = ..., naive_rmse_per_dim: _Optional[_Iterable[float]] = ..., windows: _Optional[int] = ...) -> None: ...
+
+class WorldModelQuality(_message.Message):
+    __slots__ = ("horizons", "nll", "coverage_90", "coverage_90_per_dim", "holdout_transitions", "dataset_id")
+    HORIZONS_FIELD_NUMBER: _ClassVar[int]
+    NLL_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_90_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_90_PER_DIM_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    horizons: _containers.RepeatedCompositeFieldContainer[HorizonError]
+    nll: float
+    coverage_90: float
+    coverage_90_per_dim: _containers.RepeatedScalarFieldContainer[float]
+    holdout_transitions: int
+    dataset_id: str
+    def __init__(self, horizons: _Optional[_Iterable[_Union[HorizonError, _Mapping]]] = ..., nll: _Optional[float] = ..., coverage_90: _Optional[float] = ..., coverage_90_per_dim: _Optional[_Iterable[float]] = ..., holdout_transitions: _Optional[int] = ..., dataset_id: _Optional[str] = ...) -> None: ...
+
 class WorldModel(_message.Message):
-    __slots__ = ("model_id", "dataset_id", "env_spec", "config", "metrics", "create_time", "fit_seconds")
+    __slots__ = ("model_id", "dataset_id", "env_spec", "config", "metrics", "create_time", "fit_seconds", "quality", "parent_model_id")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +281,8 @@ class WorldModel(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     FIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    PARENT_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     dataset_id: str
     env_spec: _common_pb2.EnvSpec
@@ -177,15 +290,27 @@ class WorldModel(_message.Message):
     metrics: WorldModelMetrics
     create_time: _timestamp_pb2.Timestamp
     fit_seconds: float
-    def __init__(self, model_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., config: _Optional[_Union[WorldModelConfig, _Mapping]] = ..., metrics: _Optional[_Union[WorldModelMetrics, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fit_seconds: _Optional[float] = ...) -> None: ...
+    quality: WorldModelQuality
+    parent_model_id: str
+    def __init__(self, model_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., config: _Optional[_Union[WorldModelConfig, _Mapping]] = ..., metrics: _Optional[_Union[WorldModelMetrics, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fit_seconds: _Optional[float] = ..., quality: _Optional[_Union[WorldModelQuality, _Mapping]] = ..., parent_model_id: _Optional[str] = ...) -> None: ...
 
 class FitWorldModelRequest(_message.Message):
-    __slots__ = ("dataset_id", "config")
+    __slots__ = ("dataset_id", "config", "init_from_model_id")
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    INIT_FROM_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     config: WorldModelConfig
-    def __init__(self, dataset_id: _Optional[str] = ..., config: _Optional[_Union[WorldModelConfig, _Mapping]] = ...) -> None: ...
+    init_from_model_id: str
+    def __init__(self, dataset_id: _Optional[str] = ..., config: _Optional[_Union[WorldModelConfig, _Mapping]] = ..., init_from_model_id: _Optional[str] = ...) -> None: ...
+
+class QualityReport(_message.Message):
+    __slots__ = ("stage", "quality")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    quality: WorldModelQuality
+    def __init__(self, stage: _Optional[str] = ..., quality: _Optional[_Union[WorldModelQuality, _Mapping]] = ...) -> None: ...
 
 class FitProgress(_message.Message):
     __slots__ = ("step", "total_steps", "train_nll", "holdout_nll", "holdout_obs_mse")
@@ -202,12 +327,14 @@ class FitProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., train_nll: _Optional[float] = ..., holdout_nll: _Optional[float] = ..., holdout_obs_mse: _Optional[float] = ...) -> None: ...
 
 class FitWorldModelResponse(_message.Message):
-    __slots__ = ("progress", "model")
+    __slots__ = ("progress", "model", "quality")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     progress: FitProgress
     model: WorldModel
-    def __init__(self, progress: _Optional[_Union[FitProgress, _Mapping]] = ..., model: _Optional[_Union[WorldModel, _Mapping]] = ...) -> None: ...
+    quality: QualityReport
+    def __init__(self, progress: _Optional[_Union[FitProgress, _Mapping]] = ..., model: _Optional[_Union[WorldModel, _Mapping]] = ..., quality: _Optional[_Union[QualityReport, _Mapping]] = ...) -> None: ...
 
 class GetWorldModelRequest(_message.Message):
     __slots__ = ("model_id",)
@@ -274,7 +401,7 @@ class RolloutPolicy(_message.Message):
     def __init__(self, random: _Optional[_Union[RandomPolicy, _Mapping]] = ..., mlp: _Optional[_Union[MlpPolicy, _Mapping]] = ..., planner: _Optional[_Union[PlannerConfig, _Mapping]] = ...) -> None: ...
 
 class SimulateRequest(_message.Message):
-    __slots__ = ("model_id", "policy", "num_paths", "horizon", "seed", "start_states", "label_with_planner", "reward_source")
+    __slots__ = ("model_id", "policy", "num_paths", "horizon", "seed", "start_states", "label_with_planner", "reward_source", "audit", "task")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     NUM_PATHS_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +410,8 @@ class SimulateRequest(_message.Message):
     START_STATES_FIELD_NUMBER: _ClassVar[int]
     LABEL_WITH_PLANNER_FIELD_NUMBER: _ClassVar[int]
     REWARD_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     policy: RolloutPolicy
     num_paths: int
@@ -291,10 +420,12 @@ class SimulateRequest(_message.Message):
     start_states: StartStates
     label_with_planner: PlannerConfig
     reward_source: RewardSource
-    def __init__(self, model_id: _Optional[str] = ..., policy: _Optional[_Union[RolloutPolicy, _Mapping]] = ..., num_paths: _Optional[int] = ..., horizon: _Optional[int] = ..., seed: _Optional[int] = ..., start_states: _Optional[_Union[StartStates, str]] = ..., label_with_planner: _Optional[_Union[PlannerConfig, _Mapping]] = ..., reward_source: _Optional[_Union[RewardSource, str]] = ...) -> None: ...
+    audit: _audit_pb2.AuditConfig
+    task: _task_pb2.TaskSpec
+    def __init__(self, model_id: _Optional[str] = ..., policy: _Optional[_Union[RolloutPolicy, _Mapping]] = ..., num_paths: _Optional[int] = ..., horizon: _Optional[int] = ..., seed: _Optional[int] = ..., start_states: _Optional[_Union[StartStates, str]] = ..., label_with_planner: _Optional[_Union[PlannerConfig, _Mapping]] = ..., reward_source: _Optional[_Union[RewardSource, str]] = ..., audit: _Optional[_Union[_audit_pb2.AuditConfig, _Mapping]] = ..., task: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
 
 class PhantomPath(_message.Message):
-    __slots__ = ("index", "length", "observations", "actions", "rewards", "dones", "uncertainty", "expert_actions", "total_reward")
+    __slots__ = ("index", "length", "observations", "actions", "rewards", "dones", "uncertainty", "expert_actions", "total_reward", "audit", "members")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +435,8 @@ class PhantomPath(_message.Message):
     UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
     EXPERT_ACTIONS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_REWARD_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
     index: int
     length: int
     observations: _common_pb2.Tensor
@@ -313,10 +446,144 @@ class PhantomPath(_message.Message):
     uncertainty: _common_pb2.Tensor
     expert_actions: _common_pb2.Tensor
     total_reward: float
-    def __init__(self, index: _Optional[int] = ..., length: _Optional[int] = ..., observations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., actions: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., rewards: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., dones: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., uncertainty: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., expert_actions: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., total_reward: _Optional[float] = ...) -> None: ...
+    audit: _audit_pb2.PathAudit
+    members: _common_pb2.Tensor
+    def __init__(self, index: _Optional[int] = ..., length: _Optional[int] = ..., observations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., actions: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., rewards: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., dones: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., uncertainty: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., expert_actions: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., total_reward: _Optional[float] = ..., audit: _Optional[_Union[_audit_pb2.PathAudit, _Mapping]] = ..., members: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class SimulateResponse(_message.Message):
     __slots__ = ("path",)
     PATH_FIELD_NUMBER: _ClassVar[int]
     path: PhantomPath
     def __init__(self, path: _Optional[_Union[PhantomPath, _Mapping]] = ...) -> None: ...
+
+class Simulation(_message.Message):
+    __slots__ = ("simulation_id", "request", "state", "paths_logged", "create_time", "error")
+    SIMULATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PATHS_LOGGED_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    simulation_id: str
+    request: SimulateRequest
+    state: SimulationState
+    paths_logged: int
+    create_time: _timestamp_pb2.Timestamp
+    error: str
+    def __init__(self, simulation_id: _Optional[str] = ..., request: _Optional[_Union[SimulateRequest, _Mapping]] = ..., state: _Optional[_Union[SimulationState, str]] = ..., paths_logged: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StartSimulationRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: SimulateRequest
+    def __init__(self, request: _Optional[_Union[SimulateRequest, _Mapping]] = ...) -> None: ...
+
+class StartSimulationResponse(_message.Message):
+    __slots__ = ("simulation",)
+    SIMULATION_FIELD_NUMBER: _ClassVar[int]
+    simulation: Simulation
+    def __init__(self, simulation: _Optional[_Union[Simulation, _Mapping]] = ...) -> None: ...
+
+class GetSimulationRequest(_message.Message):
+    __slots__ = ("simulation_id",)
+    SIMULATION_ID_FIELD_NUMBER: _ClassVar[int]
+    simulation_id: str
+    def __init__(self, simulation_id: _Optional[str] = ...) -> None: ...
+
+class GetSimulationResponse(_message.Message):
+    __slots__ = ("simulation",)
+    SIMULATION_FIELD_NUMBER: _ClassVar[int]
+    simulation: Simulation
+    def __init__(self, simulation: _Optional[_Union[Simulation, _Mapping]] = ...) -> None: ...
+
+class ListSimulationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSimulationsResponse(_message.Message):
+    __slots__ = ("simulations",)
+    SIMULATIONS_FIELD_NUMBER: _ClassVar[int]
+    simulations: _containers.RepeatedCompositeFieldContainer[Simulation]
+    def __init__(self, simulations: _Optional[_Iterable[_Union[Simulation, _Mapping]]] = ...) -> None: ...
+
+class CancelSimulationRequest(_message.Message):
+    __slots__ = ("simulation_id",)
+    SIMULATION_ID_FIELD_NUMBER: _ClassVar[int]
+    simulation_id: str
+    def __init__(self, simulation_id: _Optional[str] = ...) -> None: ...
+
+class CancelSimulationResponse(_message.Message):
+    __slots__ = ("simulation",)
+    SIMULATION_FIELD_NUMBER: _ClassVar[int]
+    simulation: Simulation
+    def __init__(self, simulation: _Optional[_Union[Simulation, _Mapping]] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("simulation_id", "from_sequence")
+    SIMULATION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    simulation_id: str
+    from_sequence: int
+    def __init__(self, simulation_id: _Optional[str] = ..., from_sequence: _Optional[int] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: PhantomPath
+    def __init__(self, path: _Optional[_Union[PhantomPath, _Mapping]] = ...) -> None: ...
+
+class ForecastErrorsRequest(_message.Message):
+    __slots__ = ("model_id", "start_observation", "policy", "horizon", "num_samples", "seed", "task", "audit")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    START_OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    start_observation: _common_pb2.Tensor
+    policy: RolloutPolicy
+    horizon: int
+    num_samples: int
+    seed: int
+    task: _task_pb2.TaskSpec
+    audit: _audit_pb2.AuditConfig
+    def __init__(self, model_id: _Optional[str] = ..., start_observation: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., policy: _Optional[_Union[RolloutPolicy, _Mapping]] = ..., horizon: _Optional[int] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., audit: _Optional[_Union[_audit_pb2.AuditConfig, _Mapping]] = ...) -> None: ...
+
+class ForecastErrorsResponse(_message.Message):
+    __slots__ = ("mean_observations", "lower_observations", "upper_observations", "failure_probability", "model_error_probability", "disagreement", "likely_failure_step", "likely_model_error_step", "samples")
+    MEAN_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    LOWER_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    UPPER_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ERROR_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    LIKELY_FAILURE_STEP_FIELD_NUMBER: _ClassVar[int]
+    LIKELY_MODEL_ERROR_STEP_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    mean_observations: _common_pb2.Tensor
+    lower_observations: _common_pb2.Tensor
+    upper_observations: _common_pb2.Tensor
+    failure_probability: _common_pb2.Tensor
+    model_error_probability: _common_pb2.Tensor
+    disagreement: _common_pb2.Tensor
+    likely_failure_step: int
+    likely_model_error_step: int
+    samples: _containers.RepeatedCompositeFieldContainer[PhantomPath]
+    def __init__(self, mean_observations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., lower_observations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., upper_observations: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., failure_probability: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., model_error_probability: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., disagreement: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., likely_failure_step: _Optional[int] = ..., likely_model_error_step: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[PhantomPath, _Mapping]]] = ...) -> None: ...
+
+class ExportWorldModelRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class ExportWorldModelResponse(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.BlobHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[_common_pb2.BlobHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...

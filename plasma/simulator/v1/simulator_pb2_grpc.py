@@ -70,6 +70,46 @@ class SimulatorServiceStub:
                 request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SimulateRequest.SerializeToString,
                 response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SimulateResponse.FromString,
                 _registered_method=True)
+        self.UploadTransitions = channel.stream_stream(
+                '/plasma.simulator.v1.SimulatorService/UploadTransitions',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.UploadTransitionsRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.UploadTransitionsResponse.FromString,
+                _registered_method=True)
+        self.StartSimulation = channel.unary_unary(
+                '/plasma.simulator.v1.SimulatorService/StartSimulation',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.StartSimulationRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.StartSimulationResponse.FromString,
+                _registered_method=True)
+        self.GetSimulation = channel.unary_unary(
+                '/plasma.simulator.v1.SimulatorService/GetSimulation',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.GetSimulationRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.GetSimulationResponse.FromString,
+                _registered_method=True)
+        self.ListSimulations = channel.unary_unary(
+                '/plasma.simulator.v1.SimulatorService/ListSimulations',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ListSimulationsRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ListSimulationsResponse.FromString,
+                _registered_method=True)
+        self.CancelSimulation = channel.unary_unary(
+                '/plasma.simulator.v1.SimulatorService/CancelSimulation',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.CancelSimulationRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.CancelSimulationResponse.FromString,
+                _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/plasma.simulator.v1.SimulatorService/Subscribe',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
+        self.ForecastErrors = channel.unary_unary(
+                '/plasma.simulator.v1.SimulatorService/ForecastErrors',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ForecastErrorsRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ForecastErrorsResponse.FromString,
+                _registered_method=True)
+        self.ExportWorldModel = channel.unary_stream(
+                '/plasma.simulator.v1.SimulatorService/ExportWorldModel',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelResponse.FromString,
+                _registered_method=True)
 
 
 class SimulatorServiceServicer:
@@ -117,7 +157,67 @@ class SimulatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Simulate(self, request, context):
-        """Rolls a policy out inside a world model and streams one phantom path per message.
+        """Rolls a policy out inside a world model and streams one phantom path per message. For one
+        consumer that needs no replay; durable, shareable streams go through StartSimulation/Subscribe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadTransitions(self, request_iterator, context):
+        """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
+        The first request declares the spec, then batches follow; each batch is acknowledged once it is
+        durably stored. After the client half-closes, the last response carries the new dataset version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartSimulation(self, request, context):
+        """Starts a durable simulation job: its phantom paths are appended to a log with sequence numbers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSimulation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSimulations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelSimulation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Subscribe(self, request, context):
+        """Streams a simulation's paths in sequence order from `from_sequence`, replaying what is logged and
+        then following the job live; ends when the job has ended and everything was sent. Any number of
+        subscribers, each at its own pace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForecastErrors(self, request, context):
+        """Forecasts where and how likely a policy's path from one start state goes wrong: per-step failure
+        probability, uncertainty bands and audit flags over many sampled paths.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportWorldModel(self, request, context):
+        """Streams a stored world model (config and weights) as a header then chunks, for a trainer that
+        differentiates through the dynamics.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +260,46 @@ def add_SimulatorServiceServicer_to_server(servicer, server):
                     servicer.Simulate,
                     request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SimulateRequest.FromString,
                     response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SimulateResponse.SerializeToString,
+            ),
+            'UploadTransitions': grpc.stream_stream_rpc_method_handler(
+                    servicer.UploadTransitions,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.UploadTransitionsRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.UploadTransitionsResponse.SerializeToString,
+            ),
+            'StartSimulation': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSimulation,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.StartSimulationRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.StartSimulationResponse.SerializeToString,
+            ),
+            'GetSimulation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSimulation,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.GetSimulationRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.GetSimulationResponse.SerializeToString,
+            ),
+            'ListSimulations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSimulations,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ListSimulationsRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ListSimulationsResponse.SerializeToString,
+            ),
+            'CancelSimulation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelSimulation,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.CancelSimulationRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.CancelSimulationResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SubscribeRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'ForecastErrors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForecastErrors,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ForecastErrorsRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ForecastErrorsResponse.SerializeToString,
+            ),
+            'ExportWorldModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportWorldModel,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +492,222 @@ class SimulatorService:
             '/plasma.simulator.v1.SimulatorService/Simulate',
             plasma_dot_simulator_dot_v1_dot_simulator__pb2.SimulateRequest.SerializeToString,
             plasma_dot_simulator_dot_v1_dot_simulator__pb2.SimulateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadTransitions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/plasma.simulator.v1.SimulatorService/UploadTransitions',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.UploadTransitionsRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.UploadTransitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSimulation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/StartSimulation',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.StartSimulationRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.StartSimulationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSimulation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/GetSimulation',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.GetSimulationRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.GetSimulationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSimulations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/ListSimulations',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ListSimulationsRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ListSimulationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelSimulation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/CancelSimulation',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.CancelSimulationRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.CancelSimulationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/Subscribe',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.SubscribeRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForecastErrors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/ForecastErrors',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ForecastErrorsRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ForecastErrorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportWorldModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/ExportWorldModel',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

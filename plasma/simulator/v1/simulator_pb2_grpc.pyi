@@ -46,7 +46,32 @@ class SimulatorServiceStub:
     GetWorldModel: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.GetWorldModelRequest, _simulator_pb2.GetWorldModelResponse]
     ListWorldModels: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.ListWorldModelsRequest, _simulator_pb2.ListWorldModelsResponse]
     Simulate: _grpc.UnaryStreamMultiCallable[_simulator_pb2.SimulateRequest, _simulator_pb2.SimulateResponse]
-    """Rolls a policy out inside a world model and streams one phantom path per message."""
+    """Rolls a policy out inside a world model and streams one phantom path per message. For one
+    consumer that needs no replay; durable, shareable streams go through StartSimulation/Subscribe.
+    """
+    UploadTransitions: _grpc.StreamStreamMultiCallable[_simulator_pb2.UploadTransitionsRequest, _simulator_pb2.UploadTransitionsResponse]
+    """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
+    The first request declares the spec, then batches follow; each batch is acknowledged once it is
+    durably stored. After the client half-closes, the last response carries the new dataset version.
+    """
+    StartSimulation: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.StartSimulationRequest, _simulator_pb2.StartSimulationResponse]
+    """Starts a durable simulation job: its phantom paths are appended to a log with sequence numbers."""
+    GetSimulation: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.GetSimulationRequest, _simulator_pb2.GetSimulationResponse]
+    ListSimulations: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.ListSimulationsRequest, _simulator_pb2.ListSimulationsResponse]
+    CancelSimulation: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.CancelSimulationRequest, _simulator_pb2.CancelSimulationResponse]
+    Subscribe: _grpc.UnaryStreamMultiCallable[_simulator_pb2.SubscribeRequest, _simulator_pb2.SubscribeResponse]
+    """Streams a simulation's paths in sequence order from `from_sequence`, replaying what is logged and
+    then following the job live; ends when the job has ended and everything was sent. Any number of
+    subscribers, each at its own pace.
+    """
+    ForecastErrors: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.ForecastErrorsRequest, _simulator_pb2.ForecastErrorsResponse]
+    """Forecasts where and how likely a policy's path from one start state goes wrong: per-step failure
+    probability, uncertainty bands and audit flags over many sampled paths.
+    """
+    ExportWorldModel: _grpc.UnaryStreamMultiCallable[_simulator_pb2.ExportWorldModelRequest, _simulator_pb2.ExportWorldModelResponse]
+    """Streams a stored world model (config and weights) as a header then chunks, for a trainer that
+    differentiates through the dynamics.
+    """
 
 @_typing.type_check_only
 class SimulatorServiceAsyncStub(SimulatorServiceStub):
@@ -66,7 +91,32 @@ class SimulatorServiceAsyncStub(SimulatorServiceStub):
     GetWorldModel: _aio.UnaryUnaryMultiCallable[_simulator_pb2.GetWorldModelRequest, _simulator_pb2.GetWorldModelResponse]  # type: ignore[assignment]
     ListWorldModels: _aio.UnaryUnaryMultiCallable[_simulator_pb2.ListWorldModelsRequest, _simulator_pb2.ListWorldModelsResponse]  # type: ignore[assignment]
     Simulate: _aio.UnaryStreamMultiCallable[_simulator_pb2.SimulateRequest, _simulator_pb2.SimulateResponse]  # type: ignore[assignment]
-    """Rolls a policy out inside a world model and streams one phantom path per message."""
+    """Rolls a policy out inside a world model and streams one phantom path per message. For one
+    consumer that needs no replay; durable, shareable streams go through StartSimulation/Subscribe.
+    """
+    UploadTransitions: _aio.StreamStreamMultiCallable[_simulator_pb2.UploadTransitionsRequest, _simulator_pb2.UploadTransitionsResponse]  # type: ignore[assignment]
+    """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
+    The first request declares the spec, then batches follow; each batch is acknowledged once it is
+    durably stored. After the client half-closes, the last response carries the new dataset version.
+    """
+    StartSimulation: _aio.UnaryUnaryMultiCallable[_simulator_pb2.StartSimulationRequest, _simulator_pb2.StartSimulationResponse]  # type: ignore[assignment]
+    """Starts a durable simulation job: its phantom paths are appended to a log with sequence numbers."""
+    GetSimulation: _aio.UnaryUnaryMultiCallable[_simulator_pb2.GetSimulationRequest, _simulator_pb2.GetSimulationResponse]  # type: ignore[assignment]
+    ListSimulations: _aio.UnaryUnaryMultiCallable[_simulator_pb2.ListSimulationsRequest, _simulator_pb2.ListSimulationsResponse]  # type: ignore[assignment]
+    CancelSimulation: _aio.UnaryUnaryMultiCallable[_simulator_pb2.CancelSimulationRequest, _simulator_pb2.CancelSimulationResponse]  # type: ignore[assignment]
+    Subscribe: _aio.UnaryStreamMultiCallable[_simulator_pb2.SubscribeRequest, _simulator_pb2.SubscribeResponse]  # type: ignore[assignment]
+    """Streams a simulation's paths in sequence order from `from_sequence`, replaying what is logged and
+    then following the job live; ends when the job has ended and everything was sent. Any number of
+    subscribers, each at its own pace.
+    """
+    ForecastErrors: _aio.UnaryUnaryMultiCallable[_simulator_pb2.ForecastErrorsRequest, _simulator_pb2.ForecastErrorsResponse]  # type: ignore[assignment]
+    """Forecasts where and how likely a policy's path from one start state goes wrong: per-step failure
+    probability, uncertainty bands and audit flags over many sampled paths.
+    """
+    ExportWorldModel: _aio.UnaryStreamMultiCallable[_simulator_pb2.ExportWorldModelRequest, _simulator_pb2.ExportWorldModelResponse]  # type: ignore[assignment]
+    """Streams a stored world model (config and weights) as a header then chunks, for a trainer that
+    differentiates through the dynamics.
+    """
 
 class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Learns a world model from real transitions and streams imagined rollouts ("phantom paths")."""
@@ -125,6 +175,79 @@ class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _simulator_pb2.SimulateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_simulator_pb2.SimulateResponse], _abc.AsyncIterator[_simulator_pb2.SimulateResponse]]:
-        """Rolls a policy out inside a world model and streams one phantom path per message."""
+        """Rolls a policy out inside a world model and streams one phantom path per message. For one
+        consumer that needs no replay; durable, shareable streams go through StartSimulation/Subscribe.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadTransitions(
+        self,
+        request_iterator: _MaybeAsyncIterator[_simulator_pb2.UploadTransitionsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_simulator_pb2.UploadTransitionsResponse], _abc.AsyncIterator[_simulator_pb2.UploadTransitionsResponse]]:
+        """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
+        The first request declares the spec, then batches follow; each batch is acknowledged once it is
+        durably stored. After the client half-closes, the last response carries the new dataset version.
+        """
+
+    @_abc_1.abstractmethod
+    def StartSimulation(
+        self,
+        request: _simulator_pb2.StartSimulationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_pb2.StartSimulationResponse, _abc.Awaitable[_simulator_pb2.StartSimulationResponse]]:
+        """Starts a durable simulation job: its phantom paths are appended to a log with sequence numbers."""
+
+    @_abc_1.abstractmethod
+    def GetSimulation(
+        self,
+        request: _simulator_pb2.GetSimulationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_pb2.GetSimulationResponse, _abc.Awaitable[_simulator_pb2.GetSimulationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSimulations(
+        self,
+        request: _simulator_pb2.ListSimulationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_pb2.ListSimulationsResponse, _abc.Awaitable[_simulator_pb2.ListSimulationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelSimulation(
+        self,
+        request: _simulator_pb2.CancelSimulationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_pb2.CancelSimulationResponse, _abc.Awaitable[_simulator_pb2.CancelSimulationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Subscribe(
+        self,
+        request: _simulator_pb2.SubscribeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_simulator_pb2.SubscribeResponse], _abc.AsyncIterator[_simulator_pb2.SubscribeResponse]]:
+        """Streams a simulation's paths in sequence order from `from_sequence`, replaying what is logged and
+        then following the job live; ends when the job has ended and everything was sent. Any number of
+        subscribers, each at its own pace.
+        """
+
+    @_abc_1.abstractmethod
+    def ForecastErrors(
+        self,
+        request: _simulator_pb2.ForecastErrorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_pb2.ForecastErrorsResponse, _abc.Awaitable[_simulator_pb2.ForecastErrorsResponse]]:
+        """Forecasts where and how likely a policy's path from one start state goes wrong: per-step failure
+        probability, uncertainty bands and audit flags over many sampled paths.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportWorldModel(
+        self,
+        request: _simulator_pb2.ExportWorldModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_simulator_pb2.ExportWorldModelResponse], _abc.AsyncIterator[_simulator_pb2.ExportWorldModelResponse]]:
+        """Streams a stored world model (config and weights) as a header then chunks, for a trainer that
+        differentiates through the dynamics.
+        """
 
 def add_SimulatorServiceServicer_to_server(servicer: SimulatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -50,6 +50,11 @@ class TrainerServiceStub:
                 request_serializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/plasma.trainer.v1.TrainerService/WatchRun',
+                request_serializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.WatchRunRequest.SerializeToString,
+                response_deserializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.WatchRunResponse.FromString,
+                _registered_method=True)
         self.ExportPolicy = channel.unary_stream(
                 '/plasma.trainer.v1.TrainerService/ExportPolicy',
                 request_serializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.ExportPolicyRequest.SerializeToString,
@@ -81,6 +86,14 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRun(self, request, context):
+        """Follows a run's progress, e.g. after the Train stream broke or the trainer restarted and resumed
+        the run from its last checkpoint. Ends with the finished run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportPolicy(self, request, context):
         """Streams the trained policy bundle (base weights, LoRA adapter, spec, parity observations)
         as a header followed by chunks.
@@ -106,6 +119,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.ListRuns,
                     request_deserializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.ListRunsRequest.FromString,
                     response_serializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.WatchRunRequest.FromString,
+                    response_serializer=plasma_dot_trainer_dot_v1_dot_trainer__pb2.WatchRunResponse.SerializeToString,
             ),
             'ExportPolicy': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportPolicy,
@@ -195,6 +213,33 @@ class TrainerService:
             '/plasma.trainer.v1.TrainerService/ListRuns',
             plasma_dot_trainer_dot_v1_dot_trainer__pb2.ListRunsRequest.SerializeToString,
             plasma_dot_trainer_dot_v1_dot_trainer__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasma.trainer.v1.TrainerService/WatchRun',
+            plasma_dot_trainer_dot_v1_dot_trainer__pb2.WatchRunRequest.SerializeToString,
+            plasma_dot_trainer_dot_v1_dot_trainer__pb2.WatchRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class TrainerServiceStub:
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.GetRunRequest, _trainer_pb2.GetRunResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ListRunsRequest, _trainer_pb2.ListRunsResponse]
+    WatchRun: _grpc.UnaryStreamMultiCallable[_trainer_pb2.WatchRunRequest, _trainer_pb2.WatchRunResponse]
+    """Follows a run's progress, e.g. after the Train stream broke or the trainer restarted and resumed
+    the run from its last checkpoint. Ends with the finished run.
+    """
     ExportPolicy: _grpc.UnaryStreamMultiCallable[_trainer_pb2.ExportPolicyRequest, _trainer_pb2.ExportPolicyResponse]
     """Streams the trained policy bundle (base weights, LoRA adapter, spec, parity observations)
     as a header followed by chunks.
@@ -55,6 +59,10 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_trainer_pb2.GetRunRequest, _trainer_pb2.GetRunResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListRunsRequest, _trainer_pb2.ListRunsResponse]  # type: ignore[assignment]
+    WatchRun: _aio.UnaryStreamMultiCallable[_trainer_pb2.WatchRunRequest, _trainer_pb2.WatchRunResponse]  # type: ignore[assignment]
+    """Follows a run's progress, e.g. after the Train stream broke or the trainer restarted and resumed
+    the run from its last checkpoint. Ends with the finished run.
+    """
     ExportPolicy: _aio.UnaryStreamMultiCallable[_trainer_pb2.ExportPolicyRequest, _trainer_pb2.ExportPolicyResponse]  # type: ignore[assignment]
     """Streams the trained policy bundle (base weights, LoRA adapter, spec, parity observations)
     as a header followed by chunks.
@@ -86,6 +94,16 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _trainer_pb2.ListRunsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trainer_pb2.ListRunsResponse, _abc.Awaitable[_trainer_pb2.ListRunsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchRun(
+        self,
+        request: _trainer_pb2.WatchRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_trainer_pb2.WatchRunResponse], _abc.AsyncIterator[_trainer_pb2.WatchRunResponse]]:
+        """Follows a run's progress, e.g. after the Train stream broke or the trainer restarted and resumed
+        the run from its last checkpoint. Ends with the finished run.
+        """
 
     @_abc_1.abstractmethod
     def ExportPolicy(
