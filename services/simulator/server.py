@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 
 import grpc
@@ -20,37 +18,18 @@ from plasma.core.settings import ConfigError
 from plasma.core.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import threads, wire
-from services.common.types import EnvSpecArrays, MlpWeights, Transitions
-from services.simulator import collect, rollout, tasks, world_model
+from services.common.types import EnvSpecArrays, Transitions
+from services.simulator import collect, requests, world_model
 from services.simulator.config import Config
-from services.simulator.planner import PlannerConfig
 from services.simulator.store import SimulatorStore, new_id
 
 log = plog.get(__name__)
 
 SERVICE_NAME = simulator_pb2.DESCRIPTOR.services_by_name["SimulatorService"].full_name
 MAX_COLLECT_STEPS = 1_000_000
-MAX_PATHS = 100_000
-MAX_HORIZON = 1_000
-_START_STATES = {
-    simulator_pb2.START_STATES_UNSPECIFIED: "episode_starts",
-    simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
-    simulator_pb2.START_STATES_ANY: "any",
-}
-# Upper bounds on planner settings: beyond these one Simulate call would tie up the service for hours.
-_PLANNER_LIMITS = {"horizon": 200, "num_samples": 4096, "num_iterations": 20, "num_elites": 4096}
 _FIT_LIMITS = {
     "ensemble_size": 32, "hidden_size": 2048, "num_layers": 8, "train_steps": 200_000, "batch_size": 65_536,
 }
-
-
-
-def planner_config(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
-    fields = wire.fields_within(message, _PLANNER_LIMITS, "planner")
-    if not 0.0 <= fields.get("discount", 0.0) <= 1.0:
-        raise InvalidArgument(f"planner discount={fields['discount']} must be in (0, 1] (0 for the default)")
-    with bad_input():
-        return PlannerConfig(**fields)
 
 
 def _fit_config(message: simulator_pb2.WorldModelConfig) -> world_model.WorldModelConfig:
@@ -65,32 +44,10 @@ def _fit_config(message: simulator_pb2.WorldModelConfig) -> world_model.WorldMod
         return world_model.WorldModelConfig(**fields)
 
 
-class _ModelCache:
-    """Loaded world models by id, least recently used evicted first."""
-
-    def __init__(self, store: SimulatorStore, capacity: int) -> None:
-        self._store = store
-        self._capacity = capacity
-        self._models: OrderedDict[str, world_model.EnsembleWorldModel] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, model_id: str) -> world_model.EnsembleWorldModel:
-        with self._lock:
-            if model_id in self._models:
-                self._models.move_to_end(model_id)
-                return self._models[model_id]
-        loaded = world_model.EnsembleWorldModel.load(self._store.model_weights_dir(model_id))
-        with self._lock:
-            self._models[model_id] = loaded
-            while len(self._models) > self._capacity:
-                self._models.popitem(last=False)
-        return loaded
-
-
 class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def __init__(self, store: SimulatorStore, config: Config) -> None:
         self._store = store
-        self._models = _ModelCache(store, config.model_cache_size)
+        self._models = requests.ModelCache(store, config.model_cache_size)
 
     @translate_errors
     def CollectTransitions(
@@ -106,7 +63,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         if request.collection_policy == simulator_pb2.COLLECTION_POLICY_MLP:
             if not request.HasField("policy"):
                 raise InvalidArgument("collection_policy MLP needs `policy` with the MLP's weights")
-            policy = _decode_mlp(request.policy)
+            policy = requests.decode_mlp(request.policy)
         base = self._store.transitions(request.append_to_dataset_id) if request.append_to_dataset_id else None
 
         def job(report: Callable[[tuple[int, int, int]], None]) -> tuple[EnvSpecArrays, Transitions]:
@@ -203,57 +160,10 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def Simulate(
         self, request: simulator_pb2.SimulateRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.SimulateResponse]:
-        meta = self._store.model(request.model_id)
-        if not 1 <= request.num_paths <= MAX_PATHS:
-            raise InvalidArgument(f"num_paths={request.num_paths} must be in 1..{MAX_PATHS}")
-        if not 1 <= request.horizon <= MAX_HORIZON:
-            raise InvalidArgument(f"horizon={request.horizon} must be in 1..{MAX_HORIZON}")
-        if request.start_states not in _START_STATES:
-            raise InvalidArgument(f"unknown start_states value {request.start_states}")
-        policy = self._rollout_policy(request.policy)
-        label = planner_config(request.label_with_planner) if request.HasField("label_with_planner") else None
-        env_id = meta.env_spec.env_id
-        task = tasks.task_for(env_id)
-        reward_source = _reward_source(request.reward_source, task is not None, env_id)
-        _, data = self._store.transitions(meta.dataset_id)
-        start_pool = rollout.start_states(data, _START_STATES[request.start_states])
-        model = self._models.get(request.model_id)
+        paths = requests.open_paths(request, self._store, self._models)
         with bad_input():
-            paths = rollout.simulate(
-                model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
-                seed=int(request.seed), start_pool=start_pool, label_with_planner=label,
-                reward_source=reward_source, task=task,
-            )
             for index, path in enumerate(paths):
                 yield simulator_pb2.SimulateResponse(path=wire.path_to_proto(path, index))
-
-    def _rollout_policy(self, message: simulator_pb2.RolloutPolicy) -> MlpWeights | PlannerConfig | None:
-        kind = message.WhichOneof("policy")
-        if kind in (None, "random"):
-            return None
-        if kind == "planner":
-            return planner_config(message.planner)
-        return _decode_mlp(message.mlp)
-
-
-def _decode_mlp(message: simulator_pb2.MlpPolicy) -> MlpWeights:
-    try:
-        return wire.mlp_from_proto(message)
-    except ValueError as exc:
-        raise InvalidArgument(str(exc)) from exc
-
-
-def _reward_source(value: int, task_known: bool, env_id: str) -> str:
-    if value == simulator_pb2.REWARD_SOURCE_LEARNED:
-        return "learned"
-    if value == simulator_pb2.REWARD_SOURCE_TASK:
-        if not task_known:
-            raise InvalidArgument(
-                f"reward_source TASK needs a known task, and {env_id or 'logged data'!r} has none; "
-                "use REWARD_SOURCE_LEARNED"
-            )
-        return "task"
-    return "task" if task_known else "learned"
 
 
 def _concatenate(first: Transitions, second: Transitions) -> Transitions:

@@ -1,0 +1,112 @@
+"""Turns SimulateRequest messages into validated rollouts: shared by Simulate, durable simulations and
+forecasts, so that every way of asking for phantom paths checks the same things the same way."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from plasma.core.errors import InvalidArgument, bad_input
+from plasma.simulator.v1 import simulator_pb2
+from services.common import wire
+from services.common.types import MlpWeights, PhantomPath
+from services.simulator import rollout, tasks, world_model
+from services.simulator.planner import PlannerConfig
+from services.simulator.store import SimulatorStore
+
+MAX_PATHS = 100_000
+MAX_HORIZON = 1_000
+_START_STATES = {
+    simulator_pb2.START_STATES_UNSPECIFIED: "episode_starts",
+    simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
+    simulator_pb2.START_STATES_ANY: "any",
+}
+# Upper bounds on planner settings: beyond these one Simulate call would tie up the service for hours.
+_PLANNER_LIMITS = {"horizon": 200, "num_samples": 4096, "num_iterations": 20, "num_elites": 4096}
+
+
+class ModelCache:
+    """Loaded world models by id, least recently used evicted first."""
+
+    def __init__(self, store: SimulatorStore, capacity: int) -> None:
+        self._store = store
+        self._capacity = capacity
+        self._models: OrderedDict[str, world_model.EnsembleWorldModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> world_model.EnsembleWorldModel:
+        with self._lock:
+            if model_id in self._models:
+                self._models.move_to_end(model_id)
+                return self._models[model_id]
+        loaded = world_model.EnsembleWorldModel.load(self._store.model_weights_dir(model_id))
+        with self._lock:
+            self._models[model_id] = loaded
+            while len(self._models) > self._capacity:
+                self._models.popitem(last=False)
+        return loaded
+
+
+def planner_config(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
+    fields = wire.fields_within(message, _PLANNER_LIMITS, "planner")
+    if not 0.0 <= fields.get("discount", 0.0) <= 1.0:
+        raise InvalidArgument(f"planner discount={fields['discount']} must be in (0, 1] (0 for the default)")
+    with bad_input():
+        return PlannerConfig(**fields)
+
+
+def decode_mlp(message: simulator_pb2.MlpPolicy) -> MlpWeights:
+    try:
+        return wire.mlp_from_proto(message)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def rollout_policy(message: simulator_pb2.RolloutPolicy) -> MlpWeights | PlannerConfig | None:
+    kind = message.WhichOneof("policy")
+    if kind in (None, "random"):
+        return None
+    if kind == "planner":
+        return planner_config(message.planner)
+    return decode_mlp(message.mlp)
+
+
+def reward_source(value: int, task_known: bool, env_id: str) -> str:
+    if value == simulator_pb2.REWARD_SOURCE_LEARNED:
+        return "learned"
+    if value == simulator_pb2.REWARD_SOURCE_TASK:
+        if not task_known:
+            raise InvalidArgument(
+                f"reward_source TASK needs a known task, and {env_id or 'logged data'!r} has none; "
+                "use REWARD_SOURCE_LEARNED"
+            )
+        return "task"
+    return "task" if task_known else "learned"
+
+
+def open_paths(
+    request: simulator_pb2.SimulateRequest, store: SimulatorStore, models: ModelCache
+) -> Iterator[PhantomPath]:
+    """Validates `request` (raising before any path is computed) and returns its paths, in order."""
+    meta = store.model(request.model_id)
+    if not 1 <= request.num_paths <= MAX_PATHS:
+        raise InvalidArgument(f"num_paths={request.num_paths} must be in 1..{MAX_PATHS}")
+    if not 1 <= request.horizon <= MAX_HORIZON:
+        raise InvalidArgument(f"horizon={request.horizon} must be in 1..{MAX_HORIZON}")
+    if request.start_states not in _START_STATES:
+        raise InvalidArgument(f"unknown start_states value {request.start_states}")
+    policy = rollout_policy(request.policy)
+    label = planner_config(request.label_with_planner) if request.HasField("label_with_planner") else None
+    env_id = meta.env_spec.env_id
+    task = tasks.task_for(env_id)
+    source = reward_source(request.reward_source, task is not None, env_id)
+    _, data = store.transitions(meta.dataset_id)
+    start_pool = rollout.start_states(data, _START_STATES[request.start_states])
+    model = models.get(request.model_id)
+    with bad_input():
+        return rollout.simulate(
+            model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
+            seed=int(request.seed), start_pool=start_pool, label_with_planner=label,
+            reward_source=source, task=task,
+        )
