@@ -45,6 +45,22 @@ class DataLoss(PlasmaError):
     code = grpc.StatusCode.DATA_LOSS
 
 
+class ResourceExhausted(PlasmaError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class OutOfRange(PlasmaError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Aborted(PlasmaError):
+    code = grpc.StatusCode.ABORTED
+
+
+class Cancelled(PlasmaError):
+    code = grpc.StatusCode.CANCELLED
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(exc, PlasmaError):
         return exc.code, str(exc)
