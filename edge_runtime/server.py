@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import threading
@@ -23,7 +22,7 @@ from edge_runtime.session import ServedPacket
 from edge_runtime.store import EdgeStore, Entry, StoreError
 from plasma import packet
 from plasma.common.v1 import common_pb2
-from plasma.core import blobs, grpc_server, settings, tensors
+from plasma.core import blobs, grpc_server, service_main, tensors
 from plasma.core import logging as plog
 from plasma.core.errors import InvalidArgument, PlasmaError, translate_errors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
@@ -255,22 +254,16 @@ def serve(config: Config) -> None:
         edge.stop_metrics()
 
 
+_FLAGS = (
+    service_main.Flag("--address", "PLASMA_EDGE_ADDRESS", "host:port to listen on"),
+    service_main.Flag("--store", "PLASMA_EDGE_STORE", "store directory"),
+    service_main.Flag("--trusted-keys", "PLASMA_EDGE_TRUSTED_KEYS", "comma-separated key files or base64 public keys"),
+    service_main.Flag("--metrics-address", "PLASMA_EDGE_METRICS_ADDRESS", "host:port for Prometheus /metrics"),
+)
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    parser = argparse.ArgumentParser(description="Plasma edge runtime")
-    parser.add_argument("--address", help="host:port to listen on (PLASMA_EDGE_ADDRESS)")
-    parser.add_argument("--store", help="store directory (PLASMA_EDGE_STORE)")
-    parser.add_argument("--trusted-keys", help="comma-separated key files or base64 public keys "
-                                               "(PLASMA_EDGE_TRUSTED_KEYS)")
-    parser.add_argument("--metrics-address", help="host:port for Prometheus /metrics (PLASMA_EDGE_METRICS_ADDRESS)")
-    args = parser.parse_args(argv)
-    overrides = {"PLASMA_EDGE_ADDRESS": args.address, "PLASMA_EDGE_STORE": args.store,
-                 "PLASMA_EDGE_TRUSTED_KEYS": args.trusted_keys, "PLASMA_EDGE_METRICS_ADDRESS": args.metrics_address}
-    plog.configure()
-    try:
-        config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
-    except settings.ConfigError as exc:
-        parser.error(str(exc))
-    serve(config)
+    service_main.run("Plasma edge runtime", _FLAGS, Config.from_env, serve, argv, env)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import os
@@ -15,7 +14,7 @@ from grpc_health.v1 import health
 
 from plasma import packet, signing
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
-from plasma.core import blobs, grpc_client, grpc_server, settings
+from plasma.core import blobs, grpc_client, grpc_server, service_main, settings
 from plasma.core import logging as plog
 from plasma.core.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, translate_errors
 from plasma.core.streaming import ProgressJob
@@ -256,21 +255,16 @@ def serve(config: Config) -> None:
     grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
 
 
+_FLAGS = (
+    service_main.Flag("--address", "PLASMA_COMPILER_ADDRESS", "host:port to listen on"),
+    service_main.Flag("--trainer", "PLASMA_TRAINER_TARGET", "trainer host:port"),
+    service_main.Flag("--store", "PLASMA_COMPILER_STORE", "store directory"),
+    service_main.Flag("--signing-key", "PLASMA_COMPILER_SIGNING_KEY", "ed25519 private key file"),
+)
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    parser = argparse.ArgumentParser(description="Plasma compiler service")
-    parser.add_argument("--address", help="host:port to listen on (PLASMA_COMPILER_ADDRESS)")
-    parser.add_argument("--trainer", help="trainer host:port (PLASMA_TRAINER_TARGET)")
-    parser.add_argument("--store", help="store directory (PLASMA_COMPILER_STORE)")
-    parser.add_argument("--signing-key", help="ed25519 private key file (PLASMA_COMPILER_SIGNING_KEY)")
-    args = parser.parse_args(argv)
-    overrides = {"PLASMA_COMPILER_ADDRESS": args.address, "PLASMA_TRAINER_TARGET": args.trainer,
-                 "PLASMA_COMPILER_STORE": args.store, "PLASMA_COMPILER_SIGNING_KEY": args.signing_key}
-    plog.configure()
-    try:
-        config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
-        serve(config)
-    except settings.ConfigError as exc:
-        parser.error(str(exc))
+    service_main.run("Plasma compiler service", _FLAGS, Config.from_env, serve, argv, env)
 
 
 if __name__ == "__main__":

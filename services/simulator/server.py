@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -11,15 +10,14 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health
 
-from plasma.core import grpc_server
+from plasma.core import grpc_server, service_main
 from plasma.core import logging as plog
 from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
-from plasma.core.settings import ConfigError
 from plasma.core.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import threads, wire
 from services.common.types import EnvSpecArrays, Transitions
-from services.simulator import collect, requests, world_model
+from services.simulator import collect, forecast, requests, world_model
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore, new_id
 
@@ -165,6 +163,12 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
             for index, path in enumerate(paths):
                 yield simulator_pb2.SimulateResponse(path=wire.path_to_proto(path, index))
 
+    @translate_errors
+    def ForecastErrors(
+        self, request: simulator_pb2.ForecastErrorsRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.ForecastErrorsResponse:
+        return forecast.to_proto(forecast.forecast(request, self._store, self._models))
+
 
 def _concatenate(first: Transitions, second: Transitions) -> Transitions:
     offset = int(first.episode_ids.max()) + 1 if len(first) else 0
@@ -198,18 +202,14 @@ def serve(config: Config) -> None:
     grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
 
 
+_FLAGS = (
+    service_main.Flag("--address", "PLASMA_SIMULATOR_ADDRESS", "host:port to listen on"),
+    service_main.Flag("--store", "PLASMA_SIMULATOR_STORE", "store directory"),
+)
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    parser = argparse.ArgumentParser(description="Plasma simulator service")
-    parser.add_argument("--address", help="host:port to listen on (PLASMA_SIMULATOR_ADDRESS)")
-    parser.add_argument("--store", help="store directory (PLASMA_SIMULATOR_STORE)")
-    args = parser.parse_args(argv)
-    overrides = {"PLASMA_SIMULATOR_ADDRESS": args.address, "PLASMA_SIMULATOR_STORE": args.store}
-    plog.configure()
-    try:
-        config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
-    except ConfigError as exc:
-        parser.error(str(exc))
-    serve(config)
+    service_main.run("Plasma simulator service", _FLAGS, Config.from_env, serve, argv, env)
 
 
 if __name__ == "__main__":

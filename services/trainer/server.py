@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -12,10 +11,9 @@ import numpy as np
 import torch
 from grpc_health.v1 import health
 
-from plasma.core import blobs, grpc_client, grpc_server
+from plasma.core import blobs, grpc_client, grpc_server, service_main
 from plasma.core import logging as plog
 from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
-from plasma.core.settings import ConfigError
 from plasma.core.streaming import Cancelled, ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
@@ -185,20 +183,15 @@ def serve(config: Config) -> None:
     grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
 
 
+_FLAGS = (
+    service_main.Flag("--address", "PLASMA_TRAINER_ADDRESS", "host:port to listen on"),
+    service_main.Flag("--simulator", "PLASMA_SIMULATOR_TARGET", "simulator host:port"),
+    service_main.Flag("--store", "PLASMA_TRAINER_STORE", "store directory"),
+)
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    parser = argparse.ArgumentParser(description="Plasma trainer service")
-    parser.add_argument("--address", help="host:port to listen on (PLASMA_TRAINER_ADDRESS)")
-    parser.add_argument("--simulator", help="simulator host:port (PLASMA_SIMULATOR_TARGET)")
-    parser.add_argument("--store", help="store directory (PLASMA_TRAINER_STORE)")
-    args = parser.parse_args(argv)
-    overrides = {"PLASMA_TRAINER_ADDRESS": args.address, "PLASMA_SIMULATOR_TARGET": args.simulator,
-                 "PLASMA_TRAINER_STORE": args.store}
-    plog.configure()
-    try:
-        config = Config.from_env({**env, **{k: v for k, v in overrides.items() if v}})
-    except ConfigError as exc:
-        parser.error(str(exc))
-    serve(config)
+    service_main.run("Plasma trainer service", _FLAGS, Config.from_env, serve, argv, env)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""The command line every service shares: flags that override environment variables, then config, then serve."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from plasma.core import logging as plog
+from plasma.core.settings import ConfigError
+
+ConfigT = TypeVar("ConfigT")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag that stands in for one environment variable."""
+
+    name: str  # e.g. "--address"
+    variable: str  # e.g. "PLASMA_SIMULATOR_ADDRESS"
+    help: str
+
+
+def run(
+    description: str,
+    flags: Sequence[Flag],
+    load_config: Callable[[Mapping[str, str]], ConfigT],
+    serve: Callable[[ConfigT], None],
+    argv: list[str] | None,
+    env: Mapping[str, str],
+) -> None:
+    """Parses `argv`, lets given flags override `env`, loads the config and serves until a signal.
+
+    A bad setting, found while loading the config or while opening what it names, exits with status 2 and
+    a message that names the variable.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    for flag in flags:
+        parser.add_argument(flag.name, help=f"{flag.help} ({flag.variable})")
+    args = vars(parser.parse_args(argv))
+    overrides = {flag.variable: args[flag.name.lstrip("-").replace("-", "_")] for flag in flags}
+    plog.configure()
+    try:
+        config = load_config({**env, **{key: value for key, value in overrides.items() if value}})
+        serve(config)
+    except ConfigError as exc:
+        parser.error(str(exc))
