@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
 from plasma.core import logging as plog
@@ -98,6 +98,9 @@ class DistillConfig:
     # "task" (the environment's known reward/termination), "learned" (the world model's heads) or ""
     # (the simulator's choice).
     reward_source: str = "task"
+    # Where phantom paths start: "episode_starts" (first states of the real episodes) or "any" (every real
+    # state). Pendulum's 200-step episodes give a few hundred real steps only one or two episode starts.
+    start_states: str = "episode_starts"
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "base_paths", "paths_per_round", "horizon", "lora_rank", "lora_alpha",
@@ -114,6 +117,8 @@ class DistillConfig:
         if self.reward_source not in ("", "task", "learned"):
             raise ValueError(f"reward_source must be 'task', 'learned' or '' (simulator's choice), "
                              f"got {self.reward_source!r}")
+        if self.start_states not in ("episode_starts", "any"):
+            raise ValueError(f"start_states must be 'episode_starts' or 'any', got {self.start_states!r}")
 
 
 @dataclass
@@ -149,6 +154,10 @@ class _Labels:
                 raise ValueError("the phantom source returned a path without the planner's labels")
             self.obs.append(path.observations[:-1])
             self.actions.append(path.expert_actions)
+
+    def add_labels(self, obs: np.ndarray, actions: np.ndarray) -> None:
+        self.obs.append(obs)
+        self.actions.append(actions)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.as_tensor(np.concatenate(self.obs)), torch.as_tensor(np.concatenate(self.actions))
@@ -237,23 +246,85 @@ def _seed(base: int, call: int) -> int:
     return (base * 1_000_003 + call) % 2**62
 
 
+@dataclass(frozen=True)
+class BasePolicy:
+    """A trained base network that a run adapts instead of fitting its own (TrainRequest.base_run_id)."""
+
+    spec: PolicySpec
+    state: dict[str, torch.Tensor]  # PolicyNet state_dict
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to go on after its last completed phase or round: a checkpoint.
+
+    Restoring it rebuilds the same adapted network and RNG states, so that a resumed run takes the same
+    steps as an uninterrupted one (phantom paths depend only on the run seed and the call index).
+    """
+
+    progress: TrainProgress  # the event of the completed phase ("base", round 0) or adapter round
+    spec: PolicySpec
+    base_state: dict[str, torch.Tensor]  # PolicyNet state_dict, never changed by the adapter rounds
+    adapter_state: dict[str, torch.Tensor]  # peft LoRA weights (get_peft_model_state_dict)
+    label_obs: np.ndarray  # [N, obs_dim] aggregated planner-labelled states
+    label_actions: np.ndarray  # [N] or [N, act_dim] the planner's actions
+    paths_used: int
+    steps_used: int
+    torch_rng: torch.Tensor  # torch's global RNG state inside the run (uint8)
+    generator_rng: torch.Tensor  # the shuffling generator's state (uint8)
+
+    @property
+    def round(self) -> int:
+        return self.progress.round
+
+
+def _snapshot(progress: TrainProgress, spec: PolicySpec, base_state: dict[str, torch.Tensor], model: PeftModel,
+              labels: _Labels, paths_used: int, steps_used: int, generator: torch.Generator) -> TrainState:
+    obs, actions = labels.tensors()
+    return TrainState(
+        progress=progress, spec=spec, base_state=base_state,
+        adapter_state={k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
+        label_obs=obs.numpy().copy(), label_actions=actions.numpy().copy(),
+        paths_used=paths_used, steps_used=steps_used,
+        torch_rng=torch.get_rng_state(), generator_rng=generator.get_state(),
+    )
+
+
+def _adapted(spec: PolicySpec, base_state: dict[str, torch.Tensor], cfg: DistillConfig) -> PeftModel:
+    """A fresh LoRA adapter (initialised from torch's global RNG) on a base network with `base_state`."""
+    base = PolicyNet(spec)
+    base.load_state_dict(base_state)
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                      target_modules=linear_layer_names(spec))
+    return get_peft_model(base, lora)
+
+
 def train(
     source: PhantomSource,
     io: PolicyIO,
     cfg: DistillConfig,
     progress: Callable[[TrainProgress], None] | None = None,
+    *,
+    base: BasePolicy | None = None,
+    resume_from: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
 ) -> DistillResult:
+    """Trains a policy: the base phase (skipped with `base`, whose network the adapter then adapts), then the
+    adapter rounds. `on_checkpoint` receives the state after the base phase and after every round, before
+    `progress` hears of it; `resume_from` goes on after such a state."""
     started = time.monotonic()
     report = progress or (lambda _: None)
+    checkpoint = on_checkpoint or (lambda _: None)
     planner = cfg.planner
     rounds = cfg.adapter_rounds
-    paths_used = steps_used = 0
+    paths_used = resume_from.paths_used if resume_from else 0
+    steps_used = resume_from.steps_used if resume_from else 0
 
     def phantom(policy: MlpWeights | PlannerSettings, num_paths: int, call: int) -> list[PhantomPath]:
         nonlocal paths_used, steps_used
         paths = list(source.simulate(
             policy=policy, num_paths=num_paths, horizon=cfg.horizon, seed=_seed(cfg.seed, call),
-            start_states="episode_starts", label_with_planner=planner, reward_source=cfg.reward_source,
+            start_states=cfg.start_states, label_with_planner=planner, reward_source=cfg.reward_source,
         ))
         paths_used += len(paths)
         steps_used += sum(p.length for p in paths)
@@ -263,35 +334,53 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
-
-        # 1. The base policy imitates the planner on the planner's own paths.
         labels = _Labels()
-        base_paths = phantom(planner, cfg.base_paths, call=0)
-        labels.add(base_paths)
-        spec = _policy_spec(io, cfg.hidden_size, np.concatenate(labels.obs))
-        base = PolicyNet(spec)
-        loss = _fit(base, spec, labels, cfg, generator)
-        planner_return, _ = _path_stats(spec, base_paths)
-        obs, targets = labels.tensors()
-        with torch.no_grad():
-            agreement = _agreement(spec, base.act(obs), targets)
-        report(TrainProgress("base", 0, rounds, loss, planner_return, agreement, paths_used))
-        log.info("base policy fitted loss=%.4f planner_return=%.1f agreement=%.3f", loss, planner_return,
-                 agreement)
-        base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+
+        if resume_from is not None:
+            # Go on after the checkpoint: the same network, labels and RNG states as when it was taken.
+            spec, base_state = resume_from.spec, resume_from.base_state
+            model = _adapted(spec, base_state, cfg)
+            set_peft_model_state_dict(model, resume_from.adapter_state)
+            labels.add_labels(resume_from.label_obs, resume_from.label_actions)
+            torch.set_rng_state(resume_from.torch_rng)
+            generator.set_state(resume_from.generator_rng)
+            first_round = resume_from.round + 1
+        elif base is not None:
+            # Adapt a given base network: no base phase, only the new adapter learns.
+            spec, base_state = base.spec, {k: v.detach().clone() for k, v in base.state.items()}
+            model = _adapted(spec, base_state, cfg)
+            first_round = 1
+        else:
+            # 1. The base policy imitates the planner on the planner's own paths.
+            base_paths = phantom(planner, cfg.base_paths, call=0)
+            labels.add(base_paths)
+            spec = _policy_spec(io, cfg.hidden_size, np.concatenate(labels.obs))
+            net = PolicyNet(spec)
+            loss = _fit(net, spec, labels, cfg, generator)
+            planner_return, _ = _path_stats(spec, base_paths)
+            obs, targets = labels.tensors()
+            with torch.no_grad():
+                agreement = _agreement(spec, net.act(obs), targets)
+            log.info("base policy fitted loss=%.4f planner_return=%.1f agreement=%.3f", loss, planner_return,
+                     agreement)
+            base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            model = _adapted(spec, base_state, cfg)
+            event = TrainProgress("base", 0, rounds, loss, planner_return, agreement, paths_used)
+            checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
+            report(event)
+            first_round = 1
 
         # 2. DAgger rounds train only the LoRA adapter on the policy's own, relabelled paths.
-        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                          target_modules=linear_layer_names(spec))
-        model = get_peft_model(base, lora)
-        for round_index in range(1, rounds + 1):
+        for round_index in range(first_round, rounds + 1):
             paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=round_index)
             imagined_return, agreement = _path_stats(spec, paths)
             labels.add(paths)
             loss = _fit(model, spec, labels, cfg, generator)
-            report(TrainProgress("adapter", round_index, rounds, loss, imagined_return, agreement, paths_used))
             log.info("adapter round=%d/%d loss=%.4f imagined_return=%.1f agreement=%.3f", round_index, rounds,
                      loss, imagined_return, agreement)
+            event = TrainProgress("adapter", round_index, rounds, loss, imagined_return, agreement, paths_used)
+            checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
+            report(event)
 
         # 3. The final policy on fresh paths: metrics, and parity states it was never trained on.
         final_paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=rounds + 1)
