@@ -24,6 +24,9 @@ class Config:
     grace_seconds: float = 10.0
     # World models kept loaded in memory for Simulate.
     model_cache_size: int = 4
+    # Durable simulations running at once (each on its own worker thread); StartSimulation beyond this is
+    # refused with RESOURCE_EXHAUSTED.
+    max_simulations: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -34,4 +37,5 @@ class Config:
             workers=settings.positive_int(env, "PLASMA_SIMULATOR_WORKERS", cls.workers),
             grace_seconds=settings.seconds(env, "PLASMA_SIMULATOR_GRACE_SECONDS", cls.grace_seconds),
             model_cache_size=settings.positive_int(env, "PLASMA_SIMULATOR_MODEL_CACHE", cls.model_cache_size),
+            max_simulations=settings.positive_int(env, "PLASMA_SIMULATOR_MAX_SIMULATIONS", cls.max_simulations),
         )

@@ -17,7 +17,7 @@ from plasma.core.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import threads, wire
 from services.common.types import EnvSpecArrays, Transitions
-from services.simulator import collect, forecast, requests, world_model
+from services.simulator import collect, forecast, jobs, requests, world_model
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore, new_id
 
@@ -46,6 +46,9 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def __init__(self, store: SimulatorStore, config: Config) -> None:
         self._store = store
         self._models = requests.ModelCache(store, config.model_cache_size)
+        self._jobs = jobs.SimulationJobs(
+            config.store_dir / "simulations", store, self._models, config.max_simulations
+        )
 
     @translate_errors
     def CollectTransitions(
@@ -162,6 +165,36 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         with bad_input():
             for index, path in enumerate(paths):
                 yield simulator_pb2.SimulateResponse(path=wire.path_to_proto(path, index))
+
+    @translate_errors
+    def StartSimulation(
+        self, request: simulator_pb2.StartSimulationRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.StartSimulationResponse:
+        return simulator_pb2.StartSimulationResponse(simulation=self._jobs.start(request.request))
+
+    @translate_errors
+    def GetSimulation(
+        self, request: simulator_pb2.GetSimulationRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.GetSimulationResponse:
+        return simulator_pb2.GetSimulationResponse(simulation=self._jobs.get(request.simulation_id))
+
+    @translate_errors
+    def ListSimulations(
+        self, request: simulator_pb2.ListSimulationsRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.ListSimulationsResponse:
+        return simulator_pb2.ListSimulationsResponse(simulations=self._jobs.list_all())
+
+    @translate_errors
+    def CancelSimulation(
+        self, request: simulator_pb2.CancelSimulationRequest, context: grpc.ServicerContext
+    ) -> simulator_pb2.CancelSimulationResponse:
+        return simulator_pb2.CancelSimulationResponse(simulation=self._jobs.cancel(request.simulation_id))
+
+    @translate_errors
+    def Subscribe(
+        self, request: simulator_pb2.SubscribeRequest, context: grpc.ServicerContext
+    ) -> Iterator[simulator_pb2.SubscribeResponse]:
+        yield from self._jobs.subscribe(request.simulation_id, request.from_sequence, context.is_active)
 
     @translate_errors
     def ForecastErrors(
