@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from services.common import wire
 from services.common.types import MlpWeights, PhantomPath
 from services.trainer.distill import PlannerSettings
@@ -35,6 +35,8 @@ class GrpcPhantomSource:
         self._model_id = model_id
         self._deadline_seconds = deadline_seconds
         self.paths_received = 0
+        # The run's objective (TrainRequest.task), sent with every request; None: the environment's own.
+        self.task: task_pb2.TaskSpec | None = None
 
     def simulate(
         self,
@@ -63,6 +65,8 @@ class GrpcPhantomSource:
             request.policy.planner.CopyFrom(planner_to_proto(policy))
         if label_with_planner is not None:
             request.label_with_planner.CopyFrom(planner_to_proto(label_with_planner))
+        if self.task is not None:
+            request.task.CopyFrom(self.task)
         for response in self._stub.Simulate(request, timeout=self._deadline_seconds):
             self.paths_received += 1
             yield wire.path_from_proto(response.path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
 
@@ -13,15 +14,16 @@ from grpc_health.v1 import health
 
 from plasma.core import blobs, grpc_client, grpc_server, service_main
 from plasma.core import logging as plog
-from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
+from plasma.core.errors import FailedPrecondition, InvalidArgument, NotFound, bad_input, translate_errors
 from plasma.core.streaming import Cancelled, ProgressJob
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, threads, wire
 from services.common.types import EnvSpecArrays
-from services.trainer import distill
+from services.trainer import checkpoint, distill
 from services.trainer.config import Config
 from services.trainer.phantom_source import GrpcPhantomSource
+from services.trainer.recorder import RunRecorder, progress_to_proto
 from services.trainer.store import TrainerStore
 
 log = plog.get(__name__)
@@ -31,6 +33,10 @@ _LIMITS = {
     "hidden_size": 1024, "base_paths": 10_000, "adapter_rounds": 100, "paths_per_round": 10_000,
     "horizon": 1_000, "lora_rank": 256, "lora_alpha": 4096, "epochs": 1_000,
 }
+# How long a resumed run waits for the simulator to come up, and how often WatchRun checks that its
+# client is still there while a run makes no progress.
+_SIMULATOR_WAIT_S = 300.0
+_WATCH_POLL_S = 1.0
 _REWARD_SOURCES = {
     simulator_pb2.REWARD_SOURCE_UNSPECIFIED: "",
     simulator_pb2.REWARD_SOURCE_TASK: "task",
@@ -86,41 +92,125 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         ).model
         env = wire.env_spec_from_proto(model.env_spec)
         io = policy_io_for(env)
+        base_run_id, base = self._base_policy(request.base_run_id, model) if request.base_run_id else ("", None)
+        task = request.task if request.HasField("task") else None
+        if task is not None:
+            self._check_task(request.model_id, task)
         run = trainer_pb2.Run(
             run_id=self._store.new_run_id(), model_id=request.model_id, state=trainer_pb2.RUN_STATE_RUNNING,
             config=request.config, env_spec=model.env_spec, create_time=grpc_server.now_timestamp(),
+            task=task, base_run_id=base_run_id,
         )
-        self._store.save_run(run)
-        log.info("run=%s model=%s started", run.run_id, request.model_id)
-        source = GrpcPhantomSource(self._simulator_channel, request.model_id, self._config.simulate_deadline_seconds)
-        job = ProgressJob(lambda report: distill.train(source, io, cfg, report))
+        recorder = RunRecorder(self._store, run)
+        recorder.start()
+        log.info("run=%s model=%s base_run=%s started", run.run_id, request.model_id, base_run_id or "-")
+        source = self._source(run)
+        job = ProgressJob(lambda report: distill.train(source, io, cfg, report, base=base,
+                                                       on_checkpoint=recorder.checkpoint))
         started = time.monotonic()
-        finished = False
         try:
             for progress in job.events():
-                yield trainer_pb2.TrainResponse(progress=_progress_to_proto(progress))
-            result = job.result
-            self._store.save_bundle(run.run_id, _bundle_bytes(run, result))
-            run.metrics.CopyFrom(trainer_pb2.RunMetrics(**{**result.metrics,
-                                                           "training_seconds": time.monotonic() - started}))
-            run.state = trainer_pb2.RUN_STATE_SUCCEEDED
-            self._store.save_run(run)
-            finished = True
-            log.info("run=%s succeeded imagined_return=%.1f", run.run_id, run.metrics.imagined_return)
-            yield trainer_pb2.TrainResponse(run=run)
+                yield trainer_pb2.TrainResponse(progress=progress_to_proto(progress))
+            assert job.result is not None
+            self._succeed(recorder, job.result, started)
         except (Cancelled, GeneratorExit):
-            run.state = trainer_pb2.RUN_STATE_CANCELLED
-            run.error = "the client cancelled the Train stream"
+            recorder.end(trainer_pb2.RUN_STATE_CANCELLED, "the client cancelled the Train stream")
             raise
         except Exception as exc:
-            run.state = trainer_pb2.RUN_STATE_FAILED
-            run.error = f"{type(exc).__name__}: {exc}"
+            recorder.end(trainer_pb2.RUN_STATE_FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            if not finished:
-                self._store.save_run(run)
+            if recorder.run.state != trainer_pb2.RUN_STATE_SUCCEEDED:
                 log.warning("run=%s ended state=%s error=%s", run.run_id,
-                            trainer_pb2.RunState.Name(run.state), run.error)
+                            trainer_pb2.RunState.Name(recorder.run.state), recorder.run.error)
+        yield trainer_pb2.TrainResponse(run=recorder.run)
+
+    def _source(self, run: trainer_pb2.Run) -> GrpcPhantomSource:
+        source = GrpcPhantomSource(self._simulator_channel, run.model_id, self._config.simulate_deadline_seconds)
+        source.task = run.task if run.HasField("task") else None
+        return source
+
+    def _check_task(self, model_id: str, task: task_pb2.TaskSpec) -> None:
+        """One 1-step phantom path under the task, before a run exists: the simulator validates the task
+        against the world model's spec, and its error (INVALID_ARGUMENT naming the field) reaches the client."""
+        probe = simulator_pb2.SimulateRequest(model_id=model_id, num_paths=1, horizon=1, task=task)
+        probe.policy.random.SetInParent()
+        for _ in self._simulator.Simulate(probe, timeout=grpc_client.UNARY_DEADLINE_S):
+            pass
+
+    def _base_policy(self, base_run_id: str, model: simulator_pb2.WorldModel) -> tuple[str, distill.BasePolicy]:
+        """The base network of a succeeded run of a world model with the same spec, and the id of the run that
+        trained it (an adapter run's base is its own base run's)."""
+        try:
+            base_run = self._store.run(base_run_id)
+        except NotFound as exc:
+            raise NotFound(f"base_run_id {base_run_id!r}: no such run; list runs with ListRuns") from exc
+        if base_run.state != trainer_pb2.RUN_STATE_SUCCEEDED:
+            raise FailedPrecondition(f"base run {base_run_id!r} is {trainer_pb2.RunState.Name(base_run.state)}; "
+                                     "only a succeeded run's base policy can be adapted")
+        if base_run.env_spec != model.env_spec:
+            raise FailedPrecondition(f"base run {base_run_id!r} was trained for another environment spec than "
+                                     f"world model {model.model_id!r}; adapt a run of a world model with the same "
+                                     "observations and actions")
+        policy = bundle.unpack(self._store.bundle(base_run_id))
+        return base_run.base_run_id or base_run_id, distill.BasePolicy(policy.spec, policy.base_state)
+
+    def _succeed(self, recorder: RunRecorder, result: distill.DistillResult, started: float) -> None:
+        run = recorder.run
+        metrics = trainer_pb2.RunMetrics(**{**result.metrics, "training_seconds": time.monotonic() - started})
+        policy = wire.mlp_to_proto(distill.mlp_weights_of(result.peft_model))
+        recorder.succeed(_bundle_bytes(run, result), metrics, policy)
+        log.info("run=%s succeeded imagined_return=%.1f", run.run_id, run.metrics.imagined_return)
+
+    def resume_interrupted(self) -> None:
+        """Resumes, one after another, the runs that were RUNNING when the trainer stopped, each from its last
+        checkpoint (or from the start when it had none). Runs in a background thread."""
+        for run in self._store.interrupted_runs():
+            self._resume(run)
+
+    def _resume(self, run: trainer_pb2.Run) -> None:
+        recorder = RunRecorder(self._store, run)
+        log.info("run=%s resuming after a restart checkpoint=%s/%d", run.run_id, run.checkpoint.phase or "-",
+                 run.checkpoint.round)
+        try:
+            cfg = distill_config(run.config)
+            io = policy_io_for(wire.env_spec_from_proto(run.env_spec))
+            base = None
+            if run.base_run_id:
+                policy = bundle.unpack(self._store.bundle(run.base_run_id))
+                base = distill.BasePolicy(policy.spec, policy.base_state)
+            data = self._store.checkpoint(run.run_id)
+            state = checkpoint.unpack(data) if data is not None else None
+            if state is not None:
+                recorder.resume_at(state)
+            # The simulator may be starting at the same time as the trainer.
+            grpc.channel_ready_future(self._simulator_channel).result(timeout=_SIMULATOR_WAIT_S)
+            started = time.monotonic()
+            result = distill.train(self._source(run), io, cfg, base=base, resume_from=state,
+                                   on_checkpoint=recorder.checkpoint)
+            self._succeed(recorder, result, started)
+        except Exception as exc:
+            recorder.end(trainer_pb2.RUN_STATE_FAILED, f"resuming after a trainer restart failed: "
+                                                       f"{type(exc).__name__}: {exc}")
+            log.warning("run=%s failed to resume: %s", run.run_id, exc)
+
+    @translate_errors
+    def WatchRun(
+        self, request: trainer_pb2.WatchRunRequest, context: grpc.ServicerContext
+    ) -> Iterator[trainer_pb2.WatchRunResponse]:
+        sent = 0
+        while True:
+            seen = self._store.updates()
+            run = self._store.run(request.run_id)
+            for event in run.history[sent:]:
+                yield trainer_pb2.WatchRunResponse(progress=event)
+            sent = len(run.history)
+            if run.state != trainer_pb2.RUN_STATE_RUNNING:
+                yield trainer_pb2.WatchRunResponse(run=run)
+                return
+            if not context.is_active():
+                return
+            self._store.wait_for_update(seen, timeout_s=_WATCH_POLL_S)
 
     @translate_errors
     def GetRun(self, request: trainer_pb2.GetRunRequest, context: grpc.ServicerContext) -> trainer_pb2.GetRunResponse:
@@ -142,17 +232,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             yield trainer_pb2.ExportPolicyResponse(chunk=chunk)
 
 
-def _progress_to_proto(progress: distill.TrainProgress) -> trainer_pb2.TrainProgress:
-    return trainer_pb2.TrainProgress(
-        phase=progress.phase, round=progress.round, total_rounds=progress.total_rounds, loss=progress.loss,
-        imagined_return=progress.imagined_return, planner_agreement=progress.planner_agreement,
-        phantom_paths_used=progress.phantom_paths_used,
-    )
-
-
 def _bundle_bytes(run: trainer_pb2.Run, result: distill.DistillResult) -> bytes:
     provenance = {"run_id": run.run_id, "model_id": run.model_id, "torch": torch.__version__,
                   "numpy": np.__version__}
+    if run.base_run_id:
+        provenance["base_run_id"] = run.base_run_id
     return bundle.pack(bundle.PolicyBundle(
         spec=result.spec,
         base_state=result.base_state,
@@ -171,6 +255,7 @@ def create_server(
     channel = simulator or grpc_client.channel(config.simulator_address)
     servicer = TrainerServicer(TrainerStore(config.store_dir), channel, config)
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server)
+    threading.Thread(target=servicer.resume_interrupted, name="resume-runs", daemon=True).start()
     port = grpc_server.bind(server, config.address)
     return server, port, health_servicer
 

@@ -3,10 +3,13 @@
 Layout:
   <root>/runs/<run_id>/run.json     Run message (JSON), rewritten atomically as the run progresses
   <root>/runs/<run_id>/bundle.zip   the policy bundle (services.common.bundle), once the run succeeded
+  <root>/runs/<run_id>/checkpoint.safetensors  the training state after the last completed phase or round
+                                    (services.trainer.checkpoint), what a restarted trainer resumes from
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -26,13 +29,36 @@ class TrainerStore:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         for run_dir in self.runs_dir.iterdir():
             files.remove_stale_temporaries(run_dir)
-        self._fail_interrupted_runs()
+        # Counts run.json writes; WatchRun waits on it for the next change of any run.
+        self._updates = 0
+        self._updated = threading.Condition()
 
     def new_run_id(self) -> str:
         return f"run-{uuid.uuid4().hex[:12]}"
 
     def save_run(self, run: trainer_pb2.Run) -> None:
         files.write_bytes_atomic(self.runs_dir / run.run_id / "run.json", json_format.MessageToJson(run).encode())
+        with self._updated:
+            self._updates += 1
+            self._updated.notify_all()
+
+    def updates(self) -> int:
+        """How many times a run was saved so far: pass it to `wait_for_update`."""
+        with self._updated:
+            return self._updates
+
+    def wait_for_update(self, seen: int, timeout_s: float) -> None:
+        """Returns once a run was saved after `updates()` returned `seen`, or after `timeout_s`."""
+        with self._updated:
+            self._updated.wait_for(lambda: self._updates != seen, timeout=timeout_s)
+
+    def save_checkpoint(self, run_id: str, data: bytes) -> None:
+        files.write_bytes_atomic(self.runs_dir / run_id / "checkpoint.safetensors", data)
+
+    def checkpoint(self, run_id: str) -> bytes | None:
+        """The run's last checkpoint, or None when it has none yet."""
+        path = self.runs_dir / run_id / "checkpoint.safetensors"
+        return path.read_bytes() if path.is_file() else None
 
     def save_bundle(self, run_id: str, bundle: bytes) -> None:
         files.write_bytes_atomic(self.runs_dir / run_id / "bundle.zip", bundle)
@@ -57,11 +83,6 @@ class TrainerStore:
         runs = [self.run(p.name) for p in self.runs_dir.iterdir() if (p / "run.json").is_file()]
         return sorted(runs, key=lambda r: r.create_time.ToNanoseconds())
 
-    def _fail_interrupted_runs(self) -> None:
-        # A run still RUNNING on start-up lost its process; say so rather than leave it hanging.
-        for run in self.list_runs():
-            if run.state == trainer_pb2.RUN_STATE_RUNNING:
-                run.state = trainer_pb2.RUN_STATE_FAILED
-                run.error = "the trainer stopped while this run was in progress; start a new run"
-                self.save_run(run)
-                log.warning("run=%s marked failed: interrupted by a restart", run.run_id)
+    def interrupted_runs(self) -> list[trainer_pb2.Run]:
+        """Runs still RUNNING on start-up: their process stopped, and they resume from their checkpoint."""
+        return [run for run in self.list_runs() if run.state == trainer_pb2.RUN_STATE_RUNNING]

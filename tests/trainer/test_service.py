@@ -7,18 +7,19 @@ from pathlib import Path
 
 import grpc
 import gymnasium
+import numpy as np
 import pytest
 import torch
 
 from plasma.core import blobs
-from plasma.core.errors import FailedPrecondition
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common import bundle
+from services.common import bundle, wire
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer import server as trainer_server
 from services.trainer.config import Config as TrainerConfig
+from services.trainer.distill import mlp_weights_of
 from services.trainer.store import TrainerStore
 from tests.conftest import rpc_error, running
 
@@ -122,12 +123,106 @@ def test_bad_requests_get_precise_codes(stub: trainer_pb2_grpc.TrainerServiceStu
         assert fragment in error.details()
 
 
-def test_a_run_interrupted_by_a_restart_is_marked_failed(tmp_path: Path) -> None:
-    store = TrainerStore(tmp_path)
-    store.save_run(trainer_pb2.Run(run_id="run-interrupted", state=trainer_pb2.RUN_STATE_RUNNING))
-    reopened = TrainerStore(tmp_path)
-    run = reopened.run("run-interrupted")
-    assert run.state == trainer_pb2.RUN_STATE_FAILED
-    assert "stopped" in run.error
-    with pytest.raises(FailedPrecondition, match="only a succeeded run"):
-        reopened.bundle("run-interrupted")
+def test_a_succeeded_run_carries_its_merged_policy(
+    stub: trainer_pb2_grpc.TrainerServiceStub, run: trainer_pb2.Run
+) -> None:
+    exported = _bundle(stub, run.run_id)
+    merged = mlp_weights_of(exported.adapted_network())
+    policy = wire.mlp_from_proto(run.policy)
+    for ours, theirs in zip([*policy.weights, *policy.biases], [*merged.weights, *merged.biases], strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_watching_a_finished_run_replays_its_history_then_the_run(
+    stub: trainer_pb2_grpc.TrainerServiceStub, run: trainer_pb2.Run
+) -> None:
+    responses = list(stub.WatchRun(trainer_pb2.WatchRunRequest(run_id=run.run_id), timeout=T))
+    assert [r.progress for r in responses[:-1]] == list(run.history)
+    assert [(p.phase, p.round) for p in run.history] == [("base", 0), ("adapter", 1)]
+    assert run.checkpoint == run.history[-1]
+    assert responses[-1].run == run
+
+
+@pytest.fixture(scope="module")
+def adapter_run(stub: trainer_pb2_grpc.TrainerServiceStub, model_id: str, run: trainer_pb2.Run) -> trainer_pb2.Run:
+    request = trainer_pb2.TrainRequest(model_id=model_id, base_run_id=run.run_id, task=LEARNED_TASK,
+                                       config=trainer_pb2.TrainConfig(**{**_fields(TINY_TRAIN), "seed": 7}))
+    return list(stub.Train(request, timeout=300))[-1].run
+
+
+LEARNED_TASK = task_pb2.TaskSpec(name="learned-heads", learned=task_pb2.LearnedObjective())
+
+
+def _fields(config: trainer_pb2.TrainConfig) -> dict[str, object]:
+    return {field.name: value for field, value in config.ListFields()}
+
+
+def test_an_adapter_run_trains_only_a_new_adapter_on_the_base_runs_weights(
+    stub: trainer_pb2_grpc.TrainerServiceStub, run: trainer_pb2.Run, adapter_run: trainer_pb2.Run
+) -> None:
+    assert adapter_run.state == trainer_pb2.RUN_STATE_SUCCEEDED, adapter_run.error
+    assert adapter_run.base_run_id == run.run_id
+    assert adapter_run.task == LEARNED_TASK
+    assert [p.phase for p in adapter_run.history] == ["adapter"], "no base phase"
+    assert adapter_run.metrics.phantom_paths_used == 2 * TINY_TRAIN.paths_per_round  # one round + final paths
+    base, adapted = _bundle(stub, run.run_id), _bundle(stub, adapter_run.run_id)
+    assert adapted.spec == base.spec
+    assert adapted.base_state.keys() == base.base_state.keys()
+    assert all(torch.equal(adapted.base_state[k], v) for k, v in base.base_state.items())
+    assert adapted.adapter_files["adapter_model.safetensors"] != base.adapter_files["adapter_model.safetensors"]
+    assert adapted.provenance["base_run_id"] == run.run_id
+
+
+def test_adapting_an_adapter_run_uses_the_same_base(
+    stub: trainer_pb2_grpc.TrainerServiceStub, model_id: str, run: trainer_pb2.Run, adapter_run: trainer_pb2.Run
+) -> None:
+    request = trainer_pb2.TrainRequest(model_id=model_id, base_run_id=adapter_run.run_id, config=TINY_TRAIN)
+    again = list(stub.Train(request, timeout=300))[-1].run
+    assert again.state == trainer_pb2.RUN_STATE_SUCCEEDED, again.error
+    assert again.base_run_id == run.run_id
+    base, adapted = _bundle(stub, run.run_id), _bundle(stub, again.run_id)
+    assert all(torch.equal(adapted.base_state[k], v) for k, v in base.base_state.items())
+
+
+def test_bad_base_runs_get_precise_codes(
+    stub: trainer_pb2_grpc.TrainerServiceStub, services: dict[str, str], model_id: str, run: trainer_pb2.Run
+) -> None:
+    store = TrainerStore(Path(services["trainer_store"]))
+    failed = trainer_pb2.Run(run_id="run-failed-base", model_id=model_id, state=trainer_pb2.RUN_STATE_FAILED,
+                             env_spec=run.env_spec)
+    store.save_run(failed)
+    other_env = trainer_pb2.Run(run_id="run-other-env", model_id=model_id, state=trainer_pb2.RUN_STATE_SUCCEEDED)
+    other_env.env_spec.CopyFrom(run.env_spec)
+    other_env.env_spec.env_id = "Other-v0"
+    store.save_run(other_env)
+    cases = [
+        ("run-missing", grpc.StatusCode.NOT_FOUND, "base_run_id 'run-missing'"),
+        ("run-failed-base", grpc.StatusCode.FAILED_PRECONDITION, "RUN_STATE_FAILED"),
+        ("run-other-env", grpc.StatusCode.FAILED_PRECONDITION, "environment spec"),
+    ]
+    for base_run_id, code, fragment in cases:
+        request = trainer_pb2.TrainRequest(model_id=model_id, base_run_id=base_run_id, config=TINY_TRAIN)
+        error = rpc_error(lambda request=request: stub.Train(request, timeout=T))
+        assert error.code() == code, error.details()
+        assert fragment in error.details()
+
+
+def test_a_task_the_simulator_rejects_fails_before_a_run_exists(
+    stub: trainer_pb2_grpc.TrainerServiceStub, model_id: str
+) -> None:
+    before = len(stub.ListRuns(trainer_pb2.ListRunsRequest(), timeout=T).runs)
+    task = task_pb2.TaskSpec(tracking=task_pb2.TrackingObjective(target_observation=[0.0], state_weights=[1.0]))
+    error = rpc_error(lambda: stub.Train(trainer_pb2.TrainRequest(model_id=model_id, task=task), timeout=T))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert len(stub.ListRuns(trainer_pb2.ListRunsRequest(), timeout=T).runs) == before
+
+
+def test_watching_an_unknown_run_is_not_found(stub: trainer_pb2_grpc.TrainerServiceStub) -> None:
+    error = rpc_error(lambda: stub.WatchRun(trainer_pb2.WatchRunRequest(run_id="run-missing"), timeout=T))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _bundle(stub: trainer_pb2_grpc.TrainerServiceStub, run_id: str) -> bundle.PolicyBundle:
+    stream = stub.ExportPolicy(trainer_pb2.ExportPolicyRequest(run_id=run_id), timeout=T)
+    header = next(stream).header
+    return bundle.unpack(blobs.assemble(header, (message.chunk for message in stream)))
