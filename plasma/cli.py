@@ -15,6 +15,7 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from plasma import plot_commands
 from plasma.compiler.v1 import compiler_pb2
 from plasma.core import grpc_client
 from plasma.local import LocalStack
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "the edge runtime's status")
     add("list", cmd_list, "list stored objects").add_argument(
         "what", choices=("datasets", "models", "runs", "packets"))
+    plot_commands.register(commands, _endpoints)
     return parser
 
 

@@ -89,6 +89,19 @@ class PlasmaClient:
         )
         return _final(stream, "model", on_progress)
 
+    def forecast(self, model_id: str, start_observation: np.ndarray, policy: simulator_pb2.RolloutPolicy,
+                 horizon: int = 100, num_samples: int = 0, seed: int = 0,
+                 **request: Any) -> simulator_pb2.ForecastErrorsResponse:
+        """ForecastErrors from one start state [obs_dim]. A unary call, but it rolls out up to 4,096 paths
+        (with a planner, minutes): it gets the long deadline."""
+        return self.simulator.ForecastErrors(
+            simulator_pb2.ForecastErrorsRequest(
+                model_id=model_id, start_observation=tensors.to_proto(np.asarray(start_observation, np.float32)),
+                policy=policy, horizon=horizon, num_samples=num_samples, seed=seed, **request,
+            ),
+            timeout=self._stream_deadline_s,
+        )
+
     # Trainer
 
     def train(self, model_id: str, config: trainer_pb2.TrainConfig | None = None,

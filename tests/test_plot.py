@@ -1,0 +1,125 @@
+"""`plasma plot`: forecast figures against a real simulator on port 0 and real CartPole rollouts, learning
+curves from the benchmark's JSON, a run's history. Each writes a PNG that reads back as an image."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from plasma import cli, plot
+from plasma.sdk import real_rollouts
+from plasma.sdk.client import Endpoints, PlasmaClient
+from plasma.simulator.v1 import simulator_pb2
+from plasma.trainer.v1 import trainer_pb2
+from services.simulator import server as simulator_server
+from services.simulator.config import Config
+from tests.conftest import running
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SMALL_MODEL = simulator_pb2.WorldModelConfig(ensemble_size=3, hidden_size=64, train_steps=300, seed=1)
+
+
+def _assert_png(path: Path, min_width: int = 400) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = matplotlib.image.imread(path)  # [height, width, channels]
+    assert image.shape[1] >= min_width and image.shape[0] >= 300
+    assert image.std() > 0.01  # something was drawn, not a blank canvas
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    torch.set_num_threads(1)
+    config = Config(address="127.0.0.1:0", store_dir=Path(tmp_path_factory.mktemp("plot-store")))
+    with running(lambda: simulator_server.create_server(config), simulator_server.SERVICE_NAME) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def model_id(simulator: str) -> str:
+    with PlasmaClient(Endpoints(simulator=simulator)) as client:
+        dataset = client.collect("CartPole-v1", 600, seed=2)
+        return client.fit_world_model(dataset.dataset_id, SMALL_MODEL).model_id
+
+
+def test_replayed_actions_reproduce_the_real_environment_from_the_start_state() -> None:
+    start = real_rollouts.start_state("CartPole-v1", seed=4)
+    actions = np.array([0, 1, 1, 0, 1], dtype=np.int64)
+    states = real_rollouts.replay("CartPole-v1", start, actions, seed=4)
+    assert states.shape == (6, 4)
+    np.testing.assert_allclose(states[0], start)
+    # Another reset seed, then placed into the same state: the same real trajectory.
+    placed = real_rollouts.replay("CartPole-v1", start, actions, seed=99)
+    np.testing.assert_allclose(placed, states, atol=1e-6)
+
+
+def test_forecast_figure_with_real_rollouts(simulator: str, model_id: str, tmp_path: Path) -> None:
+    from plasma.plot_commands import forecast_with_real_rollouts
+
+    with PlasmaClient(Endpoints(simulator=simulator)) as client:
+        reply, real, env_id = forecast_with_real_rollouts(client, model_id, "random", seed=3, horizon=30,
+                                                          samples=32)
+    assert env_id == "CartPole-v1"
+    assert len(real) == len(reply.samples) > 0
+    for path, states in zip(reply.samples, real, strict=True):
+        assert 1 <= len(states) <= path.length + 1
+    out = plot.save(plot.forecast_figure(reply, real, env_id=env_id), tmp_path / "forecast.png")
+    _assert_png(out)
+
+
+def test_cli_plot_forecast_writes_a_png(simulator: str, model_id: str, tmp_path: Path) -> None:
+    out = tmp_path / "cli" / "forecast.png"
+    code = cli.main(["plot", "forecast", "--simulator", simulator, "--model", model_id, "--horizon", "20",
+                     "--samples", "16", "--start", "0", "0", "0.05", "0", "--out", str(out)])
+    assert code == 0
+    _assert_png(out)
+
+
+def test_cli_plot_forecast_rejects_an_unknown_policy(simulator: str, model_id: str, tmp_path: Path) -> None:
+    code = cli.main(["plot", "forecast", "--simulator", simulator, "--model", model_id, "--policy", "greedy",
+                     "--out", str(tmp_path / "x.png")])
+    assert code == 2
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_plot_learning_curves_writes_a_png(tmp_path: Path) -> None:
+    # Input for drawing only: the shape of what bench.sample_efficiency writes.
+    record = {
+        "env_id": "CartPole-v1", "threshold": 475.0,
+        "runs": [
+            {"method": "plasma", "seed": 0, "points": [
+                {"real_steps": 500, "real_return": 120.0, "imagined_return": 150.0},
+                {"real_steps": 1000, "real_return": 480.0, "imagined_return": 495.0}]},
+            {"method": "ppo", "seed": 0, "points": [
+                {"real_steps": 10000, "real_return": 60.0, "imagined_return": None},
+                {"real_steps": 50000, "real_return": 300.0}]},
+        ],
+    }
+    source = tmp_path / "curves.json"
+    source.write_text(json.dumps(record))
+    out = tmp_path / "curves.png"
+    assert cli.main(["plot", "learning-curves", str(source), "--out", str(out)]) == 0
+    _assert_png(out)
+
+
+def test_learning_curves_reject_a_record_without_runs(tmp_path: Path) -> None:
+    source = tmp_path / "bad.json"
+    source.write_text(json.dumps({"env_id": "CartPole-v1"}))
+    assert cli.main(["plot", "learning-curves", str(source), "--out", str(tmp_path / "bad.png")]) == 2
+    with pytest.raises(ValueError, match="runs"):
+        plot.validate_learning_curves({"runs": [{"method": "plasma", "points": [{"real_steps": 1}]}]})
+
+
+def test_run_history_figure(tmp_path: Path) -> None:
+    run = trainer_pb2.Run(run_id="run-x", model_id="wm-x", history=[
+        trainer_pb2.TrainProgress(phase="base", round=r, total_rounds=3, imagined_return=100.0 * r,
+                                  planner_agreement=0.5 + 0.1 * r) for r in range(1, 4)
+    ])
+    _assert_png(plot.save(plot.run_history_figure(run), tmp_path / "run.png"))
+    with pytest.raises(ValueError, match="no progress history"):
+        plot.run_history_figure(trainer_pb2.Run(run_id="empty"))
