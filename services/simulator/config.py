@@ -26,7 +26,7 @@ class Config:
     model_cache_size: int = 4
     # Durable simulations running at once (each on its own worker thread); StartSimulation beyond this is
     # refused with RESOURCE_EXHAUSTED.
-    max_simulations: int = 2
+    max_simulations: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import grpc
 
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
+from plasma.simulator.v1 import simulator_pb2, task_pb2
 from services.common import wire
 from services.common.types import MlpWeights, PhantomPath
 from services.trainer.distill import PlannerSettings
+from services.trainer.subscription import DEFAULT_RECONNECT, DurablePaths, Reconnect
 
 _START_STATES = {
     "episode_starts": simulator_pb2.START_STATES_EPISODE_STARTS,
@@ -28,15 +29,22 @@ def planner_to_proto(settings: PlannerSettings) -> simulator_pb2.PlannerConfig:
 
 
 class GrpcPhantomSource:
-    """Opens one `Simulate` stream per call and decodes the paths as they arrive."""
+    """Starts one durable simulation per call and decodes its paths as they arrive over Subscribe, resuming
+    where it stopped when the stream breaks (subscription.py)."""
 
-    def __init__(self, channel: grpc.Channel, model_id: str, deadline_seconds: float) -> None:
-        self._stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
+    def __init__(
+        self, channel: grpc.Channel, model_id: str, deadline_seconds: float, reconnect: Reconnect = DEFAULT_RECONNECT
+    ) -> None:
+        self._paths = DurablePaths(channel, deadline_seconds, reconnect)
         self._model_id = model_id
-        self._deadline_seconds = deadline_seconds
         self.paths_received = 0
         # The run's objective (TrainRequest.task), sent with every request; None: the environment's own.
         self.task: task_pb2.TaskSpec | None = None
+
+    @property
+    def reconnects(self) -> int:
+        """Resubscriptions after broken streams so far."""
+        return self._paths.reconnects
 
     def simulate(
         self,
@@ -67,6 +75,6 @@ class GrpcPhantomSource:
             request.label_with_planner.CopyFrom(planner_to_proto(label_with_planner))
         if self.task is not None:
             request.task.CopyFrom(self.task)
-        for response in self._stub.Simulate(request, timeout=self._deadline_seconds):
+        for message in self._paths.paths(request):
             self.paths_received += 1
-            yield wire.path_from_proto(response.path)
+            yield wire.path_from_proto(message)
