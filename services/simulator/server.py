@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health
 
 from plasma.core import grpc_server, service_main
@@ -17,7 +16,17 @@ from plasma.core.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import threads, wire
 from services.common.types import EnvSpecArrays, Transitions
-from services.simulator import collect, forecast, jobs, requests, world_model
+from services.simulator import (
+    collect,
+    datasets,
+    fine_tune,
+    forecast,
+    jobs,
+    quality,
+    requests,
+    upload,
+    world_model,
+)
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore, new_id
 
@@ -66,6 +75,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                 raise InvalidArgument("collection_policy MLP needs `policy` with the MLP's weights")
             policy = requests.decode_mlp(request.policy)
         base = self._store.transitions(request.append_to_dataset_id) if request.append_to_dataset_id else None
+        name = self._store.dataset(request.append_to_dataset_id).name if base else request.name or request.env_id
 
         def job(report: Callable[[tuple[int, int, int]], None]) -> tuple[EnvSpecArrays, Transitions]:
             return collect.collect(
@@ -88,17 +98,15 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                     f"dataset {request.append_to_dataset_id!r} was collected from a different environment "
                     f"({base[0].env_id or 'logged data'}) than {request.env_id}"
                 )
-            transitions = _concatenate(base[1], transitions)
-        dataset = simulator_pb2.Dataset(
-            dataset_id=new_id("ds"),
-            env_spec=wire.env_spec_to_proto(spec),
-            num_transitions=len(transitions),
-            num_episodes=len(np.unique(transitions.episode_ids)),
-            seed=request.seed,
-            create_time=grpc_server.now_timestamp(),
-            mean_episode_return=_mean_episode_return(transitions),
+            transitions = datasets.concatenate(base[1], transitions)
+        dataset = self._store.save_dataset(
+            datasets.describe(
+                new_id("ds"), spec, transitions, name=name, origin="gymnasium",
+                parent_dataset_id=request.append_to_dataset_id, create_time=grpc_server.now_timestamp(),
+                seed=request.seed,
+            ),
+            transitions,
         )
-        self._store.save_dataset(dataset, transitions)
         log.info("dataset=%s env=%s transitions=%d", dataset.dataset_id, spec.env_id, len(transitions))
         yield simulator_pb2.CollectTransitionsResponse(dataset=dataset)
 
@@ -112,7 +120,13 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def ListDatasets(
         self, request: simulator_pb2.ListDatasetsRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.ListDatasetsResponse:
-        return simulator_pb2.ListDatasetsResponse(datasets=self._store.list_datasets())
+        return simulator_pb2.ListDatasetsResponse(datasets=self._store.list_datasets(request.name))
+
+    @translate_errors
+    def UploadTransitions(
+        self, request_iterator: Iterator[simulator_pb2.UploadTransitionsRequest], context: grpc.ServicerContext
+    ) -> Iterator[simulator_pb2.UploadTransitionsResponse]:
+        yield from upload.upload(self._store, request_iterator)
 
     @translate_errors
     def FitWorldModel(
@@ -120,8 +134,13 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     ) -> Iterator[simulator_pb2.FitWorldModelResponse]:
         config = _fit_config(request.config)
         spec, transitions = self._store.transitions(request.dataset_id)
+        parent = None
+        if request.init_from_model_id:
+            parent, config = fine_tune.parent_model(
+                self._store, self._models, request.init_from_model_id, spec, request.config, config
+            )
         started = time.monotonic()
-        fit_job = ProgressJob(lambda report: world_model.fit(spec, transitions, config, report))
+        fit_job = ProgressJob(lambda report: world_model.fit(spec, transitions, config, report, init=parent))
         with bad_input():
             for step in fit_job.events():
                 yield simulator_pb2.FitWorldModelResponse(
@@ -131,6 +150,11 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                     )
                 )
         fitted, metrics = fit_job.result
+        reports = quality.fit_reports(
+            fitted, parent, transitions, world_model.holdout_rows(transitions, config), request.dataset_id
+        )
+        for report in reports:
+            yield simulator_pb2.FitWorldModelResponse(quality=report)
         model = simulator_pb2.WorldModel(
             model_id=new_id("wm"),
             dataset_id=request.dataset_id,
@@ -139,6 +163,8 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
             metrics=simulator_pb2.WorldModelMetrics(**metrics),
             create_time=grpc_server.now_timestamp(),
             fit_seconds=time.monotonic() - started,
+            quality=reports[-1].quality,
+            parent_model_id=request.init_from_model_id,
         )
         self._store.save_model(model, fitted.save)
         log.info("model=%s dataset=%s holdout_obs_mse=%.5f", model.model_id, request.dataset_id,
@@ -201,20 +227,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.ForecastErrorsRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.ForecastErrorsResponse:
         return forecast.to_proto(forecast.forecast(request, self._store, self._models))
-
-
-def _concatenate(first: Transitions, second: Transitions) -> Transitions:
-    offset = int(first.episode_ids.max()) + 1 if len(first) else 0
-    shifted = Transitions(**{**vars(second), "episode_ids": second.episode_ids + offset})
-    return Transitions(**{k: np.concatenate([getattr(first, k), getattr(shifted, k)]) for k in vars(first)})
-
-
-def _mean_episode_return(data: Transitions) -> float:
-    ended = data.terminated | data.truncated
-    if not ended.any():
-        return 0.0
-    returns = [float(data.rewards[data.episode_ids == e].sum()) for e in np.unique(data.episode_ids[ended])]
-    return float(np.mean(returns))
 
 
 def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:

@@ -5,10 +5,18 @@ Layout (every object is immutable and written atomically under a fresh id):
   <root>/datasets/<dataset_id>/transitions.npz arrays of `Transitions`
   <root>/models/<model_id>/model.json          WorldModel message (JSON)
   <root>/models/<model_id>/weights/            whatever the world model's `save` writes
+  <root>/staging/<upload_id>/                  batches of an upload in progress (fsync'd before each ack);
+                                               emptied when the store opens, since no upload survives a restart
+
+Datasets are versioned by name: a saved dataset gets version 1 + the highest stored version of its name, so
+that an append (parent_dataset_id set) is version n + 1 of the name it extends. A fresh dataset under a name
+that exists (collecting CartPole-v1 again) continues the numbering with an empty parent.
 """
 
 from __future__ import annotations
 
+import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -33,19 +41,30 @@ class SimulatorStore:
     def __init__(self, root: Path) -> None:
         self.datasets_dir = root / "datasets"
         self.models_dir = root / "models"
+        self.staging_dir = root / "staging"
         for directory in (self.datasets_dir, self.models_dir):
             directory.mkdir(parents=True, exist_ok=True)
             files.remove_stale_temporaries(directory)
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        self.staging_dir.mkdir(parents=True)
+        # Choosing a version number and saving under it is one step for concurrent appends.
+        self._version_lock = threading.Lock()
 
     # Datasets
 
-    def save_dataset(self, dataset: simulator_pb2.Dataset, transitions: Transitions) -> None:
+    def save_dataset(self, dataset: simulator_pb2.Dataset, transitions: Transitions) -> simulator_pb2.Dataset:
+        """Stores `dataset` (name, parent and origin set by the caller) as the next version of its name;
+        returns it with `version` filled in."""
+
         def fill(tmp: Path) -> None:
             with open(tmp / "transitions.npz", "wb") as handle:
                 np.savez(handle, **{name: getattr(transitions, name) for name in _TRANSITION_FIELDS})
             (tmp / "dataset.json").write_text(json_format.MessageToJson(dataset))
 
-        files.write_dir_atomic(self.datasets_dir / dataset.dataset_id, fill)
+        with self._version_lock:
+            dataset.version = 1 + max((d.version for d in self.list_datasets(dataset.name)), default=0)
+            files.write_dir_atomic(self.datasets_dir / dataset.dataset_id, fill)
+        return dataset
 
     def dataset(self, dataset_id: str) -> simulator_pb2.Dataset:
         path = self._existing(self.datasets_dir, dataset_id, "dataset") / "dataset.json"
@@ -57,11 +76,20 @@ class SimulatorStore:
             transitions = Transitions(**{name: arrays[name] for name in _TRANSITION_FIELDS})
         return wire.env_spec_from_proto(dataset.env_spec), transitions
 
-    def list_datasets(self) -> list[simulator_pb2.Dataset]:
+    def list_datasets(self, name: str = "") -> list[simulator_pb2.Dataset]:
+        """All datasets, or only the versions of `name`, oldest first."""
+        datasets = (self.dataset(p.name) for p in self._ids(self.datasets_dir))
         return sorted(
-            (self.dataset(p.name) for p in self._ids(self.datasets_dir)),
-            key=lambda d: d.create_time.ToNanoseconds(),
+            (d for d in datasets if not name or d.name == name),
+            key=lambda d: (d.create_time.ToNanoseconds(), d.version),
         )
+
+    def new_staging_dir(self) -> Path:
+        """An empty directory for one upload's batches; remove it with `shutil.rmtree` when done."""
+        path = self.staging_dir / new_id("up")
+        path.mkdir()
+        files.fsync_dir(self.staging_dir)
+        return path
 
     # World models
 

@@ -216,6 +216,18 @@ class EnsembleWorldModel(nn.Module):
             next_all[member_idx, rows], reward_all[member_idx, rows], done_all[member_idx, rows], disagreement
         )
 
+    @torch.no_grad()
+    def predictive(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's one-step distribution of the next observation, moment-matched to one Gaussian per
+        dimension: mean [B, obs_dim] = mean of the members' means; variance [B, obs_dim] = mean of their
+        (aleatoric) variances + the (epistemic) variance of their means. Raw units."""
+        x = self._normalized(obs, actions)
+        mean, logvar, _ = self._heads(self._forward_all(x.expand(self.config.ensemble_size, -1, -1)))
+        scale = self.target_std[: self.obs_dim]
+        member_next, _ = self._decode(obs.float(), mean)  # [E, B, obs_dim]
+        member_var = torch.exp(logvar[..., : self.obs_dim]) * scale**2
+        return member_next.mean(0), member_var.mean(0) + member_next.var(0, correction=0)
+
     # Persistence
 
     def save(self, directory: str | Path) -> None:
@@ -312,18 +324,38 @@ def _evaluate(model: EnsembleWorldModel, data: _Split) -> dict[str, float]:
     return {name: total / len(data.x) for name, total in totals.items()}
 
 
+def holdout_rows(transitions: Transitions, cfg: WorldModelConfig) -> np.ndarray:
+    """The held-out row indices `fit(transitions, cfg)` measures on: the split is the first draw of its
+    seeded generator, so it depends only on the episode ids, the holdout fraction and the seed."""
+    return _split_rows(transitions.episode_ids, cfg.holdout_fraction, np.random.default_rng(cfg.seed))[1]
+
+
 def fit(
     spec: EnvSpecArrays,
     transitions: Transitions,
     cfg: WorldModelConfig | None = None,
     progress: Callable[[FitProgress], None] | None = None,
+    init: EnsembleWorldModel | None = None,
 ) -> tuple[EnsembleWorldModel, dict[str, float]]:
-    """Fits an ensemble on `transitions`; metrics are measured on held-out episodes."""
+    """Fits an ensemble on `transitions`; metrics are measured on held-out episodes.
+
+    With `init` (same spec and architecture), training starts from its weights, but the normalization
+    statistics are recomputed on the new training rows. Keeping the parent's was worse where it matters: on
+    data spread 3x wider than the parent's, fine-tuning with kept statistics ended with a held-out one-step
+    error above the parent's own (normalized inputs of magnitude ~3 train poorly), while recomputed ones
+    matched a model trained from scratch; on data shifted by 3 stds the two were close (one-step error 0.078
+    vs 0.081 of the naive error). Measured once (one seed) on a made-up linear 3-dimensional system.
+    """
     cfg = cfg or WorldModelConfig()
     if len(transitions) < 2:
         raise ValueError(f"fitting a world model needs at least 2 transitions, got {len(transitions)}")
     rng = np.random.default_rng(cfg.seed)
     model = EnsembleWorldModel(spec, cfg)
+    if init is not None:
+        architecture = ("ensemble_size", "hidden_size", "num_layers")
+        if init.spec != spec or any(getattr(init.config, f) != getattr(cfg, f) for f in architecture):
+            raise ValueError("fine-tuning needs a model of the same spec, ensemble size, width and depth")
+        model.load_state_dict(init.state_dict())
     obs = torch.tensor(transitions.obs, dtype=torch.float32)
     next_obs = torch.tensor(transitions.next_obs, dtype=torch.float32)
     rewards = torch.tensor(transitions.rewards, dtype=torch.float32)
