@@ -1,8 +1,8 @@
 """A run's training state as one safetensors file, so that a restarted trainer resumes where it stopped.
 
 Tensors: base/<name> (base network), adapter/<name> (LoRA weights), labels/obs, labels/actions,
-rng/torch, rng/generator. Metadata: the progress event of the checkpoint, the policy spec and the
-phantom paths/steps used so far. safetensors loads no code, unlike a pickle.
+rng/generator (the run's shuffling generator). Metadata: the progress event of the checkpoint, the
+policy spec and the phantom paths/steps used so far. safetensors loads no code, unlike a pickle.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ def pack(state: TrainState) -> bytes:
         **{f"adapter/{k}": v for k, v in state.adapter_state.items()},
         "labels/obs": torch.from_numpy(np.ascontiguousarray(state.label_obs)),
         "labels/actions": torch.from_numpy(np.ascontiguousarray(state.label_actions)),
-        "rng/torch": state.torch_rng,
         "rng/generator": state.generator_rng,
     }
     metadata = {
@@ -62,7 +61,6 @@ def unpack(data: bytes) -> TrainState:
         label_actions=tensors["labels/actions"].numpy(),
         paths_used=int(metadata["paths_used"]),
         steps_used=int(metadata["steps_used"]),
-        torch_rng=tensors["rng/torch"],
         generator_rng=tensors["rng/generator"],
     )
 

@@ -11,10 +11,11 @@ module never imports simulator code.
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -241,6 +242,13 @@ def _policy_spec(io: PolicyIO, hidden_size: int, observations: np.ndarray) -> Po
     )
 
 
+# torch's global RNG: see _seeded.
+_GLOBAL_RNG_LOCK = threading.Lock()
+# Seeds the LoRA initialisation like a Simulate call index that no run reaches.
+_LORA_INIT_CALL = 1 << 30
+_Built = TypeVar("_Built")
+
+
 def _seed(base: int, call: int) -> int:
     """A distinct seed for every Simulate call of a run."""
     return (base * 1_000_003 + call) % 2**62
@@ -258,7 +266,7 @@ class BasePolicy:
 class TrainState:
     """Everything a run needs to go on after its last completed phase or round: a checkpoint.
 
-    Restoring it rebuilds the same adapted network and RNG states, so that a resumed run takes the same
+    Restoring it rebuilds the same adapted network and generator state, so that a resumed run takes the same
     steps as an uninterrupted one (phantom paths depend only on the run seed and the call index).
     """
 
@@ -270,7 +278,6 @@ class TrainState:
     label_actions: np.ndarray  # [N] or [N, act_dim] the planner's actions
     paths_used: int
     steps_used: int
-    torch_rng: torch.Tensor  # torch's global RNG state inside the run (uint8)
     generator_rng: torch.Tensor  # the shuffling generator's state (uint8)
 
     @property
@@ -286,17 +293,30 @@ def _snapshot(progress: TrainProgress, spec: PolicySpec, base_state: dict[str, t
         adapter_state={k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
         label_obs=obs.numpy().copy(), label_actions=actions.numpy().copy(),
         paths_used=paths_used, steps_used=steps_used,
-        torch_rng=torch.get_rng_state(), generator_rng=generator.get_state(),
+        generator_rng=generator.get_state(),
     )
 
 
+def _seeded(seed: int, build: Callable[[], _Built]) -> _Built:
+    """`build()` with torch's global RNG seeded, for modules whose initialisation draws from it. The RNG is
+    shared by every thread of the process: without the lock, runs training side by side would draw each
+    other's numbers and stop being repeatable."""
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def _adapted(spec: PolicySpec, base_state: dict[str, torch.Tensor], cfg: DistillConfig) -> PeftModel:
-    """A fresh LoRA adapter (initialised from torch's global RNG) on a base network with `base_state`."""
-    base = PolicyNet(spec)
-    base.load_state_dict(base_state)
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                      target_modules=linear_layer_names(spec))
-    return get_peft_model(base, lora)
+    """A fresh LoRA adapter, initialised from the run's seed, on a base network with `base_state`."""
+
+    def build() -> PeftModel:
+        base = PolicyNet(spec)
+        base.load_state_dict(base_state)
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                          target_modules=linear_layer_names(spec))
+        return get_peft_model(base, lora)
+
+    return _seeded(_seed(cfg.seed, _LORA_INIT_CALL), build)
 
 
 def train(
@@ -330,63 +350,60 @@ def train(
         steps_used += sum(p.length for p in paths)
         return paths
 
-    # Own RNG state: torch's global generator initialises PolicyNet and LoRA, and must not leak out.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        labels = _Labels()
+    # Shuffling draws from the run's own generator; module initialisation from seeded, locked sections.
+    generator = torch.Generator().manual_seed(cfg.seed)
+    labels = _Labels()
 
-        if resume_from is not None:
-            # Go on after the checkpoint: the same network, labels and RNG states as when it was taken.
-            spec, base_state = resume_from.spec, resume_from.base_state
-            model = _adapted(spec, base_state, cfg)
-            set_peft_model_state_dict(model, resume_from.adapter_state)
-            labels.add_labels(resume_from.label_obs, resume_from.label_actions)
-            torch.set_rng_state(resume_from.torch_rng)
-            generator.set_state(resume_from.generator_rng)
-            first_round = resume_from.round + 1
-        elif base is not None:
-            # Adapt a given base network: no base phase, only the new adapter learns.
-            spec, base_state = base.spec, {k: v.detach().clone() for k, v in base.state.items()}
-            model = _adapted(spec, base_state, cfg)
-            first_round = 1
-        else:
-            # 1. The base policy imitates the planner on the planner's own paths.
-            base_paths = phantom(planner, cfg.base_paths, call=0)
-            labels.add(base_paths)
-            spec = _policy_spec(io, cfg.hidden_size, np.concatenate(labels.obs))
-            net = PolicyNet(spec)
-            loss = _fit(net, spec, labels, cfg, generator)
-            planner_return, _ = _path_stats(spec, base_paths)
-            obs, targets = labels.tensors()
-            with torch.no_grad():
-                agreement = _agreement(spec, net.act(obs), targets)
-            log.info("base policy fitted loss=%.4f planner_return=%.1f agreement=%.3f", loss, planner_return,
-                     agreement)
-            base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            model = _adapted(spec, base_state, cfg)
-            event = TrainProgress("base", 0, rounds, loss, planner_return, agreement, paths_used)
-            checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
-            report(event)
-            first_round = 1
+    if resume_from is not None:
+        # Go on after the checkpoint: the same network, labels and generator state as when it was taken.
+        spec, base_state = resume_from.spec, resume_from.base_state
+        model = _adapted(spec, base_state, cfg)
+        set_peft_model_state_dict(model, resume_from.adapter_state)
+        labels.add_labels(resume_from.label_obs, resume_from.label_actions)
+        generator.set_state(resume_from.generator_rng)
+        first_round = resume_from.round + 1
+    elif base is not None:
+        # Adapt a given base network: no base phase, only the new adapter learns.
+        spec, base_state = base.spec, {k: v.detach().clone() for k, v in base.state.items()}
+        model = _adapted(spec, base_state, cfg)
+        first_round = 1
+    else:
+        # 1. The base policy imitates the planner on the planner's own paths.
+        base_paths = phantom(planner, cfg.base_paths, call=0)
+        labels.add(base_paths)
+        spec = _policy_spec(io, cfg.hidden_size, np.concatenate(labels.obs))
+        net = _seeded(cfg.seed, lambda: PolicyNet(spec))
+        loss = _fit(net, spec, labels, cfg, generator)
+        planner_return, _ = _path_stats(spec, base_paths)
+        obs, targets = labels.tensors()
+        with torch.no_grad():
+            agreement = _agreement(spec, net.act(obs), targets)
+        log.info("base policy fitted loss=%.4f planner_return=%.1f agreement=%.3f", loss, planner_return,
+                 agreement)
+        base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        model = _adapted(spec, base_state, cfg)
+        event = TrainProgress("base", 0, rounds, loss, planner_return, agreement, paths_used)
+        checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
+        report(event)
+        first_round = 1
 
-        # 2. DAgger rounds train only the LoRA adapter on the policy's own, relabelled paths.
-        for round_index in range(first_round, rounds + 1):
-            paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=round_index)
-            imagined_return, agreement = _path_stats(spec, paths)
-            labels.add(paths)
-            loss = _fit(model, spec, labels, cfg, generator)
-            log.info("adapter round=%d/%d loss=%.4f imagined_return=%.1f agreement=%.3f", round_index, rounds,
-                     loss, imagined_return, agreement)
-            event = TrainProgress("adapter", round_index, rounds, loss, imagined_return, agreement, paths_used)
-            checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
-            report(event)
+    # 2. DAgger rounds train only the LoRA adapter on the policy's own, relabelled paths.
+    for round_index in range(first_round, rounds + 1):
+        paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=round_index)
+        imagined_return, agreement = _path_stats(spec, paths)
+        labels.add(paths)
+        loss = _fit(model, spec, labels, cfg, generator)
+        log.info("adapter round=%d/%d loss=%.4f imagined_return=%.1f agreement=%.3f", round_index, rounds,
+                 loss, imagined_return, agreement)
+        event = TrainProgress("adapter", round_index, rounds, loss, imagined_return, agreement, paths_used)
+        checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
+        report(event)
 
-        # 3. The final policy on fresh paths: metrics, and parity states it was never trained on.
-        final_paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=rounds + 1)
-        imagined_return, agreement = _path_stats(spec, final_paths)
-        states = np.concatenate([p.observations for p in final_paths]).astype(np.float32)
-        pick = np.random.default_rng(cfg.seed).permutation(len(states))[:_MAX_PARITY_OBSERVATIONS]
+    # 3. The final policy on fresh paths: metrics, and parity states it was never trained on.
+    final_paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=rounds + 1)
+    imagined_return, agreement = _path_stats(spec, final_paths)
+    states = np.concatenate([p.observations for p in final_paths]).astype(np.float32)
+    pick = np.random.default_rng(cfg.seed).permutation(len(states))[:_MAX_PARITY_OBSERVATIONS]
 
     metrics = {
         "imagined_return": imagined_return,

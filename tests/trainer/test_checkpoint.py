@@ -3,6 +3,7 @@ adapter-only run on a given base network."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -84,3 +85,19 @@ def test_an_adapter_only_run_keeps_the_base_weights_and_learns_a_new_adapter() -
 def test_a_foreign_file_is_not_a_checkpoint() -> None:
     with pytest.raises(ValueError, match="checkpoint"):
         checkpoint.unpack(b"not a checkpoint at all")
+
+
+def test_runs_training_side_by_side_train_what_they_train_alone() -> None:
+    alone = [train(RuleSource(IO, _sign_rule), IO, DistillConfig(**{**vars(CFG), "seed": s})) for s in (1, 2)]
+    side_by_side: dict[int, object] = {}
+
+    def run(seed: int) -> None:
+        side_by_side[seed] = train(RuleSource(IO, _sign_rule), IO, DistillConfig(**{**vars(CFG), "seed": seed}))
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed, result in zip((1, 2), alone, strict=True):
+        _assert_same_policy(result.peft_model, side_by_side[seed].peft_model)  # type: ignore[attr-defined]
