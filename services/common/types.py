@@ -86,3 +86,37 @@ class PhantomPath:
     @property
     def length(self) -> int:
         return int(self.rewards.shape[0])
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """Quadratic tracking around a target state (the proto's TrackingObjective; see task.proto).
+
+    reward = alive_bonus - sum_i state_weights[i] * (next_obs[i] - target_observation[i])^2
+                         - sum_j action_weights[j] * (action[j] - target_action[j])^2;
+    a path terminates once next_obs leaves [terminate_below, terminate_above]. Empty tuples: no action
+    cost, zero target action, no bound on that side.
+    """
+
+    target_observation: tuple[float, ...]
+    state_weights: tuple[float, ...]
+    action_weights: tuple[float, ...] = ()
+    target_action: tuple[float, ...] = ()
+    alive_bonus: float = 0.0
+    terminate_below: tuple[float, ...] = ()
+    terminate_above: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpecData:
+    """What a policy should achieve (the proto's TaskSpec): objective "environment" (the env's own reward
+    and termination), "learned" (the world model's heads) or "tracking" (with `tracking` set)."""
+
+    objective: str
+    name: str = ""
+    tracking: TrackingSpec | None = None
+
+    @property
+    def label(self) -> str:
+        """The name, or the objective's kind when the spec has none."""
+        return self.name or self.objective

@@ -11,8 +11,15 @@ from google.protobuf.message import Message
 from plasma.common.v1 import common_pb2
 from plasma.core import tensors
 from plasma.core.errors import InvalidArgument
-from plasma.simulator.v1 import simulator_pb2
-from services.common.types import EnvSpecArrays, MlpWeights, PhantomPath, SpaceSpec
+from plasma.simulator.v1 import simulator_pb2, task_pb2
+from services.common.types import (
+    EnvSpecArrays,
+    MlpWeights,
+    PhantomPath,
+    SpaceSpec,
+    TaskSpecData,
+    TrackingSpec,
+)
 
 _ACTIVATIONS = {
     "tanh": simulator_pb2.ACTIVATION_TANH,
@@ -132,3 +139,34 @@ def path_from_proto(message: simulator_pb2.PhantomPath) -> PhantomPath:
             else None
         ),
     )
+
+
+def task_spec_to_proto(spec: TaskSpecData) -> task_pb2.TaskSpec:
+    message = task_pb2.TaskSpec(name=spec.name)
+    if spec.objective == "environment":
+        message.environment.SetInParent()
+    elif spec.objective == "learned":
+        message.learned.SetInParent()
+    elif spec.objective == "tracking" and spec.tracking is not None:
+        message.tracking.CopyFrom(task_pb2.TrackingObjective(**vars(spec.tracking)))
+    else:
+        raise ValueError(f"task objective must be environment, learned or tracking (with its spec), "
+                         f"got {spec.objective!r}")
+    return message
+
+
+def task_spec_from_proto(message: task_pb2.TaskSpec) -> TaskSpecData:
+    """Decodes a TaskSpec; its values are checked against a model's spec by tasks.task_from_spec."""
+    objective = message.WhichOneof("objective")
+    if objective is None:
+        raise InvalidArgument("task needs one objective: environment, learned or tracking")
+    if objective != "tracking":
+        return TaskSpecData(objective=objective, name=message.name)
+    t = message.tracking
+    tracking = TrackingSpec(
+        target_observation=tuple(t.target_observation), state_weights=tuple(t.state_weights),
+        action_weights=tuple(t.action_weights), target_action=tuple(t.target_action),
+        alive_bonus=float(t.alive_bonus), terminate_below=tuple(t.terminate_below),
+        terminate_above=tuple(t.terminate_above),
+    )
+    return TaskSpecData(objective=objective, name=message.name, tracking=tracking)

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
-from services.common.types import MlpWeights, PhantomPath, Transitions
+from services.common.types import MlpWeights, PhantomPath, TaskSpecData, Transitions
 from services.simulator import rollout
 from services.simulator.planner import PlannerConfig
-from services.simulator.tasks import Task
+from services.simulator.tasks import Task, task_from_spec
 from services.simulator.world_model import EnsembleWorldModel
 
 
@@ -20,10 +20,14 @@ def planner_config_of(settings: Any) -> PlannerConfig:
 
 
 class InProcessSource:
-    def __init__(self, model: EnsembleWorldModel, transitions: Transitions, task: Task | None) -> None:
+    """`task` is a compiled Task (None: the learned heads) or a task spec. A spec supersedes every
+    reward_source asked for, as SimulateRequest.task does."""
+
+    def __init__(self, model: EnsembleWorldModel, transitions: Transitions, task: Task | TaskSpecData | None) -> None:
         self._model = model
         self._transitions = transitions
-        self._task = task
+        self._from_spec = isinstance(task, TaskSpecData)
+        self._task = task_from_spec(task, model.spec) if isinstance(task, TaskSpecData) else task
 
     def simulate(
         self,
@@ -39,7 +43,8 @@ class InProcessSource:
         rollout_policy = policy if policy is None or isinstance(policy, MlpWeights) else planner_config_of(policy)
         label = None if label_with_planner is None else planner_config_of(label_with_planner)
         # "" is the Simulate RPC's default: the task's reward where it is known, else the learned heads.
-        reward_source = reward_source or ("task" if self._task is not None else "learned")
+        if self._from_spec or not reward_source:
+            reward_source = "task" if self._task is not None else "learned"
         return rollout.simulate(
             self._model, policy=rollout_policy, num_paths=num_paths, horizon=horizon, seed=seed,
             start_pool=rollout.start_states(self._transitions, start_states), label_with_planner=label,

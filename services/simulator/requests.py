@@ -85,6 +85,23 @@ def reward_source(value: int, task_known: bool, env_id: str) -> str:
     return "task" if task_known else "learned"
 
 
+def task_and_source(
+    request: simulator_pb2.SimulateRequest | simulator_pb2.ForecastErrorsRequest, meta: simulator_pb2.WorldModel
+) -> tuple[tasks.Task | None, str]:
+    """The task that scores a request's paths (and that its planners plan on) and the matching rollout
+    reward_source: the request's TaskSpec when set (None for its learned objective), else the
+    environment's known task or the learned heads as `reward_source` (where the request has one) says."""
+    if request.HasField("task"):
+        task = tasks.task_from_spec(request.task, wire.env_spec_from_proto(meta.env_spec))
+        return task, "task" if task is not None else "learned"
+    env_id = meta.env_spec.env_id
+    task = tasks.task_for(env_id)
+    # ForecastErrorsRequest has no reward_source: its default is that of REWARD_SOURCE_UNSPECIFIED.
+    value = (request.reward_source if isinstance(request, simulator_pb2.SimulateRequest)
+             else simulator_pb2.REWARD_SOURCE_UNSPECIFIED)
+    return task, reward_source(value, task is not None, env_id)
+
+
 def open_paths(
     request: simulator_pb2.SimulateRequest, store: SimulatorStore, models: ModelCache
 ) -> Iterator[PhantomPath]:
@@ -98,9 +115,7 @@ def open_paths(
         raise InvalidArgument(f"unknown start_states value {request.start_states}")
     policy = rollout_policy(request.policy)
     label = planner_config(request.label_with_planner) if request.HasField("label_with_planner") else None
-    env_id = meta.env_spec.env_id
-    task = tasks.task_for(env_id)
-    source = reward_source(request.reward_source, task is not None, env_id)
+    task, source = task_and_source(request, meta)
     _, data = store.transitions(meta.dataset_id)
     start_pool = rollout.start_states(data, _START_STATES[request.start_states])
     model = models.get(request.model_id)

@@ -1,7 +1,9 @@
-"""Known reward and termination functions of Gymnasium tasks, applied to predicted states (torch, batched).
+"""Reward and termination functions applied to predicted states (torch, batched): the known objectives of
+Gymnasium tasks, and tasks compiled from a TaskSpec (task.proto), e.g. tracking a target state.
 
 When the task is known, imagined rollouts need not trust the world model's learned reward and
-termination heads, which are the weakest part of a model fitted on a few hundred steps.
+termination heads, which are the weakest part of a model fitted on a few hundred steps. A TaskSpec lets
+one world model serve many objectives without running any user code on the server.
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from plasma.core.errors import FailedPrecondition, InvalidArgument
+from plasma.simulator.v1 import task_pb2
+from services.common import wire
+from services.common.types import EnvSpecArrays, TaskSpecData, TrackingSpec
 
 # (obs [B, obs_dim], actions [B] or [B, act_dim], next_obs [B, obs_dim]) -> reward [B]
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -66,3 +73,93 @@ _TASKS = {
 def task_for(env_id: str) -> Task | None:
     """The known task of a Gymnasium id, or None when Plasma has to rely on the learned heads."""
     return _TASKS.get(env_id)
+
+
+def task_from_spec(spec: TaskSpecData | task_pb2.TaskSpec, env_spec: EnvSpecArrays) -> Task | None:
+    """Compiles a task spec for a model of `env_spec`; None means the world model's learned heads.
+
+    Raises InvalidArgument for a malformed spec and FailedPrecondition for an environment objective that
+    Plasma does not know, each saying what to send instead.
+    """
+    data = wire.task_spec_from_proto(spec) if isinstance(spec, task_pb2.TaskSpec) else spec
+    if data.objective == "learned":
+        return None
+    if data.objective == "environment":
+        known = task_for(env_spec.env_id)
+        if known is None:
+            raise FailedPrecondition(
+                f"task objective 'environment' needs an environment Plasma knows ({', '.join(sorted(_TASKS))}), "
+                f"and this model was fitted on {env_spec.env_id or 'logged data'!r}; use a tracking objective "
+                "or the learned one"
+            )
+        return known
+    if data.objective != "tracking" or data.tracking is None:
+        raise InvalidArgument(
+            f"task objective must be environment, learned or tracking (with its spec), got {data.objective!r}"
+        )
+    return _tracking_task(data.tracking, env_spec)
+
+
+def _tracking_task(spec: TrackingSpec, env_spec: EnvSpecArrays) -> Task:
+    obs_size = env_spec.observation.flat_dim
+    # Discrete actions are charged as their index: one element.
+    action_size = 1 if env_spec.action.kind == "discrete" else env_spec.action.flat_dim
+    what = f"the observation has {obs_size} elements"
+    target = _values("target_observation", spec.target_observation, obs_size, what, finite=True)
+    weights = _values("state_weights", spec.state_weights, obs_size, what, finite=True, non_negative=True)
+    what = f"the action has {action_size} element{'s' if action_size > 1 else ''}"
+    action_weights = _values("action_weights", spec.action_weights, action_size, what, finite=True,
+                             non_negative=True, default=0.0)
+    target_action = _values("target_action", spec.target_action, action_size, what, finite=True, default=0.0)
+    what = f"the observation has {obs_size} elements (or none, for no bound)"
+    below = _values("terminate_below", spec.terminate_below, obs_size, what, default=-math.inf)
+    above = _values("terminate_above", spec.terminate_above, obs_size, what, default=math.inf)
+    if not math.isfinite(spec.alive_bonus):
+        raise InvalidArgument(f"task tracking.alive_bonus must be finite, got {spec.alive_bonus}")
+    crossed = torch.nonzero(below >= above).flatten().tolist()
+    if crossed:
+        i = crossed[0]
+        raise InvalidArgument(
+            f"task tracking.terminate_below[{i}]={below[i].item()} must be below terminate_above[{i}]="
+            f"{above[i].item()}; use -inf/+inf to switch a bound off"
+        )
+    alive_bonus = float(spec.alive_bonus)
+    # Elements without a finite bound need no comparison; a task with none never terminates.
+    bounded = torch.isfinite(below) | torch.isfinite(above)
+
+    def reward(obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        state_cost = (weights * (next_obs.float() - target) ** 2).sum(dim=1)  # [B]
+        flat_actions = actions.reshape(obs.shape[0], -1).float()  # [B, action_size]
+        action_cost = (action_weights * (flat_actions - target_action) ** 2).sum(dim=1)
+        return alive_bonus - state_cost - action_cost
+
+    def terminated(next_obs: torch.Tensor) -> torch.Tensor:
+        if not bounded.any():
+            return torch.zeros(next_obs.shape[0], dtype=torch.bool)
+        return ((next_obs < below) | (next_obs > above)).any(dim=1)
+
+    return Task(env_spec.env_id, reward, terminated)
+
+
+def _values(
+    name: str,
+    values: tuple[float, ...] | list[float],
+    size: int,
+    what: str,
+    *,
+    finite: bool = False,
+    non_negative: bool = False,
+    default: float | None = None,
+) -> torch.Tensor:
+    """One tracking field as a float32 tensor [size], checked; empty becomes `default` where allowed."""
+    if not values and default is not None:
+        return torch.full((size,), default, dtype=torch.float32)
+    if len(values) != size:
+        optional = " (or none)" if default is not None else ""
+        raise InvalidArgument(f"task tracking.{name} has {len(values)} values, and {what}: send {size}{optional}")
+    for i, value in enumerate(values):
+        if math.isnan(value) or (finite and not math.isfinite(value)):
+            raise InvalidArgument(f"task tracking.{name}[{i}]={value} must be {'finite' if finite else 'a number'}")
+        if non_negative and value < 0:
+            raise InvalidArgument(f"task tracking.{name}[{i}]={value} must not be negative (0 ignores the element)")
+    return torch.tensor(values, dtype=torch.float32)
