@@ -67,13 +67,39 @@ class MlpWeights:
     obs_std: np.ndarray
 
 
+@dataclass(frozen=True)
+class AuditFinding:
+    """The first step at which one audit reason fired: "ensemble_disagreement", "out_of_support",
+    "impossible_reward" or "impossible_jump"; value and threshold in that reason's units."""
+
+    reason: str
+    step: int
+    value: float
+    threshold: float
+    detail: str
+
+
+@dataclass
+class PathAuditResult:
+    """The audit's verdict on a phantom path: "pass", "truncate" (trust the first valid_steps steps) or
+    "reject"; penalized_rewards [T] float32 = rewards - coefficient * disagreement (MOPO)."""
+
+    verdict: str
+    valid_steps: int
+    findings: list[AuditFinding]
+    penalized_rewards: np.ndarray
+    penalized_return: float
+
+
 @dataclass
 class PhantomPath:
     """One imagined trajectory of T steps.
 
     observations [T + 1, obs_dim] float32; actions [T] int64 or [T, act_dim] float32; rewards [T] float32;
     dones [T] bool (only the last can be true); uncertainty [T] float32;
-    expert_actions like actions, or None when the path was not labelled by the planner.
+    expert_actions like actions, or None when the path was not labelled by the planner;
+    audit: the simulator's verdict, None when the path was not audited; members [T] int64: the ensemble
+    member each step followed, None when not recorded.
     """
 
     observations: np.ndarray
@@ -82,6 +108,8 @@ class PhantomPath:
     dones: np.ndarray
     uncertainty: np.ndarray
     expert_actions: np.ndarray | None = None
+    audit: PathAuditResult | None = None
+    members: np.ndarray | None = None
 
     @property
     def length(self) -> int:

@@ -11,10 +11,12 @@ from google.protobuf.message import Message
 from plasma.common.v1 import common_pb2
 from plasma.core import tensors
 from plasma.core.errors import InvalidArgument
-from plasma.simulator.v1 import simulator_pb2, task_pb2
+from plasma.simulator.v1 import audit_pb2, simulator_pb2, task_pb2
 from services.common.types import (
+    AuditFinding,
     EnvSpecArrays,
     MlpWeights,
+    PathAuditResult,
     PhantomPath,
     SpaceSpec,
     TaskSpecData,
@@ -25,6 +27,17 @@ _ACTIVATIONS = {
     "tanh": simulator_pb2.ACTIVATION_TANH,
     "relu": simulator_pb2.ACTIVATION_RELU,
     "silu": simulator_pb2.ACTIVATION_SILU,
+}
+_VERDICTS = {
+    "pass": audit_pb2.AUDIT_VERDICT_PASS,
+    "truncate": audit_pb2.AUDIT_VERDICT_TRUNCATE,
+    "reject": audit_pb2.AUDIT_VERDICT_REJECT,
+}
+_REASONS = {
+    "ensemble_disagreement": audit_pb2.AUDIT_REASON_ENSEMBLE_DISAGREEMENT,
+    "out_of_support": audit_pb2.AUDIT_REASON_OUT_OF_SUPPORT,
+    "impossible_reward": audit_pb2.AUDIT_REASON_IMPOSSIBLE_REWARD,
+    "impossible_jump": audit_pb2.AUDIT_REASON_IMPOSSIBLE_JUMP,
 }
 
 
@@ -123,6 +136,10 @@ def path_to_proto(path: PhantomPath, index: int) -> simulator_pb2.PhantomPath:
     )
     if path.expert_actions is not None:
         message.expert_actions.CopyFrom(tensors.to_proto(path.expert_actions))
+    if path.audit is not None:
+        message.audit.CopyFrom(audit_to_proto(path.audit))
+    if path.members is not None:
+        message.members.CopyFrom(tensors.to_proto(path.members.astype(np.int64, copy=False)))
     return message
 
 
@@ -138,6 +155,39 @@ def path_from_proto(message: simulator_pb2.PhantomPath) -> PhantomPath:
             if message.HasField("expert_actions")
             else None
         ),
+        audit=audit_from_proto(message.audit) if message.HasField("audit") else None,
+        members=tensors.from_proto(message.members, "members") if message.HasField("members") else None,
+    )
+
+
+def audit_to_proto(audit: PathAuditResult) -> audit_pb2.PathAudit:
+    return audit_pb2.PathAudit(
+        verdict=_VERDICTS[audit.verdict],
+        valid_steps=audit.valid_steps,
+        findings=[
+            audit_pb2.AuditFinding(reason=_REASONS[f.reason], step=f.step, value=f.value, threshold=f.threshold,
+                                   detail=f.detail)
+            for f in audit.findings
+        ],
+        penalized_rewards=tensors.to_proto(audit.penalized_rewards.astype(np.float32, copy=False)),
+        penalized_return=audit.penalized_return,
+    )
+
+
+def audit_from_proto(message: audit_pb2.PathAudit) -> PathAuditResult:
+    """Decodes a PathAudit; raises ValueError on an unknown verdict or reason."""
+    verdicts = {code: name for name, code in _VERDICTS.items()}
+    reasons = {code: name for name, code in _REASONS.items()}
+    if message.verdict not in verdicts or any(f.reason not in reasons for f in message.findings):
+        raise ValueError(f"path audit: unknown verdict {message.verdict} or finding reason")
+    return PathAuditResult(
+        verdict=verdicts[message.verdict],
+        valid_steps=int(message.valid_steps),
+        findings=[
+            AuditFinding(reasons[f.reason], int(f.step), f.value, f.threshold, f.detail) for f in message.findings
+        ],
+        penalized_rewards=tensors.from_proto(message.penalized_rewards, "audit penalized_rewards"),
+        penalized_return=float(message.penalized_return),
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from services.common.types import MlpWeights, PhantomPath, TaskSpecData, Transitions
-from services.simulator import rollout
+from services.simulator import audit, rollout
 from services.simulator.planner import PlannerConfig
 from services.simulator.tasks import Task, task_from_spec
 from services.simulator.world_model import EnsembleWorldModel
@@ -23,9 +23,18 @@ class InProcessSource:
     """`task` is a compiled Task (None: the learned heads) or a task spec. A spec supersedes every
     reward_source asked for, as SimulateRequest.task does."""
 
-    def __init__(self, model: EnsembleWorldModel, transitions: Transitions, task: Task | TaskSpecData | None) -> None:
+    def __init__(
+        self,
+        model: EnsembleWorldModel,
+        transitions: Transitions,
+        task: Task | TaskSpecData | None,
+        audit_settings: audit.AuditSettings | None = None,
+    ) -> None:
         self._model = model
         self._transitions = transitions
+        # Every path is audited, as the Simulate stream does: its support is computed once, here.
+        self._support = audit.support_of(model, transitions)
+        self._audit = audit_settings or audit.AuditSettings()
         self._from_spec = isinstance(task, TaskSpecData)
         self._task = task_from_spec(task, model.spec) if isinstance(task, TaskSpecData) else task
 
@@ -48,6 +57,6 @@ class InProcessSource:
         return rollout.simulate(
             self._model, policy=rollout_policy, num_paths=num_paths, horizon=horizon, seed=seed,
             start_pool=rollout.start_states(self._transitions, start_states), label_with_planner=label,
-            reward_source=reward_source, task=self._task,
+            reward_source=reward_source, task=self._task, support=self._support, audit=self._audit,
         )
 

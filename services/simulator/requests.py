@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from plasma.core.errors import InvalidArgument, bad_input
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
-from services.common.types import MlpWeights, PhantomPath
-from services.simulator import rollout, tasks, world_model
+from services.common.types import MlpWeights, PhantomPath, Transitions
+from services.simulator import audit, rollout, tasks, world_model
 from services.simulator.planner import PlannerConfig
 from services.simulator.store import SimulatorStore
 
@@ -27,12 +27,13 @@ _PLANNER_LIMITS = {"horizon": 200, "num_samples": 4096, "num_iterations": 20, "n
 
 
 class ModelCache:
-    """Loaded world models by id, least recently used evicted first."""
+    """Loaded world models by id, least recently used evicted first, each with its audit support."""
 
     def __init__(self, store: SimulatorStore, capacity: int) -> None:
         self._store = store
         self._capacity = capacity
         self._models: OrderedDict[str, world_model.EnsembleWorldModel] = OrderedDict()
+        self._supports: dict[str, audit.Support] = {}
         self._lock = threading.Lock()
 
     def get(self, model_id: str) -> world_model.EnsembleWorldModel:
@@ -44,8 +45,21 @@ class ModelCache:
         with self._lock:
             self._models[model_id] = loaded
             while len(self._models) > self._capacity:
-                self._models.popitem(last=False)
+                evicted, _ = self._models.popitem(last=False)
+                self._supports.pop(evicted, None)
         return loaded
+
+    def support(self, model_id: str, transitions: Transitions) -> audit.Support:
+        """The audit's support of a model on `transitions`, the data it was fitted on: one pass over the
+        data, once per loaded model."""
+        with self._lock:
+            if model_id in self._supports:
+                return self._supports[model_id]
+        computed = audit.support_of(self.get(model_id), transitions)
+        with self._lock:
+            if model_id in self._models:
+                self._supports[model_id] = computed
+        return computed
 
 
 def planner_config(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
@@ -120,8 +134,9 @@ def open_paths(
     start_pool = rollout.start_states(data, _START_STATES[request.start_states])
     model = models.get(request.model_id)
     with bad_input():
+        settings = audit.settings_from_proto(request.audit)
         return rollout.simulate(
             model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
             seed=int(request.seed), start_pool=start_pool, label_with_planner=label,
-            reward_source=source, task=task,
+            reward_source=source, task=task, support=models.support(request.model_id, data), audit=settings,
         )

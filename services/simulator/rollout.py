@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from services.common.types import MlpWeights, PhantomPath, Transitions
+from services.simulator.audit import AuditSettings, Support, audit_batch
 from services.simulator.mlp_policy import MlpPolicy
 from services.simulator.planner import PlannerConfig, check_reward_source, plan, rewards_and_dones
 from services.simulator.tasks import Task
@@ -38,10 +40,13 @@ def simulate(
     label_with_planner: PlannerConfig | None = None,
     reward_source: str = "task",
     task: Task | None = None,
+    support: Support | None = None,
+    audit: AuditSettings | None = None,
 ) -> Iterator[PhantomPath]:
     """The `num_paths` paths, in order, each following one ensemble member (TS1) from a start state drawn
     from `start_pool` [n, obs_dim] until its first predicted termination or `horizon` steps. The same
-    seed gives the same paths. Arguments are checked here, before the first path is computed.
+    seed gives the same paths. Arguments are checked here, before the first path is computed. With the
+    model's `support`, every path carries the audit's verdict under `audit` (default settings when None).
     """
     check_reward_source(reward_source, task)
     obs_dim = model.obs_dim
@@ -60,6 +65,8 @@ def simulate(
     generator = torch.Generator().manual_seed(seed)
     pool = torch.tensor(start_pool, dtype=torch.float32)  # a copy: stored arrays may be read-only
     scored_task = task if reward_source == "task" else None
+    # A task's reward is a known function of the (audited) states: only learned rewards are range-checked.
+    settings = None if support is None else replace(audit or AuditSettings(), check_rewards=scored_task is None)
     # A planner-driven path labelled by the same planner needs no second plan per step.
     same_planner = isinstance(policy, PlannerConfig) and policy == label_with_planner
 
@@ -75,8 +82,11 @@ def simulate(
             size = min(BATCH_PATHS, num_paths - first)
             starts = pool[torch.as_tensor(rng.integers(0, len(pool), size))]
             members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size))
-            yield from _rollout_batch(model, starts, members, horizon, act, label_with_planner, scored_task,
-                                      generator, same_planner=same_planner)
+            batch = _rollout_batch(model, starts, members, horizon, act, label_with_planner, scored_task,
+                                   generator, same_planner=same_planner)
+            if settings is not None:
+                batch = _audited(batch, support, settings)
+            yield from batch
 
     return paths()
 
@@ -101,7 +111,7 @@ def _rollout_batch(
     generator: torch.Generator,
     *,
     same_planner: bool,
-) -> Iterator[PhantomPath]:
+) -> list[PhantomPath]:
     size = obs.shape[0]
     discrete = model.spec.action.kind == "discrete"
     action_shape = () if discrete else (model.spec.action.flat_dim,)
@@ -138,13 +148,34 @@ def _rollout_batch(
         alive[rows] = ~done
         if not alive.any():
             break
-    for i in range(size):
-        steps = int(lengths[i])
-        yield PhantomPath(
+    return [
+        PhantomPath(
             observations=observations[: steps + 1, i].copy(),
             actions=actions[:steps, i].copy(),
             rewards=rewards[:steps, i].copy(),
             dones=dones[:steps, i].copy(),
             uncertainty=uncertainty[:steps, i].copy(),
             expert_actions=None if expert is None else expert[:steps, i].copy(),
+            members=np.full(steps, int(members[i]), dtype=np.int64),  # TS1: one member for the whole path
         )
+        for i, steps in enumerate(lengths.tolist())
+    ]
+
+
+def _audited(paths: list[PhantomPath], support: Support, settings: AuditSettings) -> list[PhantomPath]:
+    """The batch's paths with their verdicts, audited in one vectorized pass over [T, paths] arrays."""
+    lengths = np.array([p.length for p in paths])
+    horizon = int(lengths.max())
+    observations = np.zeros((horizon + 1, len(paths), paths[0].observations.shape[1]))
+    rewards = np.zeros((horizon, len(paths)))
+    dones = np.zeros((horizon, len(paths)), dtype=bool)
+    uncertainty = np.zeros((horizon, len(paths)))
+    for i, path in enumerate(paths):
+        observations[: path.length + 1, i] = path.observations
+        rewards[: path.length, i] = path.rewards
+        dones[: path.length, i] = path.dones
+        uncertainty[: path.length, i] = path.uncertainty
+    for path, verdict in zip(paths, audit_batch(observations, rewards, dones, uncertainty, lengths, support, settings),
+                             strict=True):
+        path.audit = verdict
+    return paths
