@@ -8,6 +8,8 @@ Statistics over the samples are taken over ALL sampled paths at every step: a pa
 keeps its last (terminal) state for the steps after its end, so the bands show where the system is, not
 only where the survivors are, and the probabilities are shares of all samples. Disagreement is the mean
 over the paths still running at a step (NaN once every path has ended: no step, no disagreement).
+A path counts as a model error from the first step the audit (services.simulator.audit, the request's
+AuditConfig, as in Simulate) does not trust; like a failure, that status stays once reached.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from plasma.core.errors import InvalidArgument, bad_input
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
 from services.common.types import PhantomPath
-from services.simulator import requests, rollout, tasks
+from services.simulator import audit, requests, rollout
 from services.simulator.store import SimulatorStore
 
 DEFAULT_SAMPLES = 256
@@ -30,9 +32,6 @@ MAX_SAMPLES = 4096
 RETURNED_SAMPLES = 8
 # A probability that reaches this marks the "likely" step.
 LIKELY = 0.5
-# Until the audit service module lands: steps whose ensemble disagreement (normalized units) exceeds this
-# are not trusted, when the request gives no disagreement_threshold.
-DEFAULT_DISAGREEMENT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,12 @@ def _first_reaching(probability: np.ndarray, level: float) -> int:
     return int(reached[0]) if len(reached) else -1
 
 
-def untrusted_from(path: PhantomPath, disagreement_threshold: float) -> int | None:
-    """First step whose ensemble disagreement exceeds the threshold, or None."""
-    over = np.flatnonzero(path.uncertainty > disagreement_threshold)
-    return int(over[0]) if len(over) else None
+def untrusted_from(path: PhantomPath) -> int | None:
+    """First step of the path that the audit does not trust (TRUNCATE at k, or REJECT at its first flagged
+    step k: steps before k are trusted), or None when it passed."""
+    if path.audit is None or path.audit.verdict == "pass":
+        return None
+    return path.audit.valid_steps
 
 
 def start_observation(message: simulator_pb2.ForecastErrorsRequest, obs_dim: int) -> np.ndarray:
@@ -125,24 +126,20 @@ def forecast(
         raise InvalidArgument(
             f"num_samples={request.num_samples} must be in 1..{MAX_SAMPLES} (0 for the default {DEFAULT_SAMPLES})"
         )
-    if request.audit.disagreement_threshold < 0:
-        raise InvalidArgument(
-            f"audit.disagreement_threshold={request.audit.disagreement_threshold} must not be negative"
-        )
+    with bad_input():
+        settings = audit.settings_from_proto(request.audit)
     policy = requests.rollout_policy(request.policy)
+    task, source = requests.task_and_source(request, meta)
     model = models.get(request.model_id)
     start = start_observation(request, model.obs_dim)
-    env_id = meta.env_spec.env_id
-    task = tasks.task_for(env_id)
-    source = requests.reward_source(simulator_pb2.REWARD_SOURCE_UNSPECIFIED, task is not None, env_id)
-    threshold = request.audit.disagreement_threshold or DEFAULT_DISAGREEMENT_THRESHOLD
+    _, data = store.transitions(meta.dataset_id)
+    support = models.support(request.model_id, data)
     with bad_input():
         paths = list(rollout.simulate(
             model, policy=policy, num_paths=num_samples, horizon=int(request.horizon), seed=int(request.seed),
-            start_pool=start[None, :], reward_source=source, task=task,
+            start_pool=start[None, :], reward_source=source, task=task, support=support, audit=settings,
         ))
-    untrusted = [None if request.audit.disabled else untrusted_from(p, threshold) for p in paths]
-    return summarize(paths, int(request.horizon), untrusted)
+    return summarize(paths, int(request.horizon), [untrusted_from(path) for path in paths])
 
 
 def to_proto(result: Forecast) -> simulator_pb2.ForecastErrorsResponse:

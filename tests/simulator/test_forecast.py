@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from plasma.core import tensors
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.simulator.v1 import audit_pb2, simulator_pb2, simulator_pb2_grpc
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from tests.conftest import rpc_error, running
@@ -103,6 +103,22 @@ def test_planner_keeps_the_pole_up_longer_than_random_actions(
     assert _array(planned.failure_probability)[-1] < _array(random.failure_probability)[-1]
 
 
+def test_model_error_probability_follows_the_audit(
+    stub: simulator_pb2_grpc.SimulatorServiceStub, model_id: str
+) -> None:
+    request = _request(model_id, CENTRED, horizon=30, num_samples=32, seed=6)
+    request.audit.disabled = True
+    trusting = stub.ForecastErrors(request, timeout=T)
+    assert not _array(trusting.model_error_probability).any()
+    assert trusting.likely_model_error_step == -1
+    request.audit.disabled = False
+    request.audit.disagreement_threshold = 1e-9  # no step of any path is that certain
+    suspicious = stub.ForecastErrors(request, timeout=T)
+    np.testing.assert_array_equal(_array(suspicious.model_error_probability), 1.0)
+    assert suspicious.likely_model_error_step == 0
+    assert all(path.audit.verdict == audit_pb2.AUDIT_VERDICT_REJECT for path in suspicious.samples)
+
+
 @pytest.mark.parametrize(
     ("change", "code", "mentions"),
     [
@@ -115,6 +131,7 @@ def test_planner_keeps_the_pole_up_longer_than_random_actions(
         ({"start": None}, grpc.StatusCode.INVALID_ARGUMENT, "start_observation"),
         ({"model_id": "wm-missing"}, grpc.StatusCode.NOT_FOUND, "wm-missing"),
         ({"seed": -1}, grpc.StatusCode.INVALID_ARGUMENT, "seed"),
+        ({"audit": {"min_valid_steps": -1}}, grpc.StatusCode.INVALID_ARGUMENT, "min_valid_steps"),
     ],
 )
 def test_bad_requests_fail_with_a_clear_status(
