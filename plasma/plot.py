@@ -38,6 +38,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from plasma.core import files, tensors
+from plasma.sdk.real_rollouts import RealPath
 from plasma.simulator.v1 import audit_pb2, simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 
@@ -55,14 +56,15 @@ DPI = 110
 
 def forecast_figure(
     reply: simulator_pb2.ForecastErrorsResponse,
-    real_paths: Sequence[np.ndarray],
+    real_paths: Sequence[RealPath],
     *,
     env_id: str = "",
     title: str = "",
 ) -> Figure:
-    """One panel per observation element (5-95 % band, mean, sample phantom paths, real rollouts [T_i + 1,
-    obs_dim]) over a panel of failure and model-error probability. Audit verdicts: a REJECTed sample is
-    dashed, a TRUNCATEd one ends its trusted part with an x."""
+    """One panel per observation element (5-95 % band, mean, sample phantom paths, real rollouts from the
+    same start) over a panel of failure and model-error probability, with the share of real rollouts that
+    failed. Audit verdicts: a REJECTed sample is dashed; a TRUNCATEd one turns dotted, its first untrusted
+    state marked with an x. A dot marks where a path terminated (failed)."""
     mean = tensors.from_proto(reply.mean_observations, "mean_observations")  # [T + 1, obs_dim]
     lower = tensors.from_proto(reply.lower_observations, "lower_observations")
     upper = tensors.from_proto(reply.upper_observations, "upper_observations")
@@ -83,22 +85,36 @@ def forecast_figure(
         for i, (path, states) in enumerate(samples):
             _draw_sample(ax, path, states[:, d], first=i == 0)
         for i, real in enumerate(real_paths):
-            ax.plot(np.arange(len(real)), real[:, d], color=_REAL, linewidth=1.2,
-                    label="real rollout" if i == 0 else None)
+            ax.plot(np.arange(len(real.states)), real.states[:, d], color=_REAL, linewidth=1.2,
+                    label="real rollout, same start" if i == 0 else None)
+            if real.terminated:
+                ax.plot([len(real.states) - 1], [real.states[-1, d]], marker="o", color=_FAILURE,
+                        markeredgecolor=_REAL, linestyle="none", label="real failure")
         ax.set_ylabel(names[d])
+        ax.grid(alpha=0.25)
         _mark_steps(ax, reply)
-    panels[0].legend(loc="upper left", fontsize=7, ncol=3)
     risk = panels[obs_dim]
-    risk.plot(np.arange(1, len(failure) + 1), failure, color=_FAILURE, label="failure probability")
+    risk.plot(np.arange(1, len(failure) + 1), failure, color=_FAILURE, label="forecast failure probability")
     risk.plot(np.arange(1, len(model_error) + 1), model_error, color=_MODEL_ERROR, linestyle="--",
               label="model-error probability (audit)")
+    if real_paths:
+        ends = [len(r.states) - 1 if r.terminated else np.inf for r in real_paths]
+        state = np.arange(len(failure) + 1)
+        risk.step(state, [np.mean([e <= t for e in ends]) for t in state], where="post", color=_REAL,
+                  linewidth=1, label=f"real failure share ({len(real_paths)} rollouts)")
     risk.set_ylim(-0.03, 1.03)
     risk.set_ylabel("probability")
     risk.set_xlabel("step")
+    risk.grid(alpha=0.25)
     _mark_steps(risk, reply)
-    risk.legend(loc="upper left", fontsize=7)
+    handles: dict[str, Any] = {}
+    for ax in panels:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
     figure.suptitle(title or f"Error forecast ({len(reply.samples)} sample paths drawn)")
-    figure.tight_layout()
+    figure.legend(handles.values(), handles.keys(), loc="upper center", ncol=4, fontsize=8,
+                  bbox_to_anchor=(0.5, 0.965))
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
     return figure
 
 
@@ -107,16 +123,19 @@ def _draw_sample(ax: Any, path: simulator_pb2.PhantomPath, values: np.ndarray, *
     verdict = path.audit.verdict
     style = {"color": _PHANTOM, "linewidth": 0.7, "alpha": 0.7}
     if verdict == audit_pb2.AUDIT_VERDICT_REJECT:
-        ax.plot(np.arange(len(values)), values, linestyle="--", **style,
-                label="sample (audit: REJECT)" if first else None)
-        return
-    if verdict == audit_pb2.AUDIT_VERDICT_TRUNCATE:
-        k = path.audit.valid_steps
+        ax.plot(np.arange(len(values)), values, linestyle="--", **style, label="phantom sample, audit: REJECT")
+    elif verdict == audit_pb2.AUDIT_VERDICT_TRUNCATE:
+        # Step k (into state k + 1) is the first the audit does not trust.
+        k = min(path.audit.valid_steps, len(values) - 2)
         ax.plot(np.arange(k + 1), values[: k + 1], **style, label="phantom sample" if first else None)
         ax.plot(np.arange(k, len(values)), values[k:], linestyle=":", **style)
-        ax.plot([k], [values[k]], marker="x", color=_MODEL_ERROR, markersize=7, linestyle="none")
-        return
-    ax.plot(np.arange(len(values)), values, **style, label="phantom sample" if first else None)
+        ax.plot([k + 1], [values[k + 1]], marker="x", color=_MODEL_ERROR, markersize=7, linestyle="none",
+                label="audit: first untrusted state (TRUNCATE)")
+    else:
+        ax.plot(np.arange(len(values)), values, **style, label="phantom sample" if first else None)
+    if len(path.dones.data) and tensors.from_proto(path.dones, "dones")[-1]:
+        ax.plot([len(values) - 1], [values[-1]], marker="o", markersize=4, color=_FAILURE, linestyle="none",
+                label="phantom failure")
 
 
 def _mark_steps(ax: Any, reply: simulator_pb2.ForecastErrorsResponse) -> None:

@@ -75,10 +75,10 @@ def rollout_policy(text: str, client: PlasmaClient) -> simulator_pb2.RolloutPoli
 def forecast_with_real_rollouts(
     client: PlasmaClient, model_id: str, policy_text: str, *, seed: int, horizon: int, samples: int,
     start: list[float] | None = None,
-) -> tuple[simulator_pb2.ForecastErrorsResponse, list[np.ndarray], str]:
+) -> tuple[simulator_pb2.ForecastErrorsResponse, list[real_rollouts.RealPath], str]:
     """The forecast from `start` (default: the real env's reset state) and the real rollouts to compare it
     with: the MLP policy run in the real env, or each sample path's actions replayed there (random,
-    planner). Returns (forecast, real states [T_i + 1, obs_dim] each, env_id)."""
+    planner). Returns (forecast, real paths, env_id)."""
     model = client.simulator.GetWorldModel(simulator_pb2.GetWorldModelRequest(model_id=model_id),
                                            timeout=grpc_client.UNARY_DEADLINE_S).model
     env_id = model.env_spec.env_id

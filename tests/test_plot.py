@@ -50,12 +50,15 @@ def model_id(simulator: str) -> str:
 def test_replayed_actions_reproduce_the_real_environment_from_the_start_state() -> None:
     start = real_rollouts.start_state("CartPole-v1", seed=4)
     actions = np.array([0, 1, 1, 0, 1], dtype=np.int64)
-    states = real_rollouts.replay("CartPole-v1", start, actions, seed=4)
-    assert states.shape == (6, 4)
-    np.testing.assert_allclose(states[0], start)
+    real = real_rollouts.replay("CartPole-v1", start, actions, seed=4)
+    assert real.states.shape == (6, 4) and not real.terminated
+    np.testing.assert_allclose(real.states[0], start)
     # Another reset seed, then placed into the same state: the same real trajectory.
     placed = real_rollouts.replay("CartPole-v1", start, actions, seed=99)
-    np.testing.assert_allclose(placed, states, atol=1e-6)
+    np.testing.assert_allclose(placed.states, real.states, atol=1e-6)
+    # Pushing one way long enough ends the episode: the replay stops there and says so.
+    pushed = real_rollouts.replay("CartPole-v1", start, np.ones(200, dtype=np.int64), seed=4)
+    assert pushed.terminated and len(pushed.states) < 201
 
 
 def test_forecast_figure_with_real_rollouts(simulator: str, model_id: str, tmp_path: Path) -> None:
@@ -66,8 +69,8 @@ def test_forecast_figure_with_real_rollouts(simulator: str, model_id: str, tmp_p
                                                           samples=32)
     assert env_id == "CartPole-v1"
     assert len(real) == len(reply.samples) > 0
-    for path, states in zip(reply.samples, real, strict=True):
-        assert 1 <= len(states) <= path.length + 1
+    for path, replayed in zip(reply.samples, real, strict=True):
+        assert 1 <= len(replayed.states) <= path.length + 1
     out = plot.save(plot.forecast_figure(reply, real, env_id=env_id), tmp_path / "forecast.png")
     _assert_png(out)
 

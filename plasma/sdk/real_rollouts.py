@@ -8,6 +8,7 @@ fixed action sequence (a phantom path's actions, replayed open-loop) or by an ML
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +21,14 @@ _ACTIVATIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     simulator_pb2.ACTIVATION_RELU: lambda x: np.maximum(x, 0.0),
     simulator_pb2.ACTIVATION_SILU: lambda x: x / (1.0 + np.exp(-x)),
 }
+
+
+@dataclass(frozen=True)
+class RealPath:
+    """States [k + 1, obs_dim] a real environment went through, and whether it terminated at the last."""
+
+    states: np.ndarray
+    terminated: bool
 
 
 def start_state(env_id: str, seed: int) -> np.ndarray:
@@ -47,12 +56,13 @@ def _place(env: gym.Env, start: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(start, dtype=np.float32)
 
 
-def replay(env_id: str, start: np.ndarray, actions: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Real states [k + 1, obs_dim] from `start` under `actions` ([T] or [T, act_dim]), open loop, until the
-    actions run out or the episode ends (k <= T)."""
+def replay(env_id: str, start: np.ndarray, actions: np.ndarray, seed: int = 0) -> RealPath:
+    """The real path from `start` under `actions` ([T] or [T, act_dim]), open loop, until the actions run
+    out or the episode ends (k <= T steps)."""
     env = gym.make(env_id)
     try:
         states = [_place(env, start, seed)]
+        terminated = False
         for action in actions:
             observation, _, terminated, truncated, _ = env.step(_env_action(env, action))
             states.append(np.asarray(observation, dtype=np.float32))
@@ -60,19 +70,19 @@ def replay(env_id: str, start: np.ndarray, actions: np.ndarray, seed: int = 0) -
                 break
     finally:
         env.close()
-    return np.stack(states)
+    return RealPath(np.stack(states), bool(terminated))
 
 
 def run_policy(
     env_id: str, start: np.ndarray, policy: simulator_pb2.MlpPolicy, horizon: int, seed: int = 0
-) -> np.ndarray:
-    """Real states [k + 1, obs_dim] from `start` with the MLP policy choosing every action, for at most
-    `horizon` steps."""
+) -> RealPath:
+    """The real path from `start` with the MLP policy choosing every action, for at most `horizon` steps."""
     env = gym.make(env_id)
     try:
         act = mlp_actor(policy, env.action_space)
         observation = _place(env, start, seed)
         states = [observation]
+        terminated = False
         for _ in range(horizon):
             observation, _, terminated, truncated, _ = env.step(_env_action(env, act(observation)))
             observation = np.asarray(observation, dtype=np.float32)
@@ -81,7 +91,7 @@ def run_policy(
                 break
     finally:
         env.close()
-    return np.stack(states)
+    return RealPath(np.stack(states), bool(terminated))
 
 
 def mlp_actor(policy: simulator_pb2.MlpPolicy, space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
