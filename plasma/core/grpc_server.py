@@ -62,8 +62,12 @@ def run_until_signal(
     grace_seconds: float,
     health_servicer: health.HealthServicer | None = None,
     on_stop: Callable[[], None] | None = None,
+    on_signal: Callable[[], None] | None = None,
 ) -> None:
-    """Blocks until SIGTERM/SIGINT, then drains: NOT_SERVING, refuse new RPCs, let in-flight ones finish."""
+    """Blocks until SIGTERM/SIGINT, then drains: NOT_SERVING, refuse new RPCs, let in-flight ones finish.
+
+    `on_signal` runs before draining starts, e.g. so that handlers cut off by the drain can tell a stopping
+    server from a client that went away."""
     stop_requested = threading.Event()
 
     def _handle(signum: int, _frame: object) -> None:
@@ -73,6 +77,8 @@ def run_until_signal(
     signal.signal(signal.SIGTERM, _handle)
     signal.signal(signal.SIGINT, _handle)
     stop_requested.wait()
+    if on_signal is not None:
+        on_signal()
     if health_servicer is not None:
         health_servicer.enter_graceful_shutdown()
     server.stop(grace_seconds).wait()

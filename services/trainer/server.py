@@ -74,8 +74,11 @@ def policy_io_for(env: EnvSpecArrays) -> distill.PolicyIO:
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, store: TrainerStore, simulator: grpc.Channel, config: Config) -> None:
+    def __init__(self, store: TrainerStore, simulator: grpc.Channel, config: Config,
+                 stopping: threading.Event | None = None) -> None:
         self._store = store
+        # Set when the process is told to stop: runs cut off then stay RUNNING and resume on the next start.
+        self._stopping = stopping or threading.Event()
         self._simulator_channel = simulator
         self._simulator = simulator_pb2_grpc.SimulatorServiceStub(simulator)
         self._config = config
@@ -114,7 +117,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             assert job.result is not None
             self._succeed(recorder, job.result, started)
         except (Cancelled, GeneratorExit):
-            recorder.end(trainer_pb2.RUN_STATE_CANCELLED, "the client cancelled the Train stream")
+            if self._stopping.is_set():
+                log.info("run=%s left for the next start to resume: the trainer is stopping", run.run_id)
+            else:
+                recorder.end(trainer_pb2.RUN_STATE_CANCELLED, "the client cancelled the Train stream")
             raise
         except Exception as exc:
             recorder.end(trainer_pb2.RUN_STATE_FAILED, f"{type(exc).__name__}: {exc}")
@@ -247,13 +253,13 @@ def _bundle_bytes(run: trainer_pb2.Run, result: distill.DistillResult) -> bytes:
 
 
 def create_server(
-    config: Config, simulator: grpc.Channel | None = None
+    config: Config, simulator: grpc.Channel | None = None, stopping: threading.Event | None = None
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     threads.configure_torch(config.torch_threads)
     server = grpc_server.build_server(config.workers)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     channel = simulator or grpc_client.channel(config.simulator_address)
-    servicer = TrainerServicer(TrainerStore(config.store_dir), channel, config)
+    servicer = TrainerServicer(TrainerStore(config.store_dir), channel, config, stopping)
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server)
     threading.Thread(target=servicer.resume_interrupted, name="resume-runs", daemon=True).start()
     port = grpc_server.bind(server, config.address)
@@ -261,11 +267,12 @@ def create_server(
 
 
 def serve(config: Config) -> None:
-    server, port, health_servicer = create_server(config)
+    stopping = threading.Event()
+    server, port, health_servicer = create_server(config, stopping=stopping)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
     log.info("trainer serving port=%d simulator=%s store=%s", port, config.simulator_address, config.store_dir)
-    grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
+    grpc_server.run_until_signal(server, config.grace_seconds, health_servicer, on_signal=stopping.set)
 
 
 _FLAGS = (

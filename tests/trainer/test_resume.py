@@ -57,7 +57,8 @@ def trainer_process(simulator_address: str, store: Path) -> Iterator[tuple[subpr
     """A trainer as its own process, as in production; killed (if still alive) on exit."""
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "PLASMA_TRAINER_ADDRESS": address, "PLASMA_SIMULATOR_TARGET": simulator_address,
-           "PLASMA_TRAINER_STORE": str(store), "PLASMA_TRAINER_TORCH_THREADS": "1"}
+           "PLASMA_TRAINER_STORE": str(store), "PLASMA_TRAINER_TORCH_THREADS": "1",
+           "PLASMA_TRAINER_GRACE_SECONDS": "1"}
     with open(store.parent / "trainer.log", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "services.trainer.server"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -125,6 +126,27 @@ def test_a_killed_trainer_resumes_its_run_to_the_uninterrupted_policy(
     ours, theirs = wire.mlp_from_proto(resumed.policy), wire.mlp_from_proto(uninterrupted.policy)
     for a, b in zip([*ours.weights, *ours.biases], [*theirs.weights, *theirs.biases], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_trainer_stopped_by_sigterm_leaves_its_run_to_resume(simulator: tuple[str, str], tmp_path: Path) -> None:
+    simulator_address, model_id = simulator
+    store = tmp_path / "trainer"
+    with trainer_process(simulator_address, store) as (process, address), grpc.insecure_channel(address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        stream = stub.Train(trainer_pb2.TrainRequest(model_id=model_id, config=CONFIG), timeout=300)
+        run_id = _first_run_id(stub, stream)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    stopped = TrainerStore(store).run(run_id)
+    assert stopped.state == trainer_pb2.RUN_STATE_RUNNING, stopped.error
+    assert len(stopped.history) < CONFIG.adapter_rounds + 1, "the stop came after the run had finished"
+
+    with trainer_process(simulator_address, store) as (_, address), grpc.insecure_channel(address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        resumed = list(stub.WatchRun(trainer_pb2.WatchRunRequest(run_id=run_id), timeout=300))[-1].run
+    assert resumed.state == trainer_pb2.RUN_STATE_SUCCEEDED, resumed.error
+    assert [p.round for p in resumed.history] == list(range(CONFIG.adapter_rounds + 1))
+    assert resumed.HasField("policy")
 
 
 def _first_run_id(stub: trainer_pb2_grpc.TrainerServiceStub, stream: grpc.Future) -> str:
