@@ -26,6 +26,7 @@ from torch import nn
 from plasma.core import logging as plog
 from services.common.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
 from services.common.types import MlpWeights, PhantomPath
+from services.trainer import audit_filter
 
 log = plog.get(__name__)
 
@@ -102,6 +103,9 @@ class DistillConfig:
     # Where phantom paths start: "episode_starts" (first states of the real episodes) or "any" (every real
     # state). Pendulum's 200-step episodes give a few hundred real steps only one or two episode starts.
     start_states: str = "episode_starts"
+    # Train on every phantom path as streamed; by default paths the simulator's audit REJECTs are dropped
+    # and TRUNCATEd ones cut at their last trusted step.
+    ignore_audit: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "base_paths", "paths_per_round", "horizon", "lora_rank", "lora_alpha",
@@ -346,6 +350,8 @@ def train(
             policy=policy, num_paths=num_paths, horizon=cfg.horizon, seed=_seed(cfg.seed, call),
             start_states=cfg.start_states, label_with_planner=planner, reward_source=cfg.reward_source,
         ))
+        if not cfg.ignore_audit:
+            paths = audit_filter.trusted(paths)
         paths_used += len(paths)
         steps_used += sum(p.length for p in paths)
         return paths
