@@ -103,6 +103,23 @@ def test_planner_keeps_the_pole_up_longer_than_random_actions(
     assert _array(planned.failure_probability)[-1] < _array(random.failure_probability)[-1]
 
 
+def test_a_task_with_a_tighter_termination_fails_earlier(
+    stub: simulator_pb2_grpc.SimulatorServiceStub, model_id: str
+) -> None:
+    request = _request(model_id, CENTRED, horizon=60, num_samples=64, seed=7)
+    environment = stub.ForecastErrors(request, timeout=T)
+    inf = float("inf")
+    request.task.tracking.target_observation[:] = [0.0, 0.0, 0.0, 0.0]
+    request.task.tracking.state_weights[:] = [0.0, 0.0, 1.0, 0.0]
+    request.task.tracking.alive_bonus = 1.0
+    request.task.tracking.terminate_below[:] = [-inf, -inf, -0.05, -inf]  # the pole may lean 0.05 rad, not 0.21
+    request.task.tracking.terminate_above[:] = [inf, inf, 0.05, inf]
+    tight = stub.ForecastErrors(request, timeout=T)
+    assert tight.likely_failure_step >= 0
+    environment_step = environment.likely_failure_step if environment.likely_failure_step >= 0 else 60
+    assert tight.likely_failure_step < environment_step
+
+
 def test_model_error_probability_follows_the_audit(
     stub: simulator_pb2_grpc.SimulatorServiceStub, model_id: str
 ) -> None:
