@@ -22,6 +22,8 @@ from plasma.local import LocalStack
 from plasma.sdk import presets
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import run_episodes
+from plasma.sdk.logged import load_npz
+from plasma.sdk.quality_table import format_quality
 from plasma.sdk.workflow import EVAL_SEED_OFFSET, StageDone, WorkflowSummary, train_and_deploy
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
@@ -50,6 +52,8 @@ class ProgressPrinter:
 def describe_progress(event: Message) -> str:
     if isinstance(event, simulator_pb2.CollectionProgress):
         return f"{event.steps_done}/{event.steps_total} real steps, {event.episodes_done} episodes"
+    if isinstance(event, simulator_pb2.BatchAck):
+        return f"batch {event.batch_index} stored, {event.transitions_stored} transitions so far"
     if isinstance(event, simulator_pb2.FitProgress):
         return (f"step {event.step}/{event.total_steps}  train NLL {event.train_nll:.3f}  "
                 f"held-out NLL {event.holdout_nll:.3f}  held-out MSE {event.holdout_obs_mse:.5f}")
@@ -134,9 +138,36 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    printer = _stage_printer("fit")
+    reports: list[simulator_pb2.QualityReport] = []
+
+    def on_progress(event: Any) -> None:
+        if isinstance(event, simulator_pb2.QualityReport):
+            reports.append(event)
+        else:
+            printer(event)
+
     with PlasmaClient(_endpoints(args)) as client:
-        model = client.fit_world_model(args.dataset_id, on_progress=_stage_printer("fit"))
-    return _print_message(model)
+        model = client.fit_world_model(args.dataset_id, on_progress=on_progress, init_from_model_id=args.init_from)
+    _print_message(model)
+    # The tables go to stderr with the progress, so that stdout stays one JSON document.
+    for report in reports:
+        print(format_quality(report.quality, report.stage), file=sys.stderr)
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    try:
+        spec, arrays = load_npz(args.file, env_id=args.env_id, discrete_actions=args.discrete_actions,
+                                obs_low=args.obs_low, obs_high=args.obs_high,
+                                action_low=args.action_low, action_high=args.action_high)
+    except (OSError, ValueError) as error:
+        print(f"plasma: cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
+    with PlasmaClient(_endpoints(args)) as client:
+        dataset = client.upload(spec, arrays, name=args.name, append_to=args.append_to,
+                                batch_rows=args.batch_rows, on_progress=_stage_printer("upload"))
+    return _print_message(dataset)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -191,6 +222,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         return _print_message(calls[args.what]())
 
 
+def _floats(text: str) -> list[float]:
+    return [float(value) for value in text.split(",")]
+
+
 def _stage_printer(stage: str) -> Any:
     printer = ProgressPrinter()
     return lambda event: printer(stage, event)
@@ -236,7 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--env", default="CartPole-v1")
     collect.add_argument("--steps", type=int, default=1000)
     collect.add_argument("--seed", type=int, default=0)
-    add("fit", cmd_fit, "fit a world model on a dataset").add_argument("dataset_id")
+    fit = add("fit", cmd_fit, "fit a world model on a dataset; prints its held-out quality as a table")
+    fit.add_argument("dataset_id")
+    fit.add_argument("--init-from", default="", help="fine-tune this model (same spec and architecture)")
+    upload = add("upload", cmd_upload, "upload logged transitions from an .npz (obs, actions, rewards, next_obs, "
+                                       "terminated[, truncated, episode_ids])")
+    upload.add_argument("file")
+    upload.add_argument("--name", default="", help="name of the new dataset (required unless --append-to)")
+    upload.add_argument("--append-to", default="", help="create the next version of this dataset id")
+    upload.add_argument("--env-id", default="", help="Gymnasium id the data came from, if any")
+    upload.add_argument("--discrete-actions", type=int, default=0, metavar="N",
+                        help="actions are integers in 0..N-1 (default: a box of the actions' shape)")
+    for bound in ("obs-low", "obs-high", "action-low", "action-high"):
+        upload.add_argument(f"--{bound}", type=_floats, metavar="V[,V...]",
+                            help="one value for every element or one per element, comma-separated; write "
+                                 "--obs-low=-1,-inf for negative values (default: unbounded)")
+    upload.add_argument("--batch-rows", type=int, default=4096, help="transitions per streamed batch")
     train = add("train", cmd_train, "train a policy against a world model")
     train.add_argument("model_id")
     train.add_argument("--preset", choices=presets.NAMES, default="default")

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.core import blobs, grpc_client, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
@@ -82,12 +83,34 @@ class PlasmaClient:
         return _final(stream, "dataset", on_progress)
 
     def fit_world_model(self, dataset_id: str, config: simulator_pb2.WorldModelConfig | None = None,
-                        on_progress: Progress | None = None) -> simulator_pb2.WorldModel:
+                        on_progress: Progress | None = None, init_from_model_id: str = "") -> simulator_pb2.WorldModel:
+        """Fits (or, with `init_from_model_id`, fine-tunes) a world model; on_progress also gets the
+        QualityReport messages ("before" when fine-tuning, "after")."""
         stream = self.simulator.FitWorldModel(
-            simulator_pb2.FitWorldModelRequest(dataset_id=dataset_id, config=config),
+            simulator_pb2.FitWorldModelRequest(dataset_id=dataset_id, config=config,
+                                               init_from_model_id=init_from_model_id),
             timeout=self._stream_deadline_s,
         )
         return _final(stream, "model", on_progress)
+
+    def upload(self, env_spec: common_pb2.EnvSpec, arrays: Mapping[str, np.ndarray], name: str = "",
+               append_to: str = "", batch_rows: int = 4096,
+               on_progress: Progress | None = None) -> simulator_pb2.Dataset:
+        """Streams logged transitions as a new dataset `name` (or the next version of `append_to`), in batches
+        of `batch_rows`. `arrays` are named and typed like TransitionBatch's fields (plasma.sdk.logged.load_npz
+        reads them from a file); on_progress gets each BatchAck."""
+        rows = len(arrays["observations"])
+
+        def requests() -> Iterator[simulator_pb2.UploadTransitionsRequest]:
+            yield simulator_pb2.UploadTransitionsRequest(header=simulator_pb2.UploadHeader(
+                env_spec=env_spec, name=name, append_to_dataset_id=append_to))
+            for start in range(0, rows, batch_rows):
+                part = {field: tensors.to_proto(np.asarray(array[start : start + batch_rows]))
+                        for field, array in arrays.items()}
+                yield simulator_pb2.UploadTransitionsRequest(batch=simulator_pb2.TransitionBatch(**part))
+
+        stream = self.simulator.UploadTransitions(requests(), timeout=self._stream_deadline_s)
+        return _final(stream, "dataset", on_progress)
 
     def forecast(self, model_id: str, start_observation: np.ndarray, policy: simulator_pb2.RolloutPolicy,
                  horizon: int = 100, num_samples: int = 0, seed: int = 0,

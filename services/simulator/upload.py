@@ -54,7 +54,9 @@ def _checked_box(space: SpaceSpec, what: str) -> SpaceSpec:
                               f"for an unbounded box")
     if any(np.isnan(v) for v in (*low, *high)) or any(lo > hi for lo, hi in zip(low, high, strict=True)):
         raise InvalidArgument(f"header env_spec.{what}: every low must be <= its high and neither NaN")
-    return replace(space, low=tuple(low), high=tuple(high))
+    # Bounds are float32, like the data they bound (and like a Gymnasium Box's): 4.8 and the float32 4.8
+    # that CartPole-v1 declares are then the same bound, so such an upload can extend a collected dataset.
+    return replace(space, low=tuple(float(np.float32(v)) for v in low), high=tuple(float(np.float32(v)) for v in high))
 
 
 def checked_spec(message: simulator_pb2.UploadHeader) -> EnvSpecArrays:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from plasma.common.v1 import common_pb2
+from plasma.sdk.quality_table import format_quality
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.simulator import quality
 from services.simulator import server as simulator_server
@@ -84,6 +85,9 @@ def test_quality_of_a_model_of_logged_data_makes_sense(
     assert np.isfinite(measured.nll)
     stored = stub.GetWorldModel(simulator_pb2.GetWorldModelRequest(model_id=model.model_id), timeout=T).model
     assert stored.quality == measured and stored.parent_model_id == ""
+    table = format_quality(measured, "after").splitlines()
+    assert [line.split()[0] for line in table[2:5]] == ["1", "10", "50"]
+    assert f"{measured.coverage_90:.3f}" in table[-1]
 
 
 def test_horizons_longer_than_the_held_out_episodes_are_left_out(stub: Stub) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from google.protobuf import json_format
 
+from plasma import cli
 from plasma.common.v1 import common_pb2
 from plasma.core import tensors
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
@@ -37,8 +39,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stub(store: Path) -> Iterator[Stub]:
-    with _start(store) as address, grpc.insecure_channel(address) as channel:
+def address(store: Path) -> Iterator[str]:
+    with _start(store) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def stub(address: str) -> Iterator[Stub]:
+    with grpc.insecure_channel(address) as channel:
         yield Stub(channel)
 
 
@@ -260,3 +268,24 @@ def test_a_restarted_server_lists_the_committed_versions_and_drops_stale_staging
         again = Stub(channel).ListDatasets(simulator_pb2.ListDatasetsRequest(name="linear"), timeout=T).datasets
     assert list(again) == versions
     assert not crashed.exists()
+
+
+def test_plasma_upload_streams_an_npz_file(
+    address: str, tmp_path: Path, data: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "logged.npz"
+    np.savez(path, obs=data["observations"].astype(np.float64), actions=data["actions"][:, 0],
+             rewards=data["rewards"], next_obs=data["next_observations"], terminated=data["terminated"],
+             truncated=data["truncated"])
+    flags = ["--simulator", address, "--batch-rows", "100", "--action-low=-1", "--action-high=1"]
+    assert cli.main(["upload", str(path), "--name", "from-npz", *flags]) == 0
+    out = capsys.readouterr().out
+    dataset = json_format.Parse(out, simulator_pb2.Dataset())
+    assert (dataset.name, dataset.version, dataset.num_transitions, dataset.num_episodes) == ("from-npz", 1, 360, 6)
+    assert list(dataset.env_spec.action_space.low) == [-1.0] and list(dataset.env_spec.action_space.shape) == [1]
+    assert cli.main(["upload", str(path), "--append-to", dataset.dataset_id, *flags]) == 0
+    appended = json_format.Parse(capsys.readouterr().out, simulator_pb2.Dataset())
+    assert (appended.version, appended.parent_dataset_id) == (2, dataset.dataset_id)
+    narrow = ["--simulator", address, "--action-low=-0.5", "--action-high=0.5"]
+    assert cli.main(["upload", str(path), "--name", "narrow", *narrow]) == 1
+    assert "INVALID_ARGUMENT: batch 0 actions" in capsys.readouterr().err
