@@ -1,0 +1,133 @@
+"""Phantom-path throughput, all in one run on one machine: the rollout in-process (what the simulator computes
+for a SimulateRequest, without transport), the Simulate stream over gRPC, and a durable simulation
+(StartSimulation, then Subscribe from 0 while it runs) over gRPC, each delivering `--paths` paths of
+`--horizon` steps to a client in this process; plus delivered / in-process.
+
+    .venv/bin/python -m bench.simulate_throughput [--paths N] [--horizon T] [--repeats R]
+
+Model: CartPole-v1, the default world model architecture (5 members, 3 x 128 SiLU), fitted for 300 steps on
+4,000 random real steps. Paths run their full horizon: the real episode ends are relabelled as truncations
+(time limits) before fitting, so the learned termination head never fires, and the paths use
+REWARD_SOURCE_LEARNED (the learned reward and termination heads) under random actions. A "delivered" path is a
+SimulateResponse/SubscribeResponse the client received and parsed. Figures depend on the machine and on what
+else runs on it; the table shows the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from plasma.core import grpc_client, grpc_server
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from services.common import wire
+from services.simulator import requests, world_model
+from services.simulator import server as simulator_server
+from services.simulator.collect import collect
+from services.simulator.config import Config
+from services.simulator.store import SimulatorStore
+
+FIT = world_model.WorldModelConfig(train_steps=300, seed=0)
+
+
+def build_store(root: Path) -> str:
+    """A store holding one CartPole world model fitted on data without terminations; returns its id."""
+    spec, data = collect("CartPole-v1", 4000, seed=0)
+    data = replace(data, terminated=data.terminated & False, truncated=data.terminated | data.truncated)
+    fitted, metrics = world_model.fit(spec, data, FIT)
+    store = SimulatorStore(root)
+    dataset = simulator_pb2.Dataset(
+        dataset_id="ds-bench0000000", env_spec=wire.env_spec_to_proto(spec), num_transitions=len(data),
+        name="bench-cartpole", origin="gymnasium", create_time=grpc_server.now_timestamp(),
+    )
+    store.save_dataset(dataset, data)
+    model = simulator_pb2.WorldModel(
+        model_id="wm-bench0000000", dataset_id=dataset.dataset_id, env_spec=dataset.env_spec,
+        config=simulator_pb2.WorldModelConfig(**vars(FIT)), metrics=simulator_pb2.WorldModelMetrics(**metrics),
+        create_time=grpc_server.now_timestamp(),
+    )
+    store.save_model(model, fitted.save)
+    return model.model_id
+
+
+def timed(run) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+    """(seconds, paths, steps) of one run of `run()`, which returns an iterable of (index, length)."""
+    started = time.perf_counter()
+    paths = steps = 0
+    for _, length in run():
+        paths += 1
+        steps += length
+    return time.perf_counter() - started, paths, steps
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--paths", type=int, default=4096)
+    parser.add_argument("--horizon", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per way; the best is reported")
+    parser.add_argument("--torch-threads", type=int, default=1, help="in this process and the simulator (default 1, "
+                        "as the service's PLASMA_SIMULATOR_TORCH_THREADS)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+    with tempfile.TemporaryDirectory(prefix="plasma-bench-") as tmp:
+        root = Path(tmp)
+        model_id = build_store(root)
+        request = simulator_pb2.SimulateRequest(
+            model_id=model_id, num_paths=args.paths, horizon=args.horizon, seed=1,
+            reward_source=simulator_pb2.REWARD_SOURCE_LEARNED,
+        )
+        request.policy.random.SetInParent()
+        store = SimulatorStore(root)
+        models = requests.ModelCache(store, 1)
+
+        def in_process():  # type: ignore[no-untyped-def]
+            return ((i, p.length) for i, p in enumerate(requests.open_paths(request, store, models)))
+
+        config = Config(address="127.0.0.1:0", store_dir=root, torch_threads=args.torch_threads)
+        server, port, _ = simulator_server.create_server(config)
+        server.start()
+        channel = grpc_client.channel(f"127.0.0.1:{port}")
+        stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
+
+        def simulate():  # type: ignore[no-untyped-def]
+            return ((r.path.index, r.path.length) for r in stub.Simulate(request, timeout=3600))
+
+        def subscribe():  # type: ignore[no-untyped-def]
+            started = stub.StartSimulation(simulator_pb2.StartSimulationRequest(request=request), timeout=60)
+            sub = simulator_pb2.SubscribeRequest(simulation_id=started.simulation.simulation_id)
+            return ((r.path.index, r.path.length) for r in stub.Subscribe(sub, timeout=3600))
+
+        ways = {"in-process rollout": in_process, "Simulate (gRPC)": simulate,
+                "StartSimulation + Subscribe (gRPC)": subscribe}
+        results: dict[str, tuple[float, int, int]] = {}
+        for _ in range(args.repeats):  # interleaved, so that load changes hit every way alike
+            for name, run in ways.items():
+                seconds, paths, steps = timed(run)
+                if paths != args.paths:
+                    raise RuntimeError(f"{name} delivered {paths} paths, expected {args.paths}")
+                if name not in results or seconds < results[name][0]:
+                    results[name] = (seconds, paths, steps)
+        channel.close()
+        server.stop(None).wait()
+    base = results["in-process rollout"][0]
+    command = ["python", "-m", "bench.simulate_throughput", *(sys.argv[1:] if argv is None else argv)]
+    print(f"command: {' '.join(command)}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, torch threads {args.torch_threads}")
+    print(f"{args.paths} paths x {args.horizon} steps, best of {args.repeats}")
+    print(f"{'way':<36} {'seconds':>8} {'paths/s':>9} {'steps/s':>10} {'vs in-process':>14}")
+    for name, (seconds, paths, steps) in results.items():
+        print(f"{name:<36} {seconds:>8.2f} {paths / seconds:>9.0f} {steps / seconds:>10.0f} "
+              f"{base / seconds:>13.0%}")
+
+
+if __name__ == "__main__":
+    main()
