@@ -95,7 +95,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         ).model
         env = wire.env_spec_from_proto(model.env_spec)
         io = policy_io_for(env)
-        base_run_id, base = self._base_policy(request.base_run_id, model) if request.base_run_id else ("", None)
+        base_run_id, base = (self._base_policy(request.base_run_id, model, request.config.hidden_size)
+                             if request.base_run_id else ("", None))
         task = request.task if request.HasField("task") else None
         if task is not None:
             self._check_task(request.model_id, task)
@@ -144,9 +145,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         for _ in self._simulator.Simulate(probe, timeout=grpc_client.UNARY_DEADLINE_S):
             pass
 
-    def _base_policy(self, base_run_id: str, model: simulator_pb2.WorldModel) -> tuple[str, distill.BasePolicy]:
+    def _base_policy(self, base_run_id: str, model: simulator_pb2.WorldModel,
+                     hidden_size: int) -> tuple[str, distill.BasePolicy]:
         """The base network of a succeeded run of a world model with the same spec, and the id of the run that
-        trained it (an adapter run's base is its own base run's)."""
+        trained it (an adapter run's base is its own base run's). The base decides the hidden layers."""
         try:
             base_run = self._store.run(base_run_id)
         except NotFound as exc:
@@ -159,6 +161,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                                      f"world model {model.model_id!r}; adapt a run of a world model with the same "
                                      "observations and actions")
         policy = bundle.unpack(self._store.bundle(base_run_id))
+        if hidden_size and any(size != hidden_size for size in policy.spec.hidden_sizes):
+            raise InvalidArgument(f"hidden_size={hidden_size}, but base run {base_run_id!r} has hidden layers "
+                                  f"{list(policy.spec.hidden_sizes)}; leave hidden_size 0 with base_run_id")
         return base_run.base_run_id or base_run_id, distill.BasePolicy(policy.spec, policy.base_state)
 
     def _succeed(self, recorder: RunRecorder, result: distill.DistillResult, started: float) -> None:

@@ -205,6 +205,10 @@ def test_bad_base_runs_get_precise_codes(
         error = rpc_error(lambda request=request: stub.Train(request, timeout=T))
         assert error.code() == code, error.details()
         assert fragment in error.details()
+    wider = trainer_pb2.TrainRequest(model_id=model_id, base_run_id=run.run_id,
+                                     config=trainer_pb2.TrainConfig(hidden_size=32))
+    error = rpc_error(lambda: stub.Train(wider, timeout=T))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "hidden_size" in error.details()
 
 
 def test_a_task_the_simulator_rejects_fails_before_a_run_exists(
