@@ -133,6 +133,16 @@ def test_a_succeeded_run_carries_its_merged_policy(
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
+def test_the_runs_policy_collects_more_real_data(services: dict[str, str], run: trainer_pb2.Run) -> None:
+    with grpc.insecure_channel(services["simulator"]) as channel:
+        sim = simulator_pb2_grpc.SimulatorServiceStub(channel)
+        request = simulator_pb2.CollectTransitionsRequest(
+            env_id="CartPole-v1", num_steps=100, seed=4, collection_policy=simulator_pb2.COLLECTION_POLICY_MLP,
+            policy=run.policy)
+        dataset = list(sim.CollectTransitions(request, timeout=T))[-1].dataset
+    assert dataset.num_transitions == 100
+
+
 def test_watching_a_finished_run_replays_its_history_then_the_run(
     stub: trainer_pb2_grpc.TrainerServiceStub, run: trainer_pb2.Run
 ) -> None:
