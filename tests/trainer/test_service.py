@@ -240,3 +240,31 @@ def _bundle(stub: trainer_pb2_grpc.TrainerServiceStub, run_id: str) -> bundle.Po
     stream = stub.ExportPolicy(trainer_pb2.ExportPolicyRequest(run_id=run_id), timeout=T)
     header = next(stream).header
     return bundle.unpack(blobs.assemble(header, (message.chunk for message in stream)))
+
+
+def test_watching_a_run_in_progress_streams_its_events_live(
+    stub: trainer_pb2_grpc.TrainerServiceStub, model_id: str
+) -> None:
+    stream = stub.Train(trainer_pb2.TrainRequest(model_id=model_id, config=TINY_TRAIN), timeout=300)
+    assert next(stream).progress.phase == "base"
+    [running_run] = [r for r in stub.ListRuns(trainer_pb2.ListRunsRequest(), timeout=T).runs
+                     if r.state == trainer_pb2.RUN_STATE_RUNNING]
+    watched = list(stub.WatchRun(trainer_pb2.WatchRunRequest(run_id=running_run.run_id), timeout=300))
+    trained = list(stream)[-1].run
+    assert watched[-1].run == trained
+    assert [w.progress for w in watched[:-1]] == list(trained.history)
+
+
+def test_a_run_that_cannot_resume_fails_saying_why(services: dict[str, str], run: trainer_pb2.Run,
+                                                   tmp_path: Path) -> None:
+    store = TrainerStore(tmp_path)
+    store.save_run(trainer_pb2.Run(run_id="run-orphan", model_id="wm-deleted", state=trainer_pb2.RUN_STATE_RUNNING,
+                                   config=TINY_TRAIN, env_spec=run.env_spec))
+    config = TrainerConfig(address="127.0.0.1:0", simulator_address=services["simulator"], store_dir=tmp_path)
+    with running(lambda: trainer_server.create_server(config), trainer_server.SERVICE_NAME) as address, \
+            grpc.insecure_channel(address) as channel:
+        watched = list(trainer_pb2_grpc.TrainerServiceStub(channel).WatchRun(
+            trainer_pb2.WatchRunRequest(run_id="run-orphan"), timeout=T))
+    assert watched[-1].run.state == trainer_pb2.RUN_STATE_FAILED
+    assert "resuming after a trainer restart failed" in watched[-1].run.error
+    assert "wm-deleted" in watched[-1].run.error
