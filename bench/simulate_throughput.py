@@ -3,12 +3,14 @@ for a SimulateRequest, without transport), the Simulate stream over gRPC, and a 
 (StartSimulation, then Subscribe from 0 while it runs) over gRPC, each delivering `--paths` paths of
 `--horizon` steps to a client in this process; plus delivered / in-process.
 
-    .venv/bin/python -m bench.simulate_throughput [--paths N] [--horizon T] [--repeats R]
+    .venv/bin/python -m bench.simulate_throughput [--paths N] [--horizon T] [--repeats R] [--torch-threads K]
+        [--hidden-size H] [--batch-paths B]
 
-Model: CartPole-v1, the default world model architecture (5 members, 3 x 128 SiLU), fitted for 300 steps on
-4,000 random real steps. Paths run their full horizon: the real episode ends are relabelled as truncations
-(time limits) before fitting, so the learned termination head never fires, and the paths use
-REWARD_SOURCE_LEARNED (the learned reward and termination heads) under random actions. A "delivered" path is a
+Model: CartPole-v1, the default world model architecture (5 members, 3 x 128 SiLU; --hidden-size changes the
+width), fitted for 300 steps on 4,000 random real steps. Paths run their full horizon: the real episode ends
+are relabelled as truncations (time limits) before fitting, so the learned termination head never fires, and
+the paths use REWARD_SOURCE_LEARNED (the learned reward and termination heads) under random actions. The
+simulator runs in this process, on its own port, as in the service tests. A "delivered" path is a
 SimulateResponse/SubscribeResponse the client received and parsed. Figures depend on the machine and on what
 else runs on it; the table shows the load average.
 """
@@ -29,20 +31,18 @@ import torch
 from plasma.core import grpc_client, grpc_server
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import wire
-from services.simulator import requests, world_model
+from services.simulator import requests, rollout, world_model
 from services.simulator import server as simulator_server
 from services.simulator.collect import collect
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore
 
-FIT = world_model.WorldModelConfig(train_steps=300, seed=0)
 
-
-def build_store(root: Path) -> str:
+def build_store(root: Path, fit: world_model.WorldModelConfig) -> str:
     """A store holding one CartPole world model fitted on data without terminations; returns its id."""
     spec, data = collect("CartPole-v1", 4000, seed=0)
     data = replace(data, terminated=data.terminated & False, truncated=data.terminated | data.truncated)
-    fitted, metrics = world_model.fit(spec, data, FIT)
+    fitted, metrics = world_model.fit(spec, data, fit)
     store = SimulatorStore(root)
     dataset = simulator_pb2.Dataset(
         dataset_id="ds-bench0000000", env_spec=wire.env_spec_to_proto(spec), num_transitions=len(data),
@@ -51,7 +51,7 @@ def build_store(root: Path) -> str:
     store.save_dataset(dataset, data)
     model = simulator_pb2.WorldModel(
         model_id="wm-bench0000000", dataset_id=dataset.dataset_id, env_spec=dataset.env_spec,
-        config=simulator_pb2.WorldModelConfig(**vars(FIT)), metrics=simulator_pb2.WorldModelMetrics(**metrics),
+        config=simulator_pb2.WorldModelConfig(**vars(fit)), metrics=simulator_pb2.WorldModelMetrics(**metrics),
         create_time=grpc_server.now_timestamp(),
     )
     store.save_model(model, fitted.save)
@@ -75,11 +75,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per way; the best is reported")
     parser.add_argument("--torch-threads", type=int, default=1, help="in this process and the simulator (default 1, "
                         "as the service's PLASMA_SIMULATOR_TORCH_THREADS)")
+    parser.add_argument("--hidden-size", type=int, default=world_model.WorldModelConfig.hidden_size,
+                        help="world model width (default: the service's default)")
+    parser.add_argument("--batch-paths", type=int, default=rollout.BATCH_PATHS,
+                        help="paths rolled out together (rollout.BATCH_PATHS, set for this process, which runs the "
+                        "simulator too); other values give other paths for a seed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
+    rollout.BATCH_PATHS = args.batch_paths
     with tempfile.TemporaryDirectory(prefix="plasma-bench-") as tmp:
         root = Path(tmp)
-        model_id = build_store(root)
+        model_id = build_store(root, world_model.WorldModelConfig(hidden_size=args.hidden_size, train_steps=300))
         request = simulator_pb2.SimulateRequest(
             model_id=model_id, num_paths=args.paths, horizon=args.horizon, seed=1,
             reward_source=simulator_pb2.REWARD_SOURCE_LEARNED,
@@ -122,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"command: {' '.join(command)}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, torch threads {args.torch_threads}")
-    print(f"{args.paths} paths x {args.horizon} steps, best of {args.repeats}")
+    print(f"{args.paths} paths x {args.horizon} steps, best of {args.repeats}; world model 5 x 3 x {args.hidden_size}, "
+          f"rollout batch {args.batch_paths} paths")
     print(f"{'way':<36} {'seconds':>8} {'paths/s':>9} {'steps/s':>10} {'vs in-process':>14}")
     for name, (seconds, paths, steps) in results.items():
         print(f"{name:<36} {seconds:>8.2f} {paths / seconds:>9.0f} {steps / seconds:>10.0f} "
