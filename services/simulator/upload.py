@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,6 +40,9 @@ log = plog.get(__name__)
 MAX_UPLOAD_TRANSITIONS = 10_000_000
 MAX_NAME_LENGTH = 200
 _BATCH_FILE = "batch-{:06d}.npz"
+# gRPC Python ends the request iterator the same way on a half-close and on a cancel that arrives before one;
+# the cancellation shows in `is_active()` a moment later. How long to watch for it before committing.
+CANCEL_SETTLE_S = 0.2
 
 
 def _checked_box(space: SpaceSpec, what: str) -> SpaceSpec:
@@ -258,10 +262,22 @@ def _received(
         raise Cancelled("the client cancelled the upload before half-closing it; nothing was stored") from exc
 
 
+def _cancelled(is_active: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + CANCEL_SETTLE_S
+    while is_active():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def upload(
-    store: SimulatorStore, requests: Iterator[simulator_pb2.UploadTransitionsRequest]
+    store: SimulatorStore,
+    requests: Iterator[simulator_pb2.UploadTransitionsRequest],
+    is_active: Callable[[], bool],
 ) -> Iterator[simulator_pb2.UploadTransitionsResponse]:
-    """Runs one upload stream: yields a BatchAck per durably staged batch, then the committed Dataset."""
+    """Runs one upload stream: yields a BatchAck per durably staged batch, then the committed Dataset.
+    `is_active` is the RPC context's: a stream that was cancelled rather than half-closed commits nothing."""
     requests = _received(requests)
     first = next(requests, None)
     if first is None or first.WhichOneof("part") != "header":
@@ -287,6 +303,8 @@ def upload(
                 ack=simulator_pb2.BatchAck(batch_index=count, transitions_stored=stored)
             )
             count += 1
+        if _cancelled(is_active):
+            raise Cancelled("the client cancelled the upload before half-closing it; nothing was stored")
         if count == 0:
             raise InvalidArgument("the upload ended after its header without any TransitionBatch; send at least one")
         rows = _staged(staging, count)
