@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import gymnasium as gym
 import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -19,13 +20,13 @@ from plasma import plot_commands
 from plasma.compiler.v1 import compiler_pb2
 from plasma.core import grpc_client
 from plasma.local import LocalStack
-from plasma.sdk import presets
+from plasma.sdk import presets, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import run_episodes
 from plasma.sdk.logged import load_npz
 from plasma.sdk.quality_table import format_quality
 from plasma.sdk.workflow import EVAL_SEED_OFFSET, StageDone, WorkflowSummary, train_and_deploy
-from plasma.simulator.v1 import simulator_pb2
+from plasma.simulator.v1 import simulator_pb2, task_pb2
 from plasma.trainer.v1 import trainer_pb2
 
 SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
@@ -173,7 +174,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     config = presets.workflow(args.preset).train
     with PlasmaClient(_endpoints(args)) as client:
-        run = client.train(args.model_id, config, on_progress=_stage_printer("train"))
+        run = client.train(args.model_id, config, on_progress=_stage_printer("train"), task=args.task,
+                           base_run_id=args.base_run)
     return _print_message(run)
 
 
@@ -197,8 +199,14 @@ def cmd_act(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.task is not None:
+        try:  # a task for another environment, or one with no real-world reward (learned)
+            tasks.scores_real_steps(args.task, int(np.prod(gym.make(args.env).observation_space.shape)))
+        except ValueError as error:
+            print(f"plasma: {error}", file=sys.stderr)
+            return 2
     with PlasmaClient(_endpoints(args)) as client:
-        evaluation = run_episodes(args.env, args.episodes, args.seed + EVAL_SEED_OFFSET, client.act)
+        evaluation = run_episodes(args.env, args.episodes, args.seed + EVAL_SEED_OFFSET, client.act, task=args.task)
     print(f"mean return {evaluation.mean_return:.1f} ± {evaluation.std_return:.1f} over {args.episodes} episodes; "
           f"Act p50 {evaluation.latency_percentile(50):.3f} ms p99 {evaluation.latency_percentile(99):.3f} ms")
     return 0
@@ -220,6 +228,17 @@ def cmd_list(args: argparse.Namespace) -> int:
             "packets": lambda: client.compiler.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=deadline),
         }
         return _print_message(calls[args.what]())
+
+
+TASK_HELP = ("what to optimize: environment, learned, cartpole-x=X (CartPole at x = X) or pendulum-hold=DEG "
+             "(Pendulum DEG degrees from upright); default: the environment's own objective")
+
+
+def _task(text: str) -> task_pb2.TaskSpec:
+    try:
+        return tasks.parse_task(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _floats(text: str) -> list[float]:
@@ -290,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", cmd_train, "train a policy against a world model")
     train.add_argument("model_id")
     train.add_argument("--preset", choices=presets.NAMES, default="default")
+    train.add_argument("--task", type=_task, help=TASK_HELP)
+    train.add_argument("--base-run", default="", help="train only a LoRA adapter for --task on this run's base policy")
     add("compile", cmd_compile, "compile a run into an int8 packet").add_argument("run_id")
     deploy = add("deploy", cmd_deploy, "load a packet into the edge runtime")
     deploy.add_argument("packet_id", nargs="?", help="packet to download from the compiler")
@@ -300,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--env", default="CartPole-v1")
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--task", type=_task, help=TASK_HELP + "; returns are then the task's reward")
     add("status", cmd_status, "the edge runtime's status")
     add("list", cmd_list, "list stored objects").add_argument(
         "what", choices=("datasets", "models", "runs", "packets"))

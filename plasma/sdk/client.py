@@ -13,7 +13,7 @@ from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.core import blobs, grpc_client, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
 Progress = Callable[[Any], None]
@@ -128,9 +128,12 @@ class PlasmaClient:
     # Trainer
 
     def train(self, model_id: str, config: trainer_pb2.TrainConfig | None = None,
-              on_progress: Progress | None = None) -> trainer_pb2.Run:
-        stream = self.trainer.Train(trainer_pb2.TrainRequest(model_id=model_id, config=config),
-                                    timeout=self._stream_deadline_s)
+              on_progress: Progress | None = None, task: task_pb2.TaskSpec | None = None,
+              base_run_id: str = "") -> trainer_pb2.Run:
+        """`task` (default: the environment's objective) is what to optimize; `base_run_id` reuses that run's
+        base policy and trains only a LoRA adapter for the task (plasma.sdk.tasks builds tasks)."""
+        request = trainer_pb2.TrainRequest(model_id=model_id, config=config, task=task, base_run_id=base_run_id)
+        stream = self.trainer.Train(request, timeout=self._stream_deadline_s)
         return _final(stream, "run", on_progress)
 
     # Compiler

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from plasma.sdk import tasks
+from plasma.simulator.v1 import task_pb2
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -33,13 +36,22 @@ class Evaluation:
 
 
 def run_episodes(
-    env_id: str, episodes: int, seed: int, choose: Callable[[np.ndarray], np.ndarray | int]
+    env_id: str,
+    episodes: int,
+    seed: int,
+    choose: Callable[[np.ndarray], np.ndarray | int],
+    task: task_pb2.TaskSpec | None = None,
 ) -> Evaluation:
-    """Plays `episodes` real episodes, timing every call of `choose(observation) -> action`."""
+    """Plays `episodes` real episodes, timing every call of `choose(observation) -> action`.
+
+    With a tracking `task`, returns are sums of the task's reward (plasma.sdk.tasks.real_reward) and an
+    episode also ends once the task's bounds are left; otherwise they are the environment's own.
+    """
     env = gym.make(env_id)
     returns: list[float] = []
     latencies: list[float] = []
     try:
+        scored = tasks.scores_real_steps(task, int(np.prod(env.observation_space.shape)))
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
             total, done = 0.0, False
@@ -47,7 +59,11 @@ def run_episodes(
                 started = time.perf_counter()
                 action = choose(np.asarray(obs, dtype=np.float32))
                 latencies.append((time.perf_counter() - started) * 1e3)
-                obs, reward, terminated, truncated, _ = env.step(_env_action(env, action))
+                previous, env_action = obs, _env_action(env, action)
+                obs, reward, terminated, truncated, _ = env.step(env_action)
+                if scored:
+                    reward = float(tasks.real_reward(task, previous, env_action, obs))
+                    terminated = terminated or bool(tasks.left_bounds(task, obs))
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
