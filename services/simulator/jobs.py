@@ -205,7 +205,11 @@ class SimulationJobs:
 
     def _work(self) -> None:
         while True:
-            self._run(self._queue.get())
+            job = self._queue.get()
+            try:
+                self._run(job)
+            except Exception:  # e.g. the state file could not be written: keep the worker for the next job
+                log.exception("simulation=%s could not be ended cleanly", job.simulation.simulation_id)
 
     def _run(self, job: _Job) -> None:
         name = job.simulation.simulation_id
