@@ -101,8 +101,8 @@ class _Episodes:
             self.given = ids is not None
         if self.given != (ids is not None):
             have = "has" if ids is not None else "lacks"
-            raise InvalidArgument(f"batch {index} {have} episode_ids but batch 0 did not agree; send episode_ids "
-                                  f"in every batch or in none")
+            raise InvalidArgument(f"batch {index} {have} episode_ids, unlike batch 0; send episode_ids in every "
+                                  f"batch or in none")
         if ids is None:
             # A row starts a new episode when the row before it ended (the first row of all starts one);
             # the first row of a batch continues the previous batch's last episode otherwise.

@@ -178,7 +178,7 @@ def _invalid_cases(data: dict[str, np.ndarray]) -> dict[str, tuple[list[Request]
         "discrete action as float": (
             [header("bad", spec=DISCRETE), Request(batch=batch(good))], INVALID, "actions: dtype must be int64"),
         "episode_ids in only some batches": (
-            _mutated(data, episode_ids=np.zeros(50, np.int64)), INVALID, "batch 1 has episode_ids but batch 0"),
+            _mutated(data, episode_ids=np.zeros(50, np.int64)), INVALID, "batch 1 has episode_ids, unlike batch 0"),
         "episode interrupted": (
             [header("bad"), Request(batch=batch({**good, "truncated": np.zeros(50, bool),
                                                  "episode_ids": np.where(rows % 20 < 10, 0, 1)}))],
