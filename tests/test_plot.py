@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import gymnasium as gym
 import matplotlib.image
 import numpy as np
 import pytest
@@ -17,8 +18,12 @@ from plasma.sdk import real_rollouts
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
+from services.common import wire
+from services.common.types import MlpWeights
+from services.simulator import collect
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
+from services.simulator.mlp_policy import MlpPolicy
 from tests.conftest import running
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,6 +66,31 @@ def test_replayed_actions_reproduce_the_real_environment_from_the_start_state() 
     assert pushed.terminated and len(pushed.states) < 201
 
 
+def _random_mlp(obs_dim: int, out: int, activation: str, seed: int) -> MlpWeights:
+    rng = np.random.default_rng(seed)
+    return MlpWeights(
+        weights=[rng.normal(size=(16, obs_dim)).astype(np.float32), rng.normal(size=(out, 16)).astype(np.float32)],
+        biases=[rng.normal(size=16).astype(np.float32), rng.normal(size=out).astype(np.float32)],
+        activation=activation, obs_mean=rng.normal(size=obs_dim).astype(np.float32),
+        obs_std=rng.uniform(0.5, 2.0, size=obs_dim).astype(np.float32),
+    )
+
+
+@pytest.mark.parametrize(("env_id", "activation"), [("CartPole-v1", "tanh"), ("Pendulum-v1", "silu"),
+                                                    ("CartPole-v1", "relu")])
+def test_client_mlp_acts_like_the_simulators_policy(env_id: str, activation: str) -> None:
+    env = gym.make(env_id)
+    spec = collect.env_spec_of(env)
+    out = spec.action.flat_dim
+    weights = _random_mlp(spec.observation.flat_dim, out, activation, seed=1)
+    act = real_rollouts.mlp_actor(wire.mlp_to_proto(weights), env.action_space)
+    reference = MlpPolicy(weights, spec)
+    observations = np.random.default_rng(2).normal(size=(20, spec.observation.flat_dim)).astype(np.float32)
+    for obs in observations:
+        np.testing.assert_allclose(act(obs), reference.act_numpy(obs[None])[0], rtol=1e-5, atol=1e-5)
+    env.close()
+
+
 def test_forecast_figure_with_real_rollouts(simulator: str, model_id: str, tmp_path: Path) -> None:
     from plasma.plot_commands import forecast_with_real_rollouts
 
@@ -73,6 +103,20 @@ def test_forecast_figure_with_real_rollouts(simulator: str, model_id: str, tmp_p
         assert 1 <= len(replayed.states) <= path.length + 1
     out = plot.save(plot.forecast_figure(reply, real, env_id=env_id), tmp_path / "forecast.png")
     _assert_png(out)
+
+
+def test_forecast_of_an_mlp_policy_is_compared_with_that_policy_in_the_real_env(
+    simulator: str, model_id: str, tmp_path: Path
+) -> None:
+    weights = wire.mlp_to_proto(_random_mlp(4, 2, "tanh", seed=3))
+    with PlasmaClient(Endpoints(simulator=simulator)) as client:
+        start = real_rollouts.start_state("CartPole-v1", seed=5)
+        reply = client.forecast(model_id, start, simulator_pb2.RolloutPolicy(mlp=weights), horizon=25,
+                                num_samples=16, seed=5)
+    real = real_rollouts.run_policy("CartPole-v1", start, weights, horizon=25, seed=5)
+    assert 2 <= len(real.states) <= 26
+    np.testing.assert_allclose(real.states[0], start)
+    _assert_png(plot.save(plot.forecast_figure(reply, [real], env_id="CartPole-v1"), tmp_path / "mlp.png"))
 
 
 def test_cli_plot_forecast_writes_a_png(simulator: str, model_id: str, tmp_path: Path) -> None:
