@@ -24,6 +24,8 @@ from services.simulator import collect
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from services.simulator.mlp_policy import MlpPolicy
+from services.trainer import server as trainer_server
+from services.trainer.config import Config as TrainerConfig
 from tests.conftest import running
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -170,3 +172,31 @@ def test_run_history_figure(tmp_path: Path) -> None:
     _assert_png(plot.save(plot.run_history_figure(run), tmp_path / "run.png"))
     with pytest.raises(ValueError, match="no progress history"):
         plot.run_history_figure(trainer_pb2.Run(run_id="empty"))
+
+
+TINY_TRAIN = trainer_pb2.TrainConfig(
+    seed=1, hidden_size=16, base_paths=4, adapter_rounds=1, paths_per_round=2, horizon=30, epochs=3, lora_rank=2,
+    lora_alpha=4, planner=simulator_pb2.PlannerConfig(num_samples=16, num_elites=4, horizon=10, num_iterations=1),
+)
+
+
+@pytest.mark.slow
+def test_cli_plots_a_trained_run_and_forecasts_its_policy(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    simulator_config = Config(address="127.0.0.1:0", store_dir=tmp_path / "simulator")
+    with running(lambda: simulator_server.create_server(simulator_config), simulator_server.SERVICE_NAME) as sim:
+        trainer_config = TrainerConfig(address="127.0.0.1:0", simulator_address=sim, store_dir=tmp_path / "trainer")
+        with running(lambda: trainer_server.create_server(trainer_config), trainer_server.SERVICE_NAME) as trainer, \
+                PlasmaClient(Endpoints(simulator=sim, trainer=trainer)) as client:
+            dataset = client.collect("CartPole-v1", 300, seed=2)
+            model = client.fit_world_model(dataset.dataset_id, SMALL_MODEL)
+            run = client.train(model.model_id, TINY_TRAIN)
+            assert len(run.history) >= 2
+            history_png = tmp_path / "run.png"
+            assert cli.main(["plot", "run", run.run_id, "--trainer", trainer, "--out", str(history_png)]) == 0
+            _assert_png(history_png)
+            forecast_png = tmp_path / "policy.png"
+            assert cli.main(["plot", "forecast", "--simulator", sim, "--trainer", trainer, "--model", model.model_id,
+                             "--policy", f"run:{run.run_id}", "--horizon", "30", "--samples", "16",
+                             "--out", str(forecast_png)]) == 0
+            _assert_png(forecast_png)
