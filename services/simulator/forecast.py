@@ -14,12 +14,13 @@ AuditConfig, as in Simulate) does not trust; like a failure, that status stays o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from plasma.core import tensors
-from plasma.core.errors import InvalidArgument, bad_input
+from plasma.core.errors import Cancelled, InvalidArgument, bad_input
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
 from services.common.types import PhantomPath
@@ -115,9 +116,13 @@ def start_observation(message: simulator_pb2.ForecastErrorsRequest, obs_dim: int
 
 
 def forecast(
-    request: simulator_pb2.ForecastErrorsRequest, store: SimulatorStore, models: requests.ModelCache
+    request: simulator_pb2.ForecastErrorsRequest,
+    store: SimulatorStore,
+    models: requests.ModelCache,
+    active: Callable[[], bool] = lambda: True,
 ) -> Forecast:
-    """Validates `request`, samples its paths and folds them into a forecast."""
+    """Validates `request`, samples its paths and folds them into a forecast. `active()` is asked between
+    batches of paths: a forecast nobody waits for any more (a planner's can take minutes) stops early."""
     meta = store.model(request.model_id)
     if not 1 <= request.horizon <= requests.MAX_HORIZON:
         raise InvalidArgument(f"horizon={request.horizon} must be in 1..{requests.MAX_HORIZON}")
@@ -134,11 +139,15 @@ def forecast(
     start = start_observation(request, model.obs_dim)
     _, data = store.transitions(meta.dataset_id)
     support = models.support(request.model_id, data)
+    paths: list[PhantomPath] = []
     with bad_input():
-        paths = list(rollout.simulate(
+        for path in rollout.simulate(
             model, policy=policy, num_paths=num_samples, horizon=int(request.horizon), seed=int(request.seed),
             start_pool=start[None, :], reward_source=source, task=task, support=support, audit=settings,
-        ))
+        ):
+            if len(paths) % rollout.BATCH_PATHS == 0 and not active():
+                raise Cancelled(f"forecast stopped after {len(paths)} of {num_samples} paths: the caller went away")
+            paths.append(path)
     return summarize(paths, int(request.horizon), [untrusted_from(path) for path in paths])
 
 

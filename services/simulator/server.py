@@ -226,7 +226,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def ForecastErrors(
         self, request: simulator_pb2.ForecastErrorsRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.ForecastErrorsResponse:
-        return forecast.to_proto(forecast.forecast(request, self._store, self._models))
+        return forecast.to_proto(forecast.forecast(request, self._store, self._models, context.is_active))
 
 
 def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:

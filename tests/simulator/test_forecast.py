@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from plasma.core import tensors
+from plasma.core.errors import Cancelled
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, simulator_pb2_grpc
+from services.simulator import forecast, requests
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
+from services.simulator.store import SimulatorStore
 from tests.conftest import rpc_error, running
 
 T = 60.0
@@ -24,9 +27,14 @@ NEAR_FAILURE = [0.0, 0.5, 0.17, 1.0]
 
 
 @pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[simulator_pb2_grpc.SimulatorServiceStub]:
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("forecast-store"))
+
+
+@pytest.fixture(scope="module")
+def stub(store_dir: Path) -> Iterator[simulator_pb2_grpc.SimulatorServiceStub]:
     torch.set_num_threads(1)
-    config = Config(address="127.0.0.1:0", store_dir=Path(tmp_path_factory.mktemp("forecast-store")))
+    config = Config(address="127.0.0.1:0", store_dir=store_dir)
     with running(lambda: simulator_server.create_server(config), simulator_server.SERVICE_NAME) as address, \
             grpc.insecure_channel(address) as channel:
         yield simulator_pb2_grpc.SimulatorServiceStub(channel)
@@ -134,6 +142,19 @@ def test_model_error_probability_follows_the_audit(
     np.testing.assert_array_equal(_array(suspicious.model_error_probability), 1.0)
     assert suspicious.likely_model_error_step == 0
     assert all(path.audit.verdict == audit_pb2.AUDIT_VERDICT_REJECT for path in suspicious.samples)
+
+
+def test_a_forecast_nobody_waits_for_stops(store_dir: Path, model_id: str) -> None:
+    store = SimulatorStore(store_dir)
+    request = _request(model_id, CENTRED, horizon=10, num_samples=256, seed=1)
+    asked: list[int] = []
+
+    def active() -> bool:
+        asked.append(1)
+        return len(asked) < 2  # the caller leaves after the first batch
+
+    with pytest.raises(Cancelled, match="after 64 of 256 paths"):
+        forecast.forecast(request, store, requests.ModelCache(store, capacity=1), active)
 
 
 @pytest.mark.parametrize(
