@@ -216,6 +216,18 @@ class EnsembleWorldModel(nn.Module):
             next_all[member_idx, rows], reward_all[member_idx, rows], done_all[member_idx, rows], disagreement
         )
 
+    def rollout_step(
+        self, obs: torch.Tensor, actions: torch.Tensor, member_idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like `step` with member indices, but differentiable (no torch.no_grad), for backpropagating an
+        imagined return into the actions: next_obs [B, obs_dim], reward [B], done_prob [B]."""
+        x = self._normalized(obs, actions)
+        mean, _, logit = self._heads(self._forward_all(x.expand(self.config.ensemble_size, -1, -1)))
+        next_all, reward_all = self._decode(obs.float(), mean)  # [E, B, obs_dim], [E, B]
+        rows = torch.arange(obs.shape[0])
+        member_idx = member_idx.long()
+        return next_all[member_idx, rows], reward_all[member_idx, rows], torch.sigmoid(logit[member_idx, rows])
+
     @torch.no_grad()
     def predictive(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ensemble's one-step distribution of the next observation, moment-matched to one Gaussian per
@@ -271,11 +283,15 @@ def _space_from_json(raw: dict) -> SpaceSpec:
 def _split_rows(episode_ids: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Train and held-out row indices: whole episodes held out, so that held-out states are unseen."""
     episodes = np.unique(episode_ids)
-    if len(episodes) < 2:
-        # One long episode (e.g. Pendulum's 200 steps): hold out its tail instead.
-        n = len(episode_ids)
-        cut = n - max(1, round(fraction * n))
-        return np.arange(cut), np.arange(cut, n)
+    if len(episodes) * fraction < 1:
+        # Too few episodes to hold out whole ones without losing far more than `fraction` of the rows (e.g.
+        # Pendulum's 200-step episodes): hold out the tail of every episode instead.
+        held_parts = []
+        for episode in episodes:
+            rows = np.flatnonzero(episode_ids == episode)
+            held_parts.append(rows[len(rows) - max(1, round(fraction * len(rows))):])
+        held = np.concatenate(held_parts)
+        return np.setdiff1d(np.arange(len(episode_ids)), held), held
     n_held = min(len(episodes) - 1, max(1, round(fraction * len(episodes))))
     held = rng.choice(episodes, size=n_held, replace=False)
     is_held = np.isin(episode_ids, held)
