@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 import grpc
 from grpc_health.v1 import health
 
-from plasma.core import grpc_server, service_main
+from plasma.core import blobs, grpc_server, service_main
 from plasma.core import logging as plog
 from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
 from plasma.core.streaming import ProgressJob
@@ -22,6 +22,7 @@ from services.simulator import (
     fine_tune,
     forecast,
     jobs,
+    model_archive,
     quality,
     requests,
     upload,
@@ -182,6 +183,15 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.ListWorldModelsRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.ListWorldModelsResponse:
         return simulator_pb2.ListWorldModelsResponse(models=self._store.list_models())
+
+    @translate_errors
+    def ExportWorldModel(
+        self, request: simulator_pb2.ExportWorldModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[simulator_pb2.ExportWorldModelResponse]:
+        data = model_archive.pack(self._store.model_weights_dir(request.model_id))
+        yield simulator_pb2.ExportWorldModelResponse(header=blobs.header_for(data, model_archive.MEDIA_TYPE))
+        for chunk in blobs.chunks(data):
+            yield simulator_pb2.ExportWorldModelResponse(chunk=chunk)
 
     @translate_errors
     def Simulate(
