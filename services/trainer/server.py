@@ -20,7 +20,7 @@ from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, threads, wire
 from services.common.types import EnvSpecArrays
-from services.trainer import checkpoint, distill
+from services.trainer import backprop_job, checkpoint, distill
 from services.trainer.config import Config
 from services.trainer.phantom_source import GrpcPhantomSource
 from services.trainer.recorder import RunRecorder, progress_to_proto
@@ -47,14 +47,18 @@ _REWARD_SOURCES = {
 
 def distill_config(message: trainer_pb2.TrainConfig) -> distill.DistillConfig:
     """TrainConfig -> DistillConfig, zero fields taking the defaults; InvalidArgument names a bad field."""
-    if message.algorithm not in (trainer_pb2.ALGORITHM_UNSPECIFIED, trainer_pb2.ALGORITHM_PLANNER_DISTILLATION):
-        raise InvalidArgument(f"unknown algorithm {message.algorithm}; use ALGORITHM_PLANNER_DISTILLATION")
+    if message.algorithm not in (trainer_pb2.ALGORITHM_UNSPECIFIED, trainer_pb2.ALGORITHM_PLANNER_DISTILLATION,
+                                 trainer_pb2.ALGORITHM_MODEL_BACKPROP):
+        raise InvalidArgument(f"unknown algorithm {message.algorithm}; use ALGORITHM_PLANNER_DISTILLATION or "
+                              "ALGORITHM_MODEL_BACKPROP")
     if message.reward_source not in _REWARD_SOURCES:
         raise InvalidArgument(f"unknown reward_source {message.reward_source}")
     fields = wire.fields_within(message, _LIMITS, "train config")
     if fields.get("learning_rate", 0.0) < 0:
         raise InvalidArgument(f"learning_rate={fields['learning_rate']} must be positive (0 for the default)")
     fields.pop("algorithm", None)
+    for name in backprop_job.LIMITS:  # read by ALGORITHM_MODEL_BACKPROP only (backprop_job.config_of)
+        fields.pop(name, None)
     fields["reward_source"] = _REWARD_SOURCES[message.reward_source]
     with bad_input():
         if "planner" in fields:
@@ -100,6 +104,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         task = request.task if request.HasField("task") else None
         if task is not None:
             self._check_task(request.model_id, task)
+        backprop_cfg = (backprop_job.config_of(request.config, cfg, io, env.env_id, bool(base_run_id), task is not None)
+                        if request.config.algorithm == trainer_pb2.ALGORITHM_MODEL_BACKPROP else None)
         run = trainer_pb2.Run(
             run_id=self._store.new_run_id(), model_id=request.model_id, state=trainer_pb2.RUN_STATE_RUNNING,
             config=request.config, env_spec=model.env_spec, create_time=grpc_server.now_timestamp(),
@@ -109,8 +115,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         recorder.start()
         log.info("run=%s model=%s base_run=%s started", run.run_id, request.model_id, base_run_id or "-")
         source = self._source(run)
-        job = ProgressJob(lambda report: distill.train(source, io, cfg, report, base=base,
-                                                       on_checkpoint=recorder.checkpoint))
+        job = ProgressJob(
+            backprop_job.job(self._simulator_channel, request.model_id, env.env_id, source, io, backprop_cfg)
+            if backprop_cfg is not None
+            else lambda report: distill.train(source, io, cfg, report, base=base, on_checkpoint=recorder.checkpoint)
+        )
         started = time.monotonic()
         try:
             for progress in job.events():
@@ -185,6 +194,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                  run.checkpoint.round)
         try:
             cfg = distill_config(run.config)
+            if run.config.algorithm == trainer_pb2.ALGORITHM_MODEL_BACKPROP:
+                raise FailedPrecondition("ALGORITHM_MODEL_BACKPROP keeps no checkpoints to resume from; train again")
             io = policy_io_for(wire.env_spec_from_proto(run.env_spec))
             base = None
             if run.base_run_id:
