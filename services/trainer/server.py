@@ -14,7 +14,7 @@ from grpc_health.v1 import health
 
 from plasma.core import blobs, grpc_client, grpc_server, service_main
 from plasma.core import logging as plog
-from plasma.core.errors import FailedPrecondition, InvalidArgument, NotFound, bad_input, translate_errors
+from plasma.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, bad_input, translate_errors
 from plasma.core.streaming import Cancelled, ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
@@ -24,6 +24,7 @@ from services.trainer import backprop_job, checkpoint, distill
 from services.trainer.config import Config
 from services.trainer.phantom_source import GrpcPhantomSource
 from services.trainer.recorder import RunRecorder, progress_to_proto
+from services.trainer.stopping import StoppableSource, wait_for_training_threads
 from services.trainer.store import TrainerStore
 
 log = plog.get(__name__)
@@ -37,6 +38,8 @@ _LIMITS = {
 # client is still there while a run makes no progress.
 _SIMULATOR_WAIT_S = 300.0
 _WATCH_POLL_S = 1.0
+# How long a stopping trainer waits for its training threads to reach their next phantom path or event.
+_TRAINING_STOP_WAIT_S = 60.0
 _REWARD_SOURCES = {
     simulator_pb2.REWARD_SOURCE_UNSPECIFIED: "",
     simulator_pb2.REWARD_SOURCE_TASK: "task",
@@ -126,25 +129,28 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 yield trainer_pb2.TrainResponse(progress=progress_to_proto(progress))
             assert job.result is not None
             self._succeed(recorder, job.result, started)
-        except (Cancelled, GeneratorExit):
-            if self._stopping.is_set():
-                log.info("run=%s left for the next start to resume: the trainer is stopping", run.run_id)
-            else:
+        except (Cancelled, GeneratorExit) as exc:
+            if not self._stopping.is_set():
                 recorder.end(trainer_pb2.RUN_STATE_CANCELLED, "the client cancelled the Train stream")
-            raise
+                raise
+            log.info("run=%s left for the next start to resume: the trainer is stopping", run.run_id)
+            if isinstance(exc, GeneratorExit):
+                raise
+            raise Unavailable(f"the trainer is stopping; run {run.run_id} resumes when it starts again (follow it "
+                              "with WatchRun)") from exc
         except Exception as exc:
             recorder.end(trainer_pb2.RUN_STATE_FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            if recorder.run.state != trainer_pb2.RUN_STATE_SUCCEEDED:
+            if recorder.run.state not in (trainer_pb2.RUN_STATE_SUCCEEDED, trainer_pb2.RUN_STATE_RUNNING):
                 log.warning("run=%s ended state=%s error=%s", run.run_id,
                             trainer_pb2.RunState.Name(recorder.run.state), recorder.run.error)
         yield trainer_pb2.TrainResponse(run=recorder.run)
 
-    def _source(self, run: trainer_pb2.Run) -> GrpcPhantomSource:
+    def _source(self, run: trainer_pb2.Run) -> distill.PhantomSource:
         source = GrpcPhantomSource(self._simulator_channel, run.model_id, self._config.simulate_deadline_seconds)
         source.task = run.task if run.HasField("task") else None
-        return source
+        return StoppableSource(source, self._stopping)
 
     def _check_task(self, model_id: str, task: task_pb2.TaskSpec) -> None:
         """One 1-step phantom path under the task, before a run exists: the simulator validates the task
@@ -211,6 +217,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             result = distill.train(self._source(run), io, cfg, base=base, resume_from=state,
                                    on_checkpoint=recorder.checkpoint)
             self._succeed(recorder, result, started)
+        except Cancelled:
+            log.info("run=%s left for the next start to resume: the trainer is stopping", run.run_id)
         except Exception as exc:
             recorder.end(trainer_pb2.RUN_STATE_FAILED, f"resuming after a trainer restart failed: "
                                                        f"{type(exc).__name__}: {exc}")
@@ -288,7 +296,8 @@ def serve(config: Config) -> None:
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
     log.info("trainer serving port=%d simulator=%s store=%s", port, config.simulator_address, config.store_dir)
-    grpc_server.run_until_signal(server, config.grace_seconds, health_servicer, on_signal=stopping.set)
+    grpc_server.run_until_signal(server, config.grace_seconds, health_servicer, on_signal=stopping.set,
+                                 on_stop=lambda: wait_for_training_threads(_TRAINING_STOP_WAIT_S))
 
 
 _FLAGS = (

@@ -23,7 +23,7 @@ from services.common import wire
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer.store import TrainerStore
-from tests.conftest import running
+from tests.conftest import rpc_error, running
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,10 @@ def test_a_trainer_stopped_by_sigterm_leaves_its_run_to_resume(simulator: tuple[
         stream = stub.Train(trainer_pb2.TrainRequest(model_id=model_id, config=CONFIG), timeout=300)
         run_id = _first_run_id(stub, stream)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        # Training stops at its next phantom path.
+        assert process.wait(timeout=300) == 0
+        error = rpc_error(lambda: list(stream))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
     stopped = TrainerStore(store).run(run_id)
     assert stopped.state == trainer_pb2.RUN_STATE_RUNNING, stopped.error
     assert len(stopped.history) < CONFIG.adapter_rounds + 1, "the stop came after the run had finished"
