@@ -162,35 +162,36 @@ def audit_batch(
     only make the path claim less than the real system would give, which is no exploit. Its reward is.
     """
     horizon, size = rewards.shape
+    valid = np.arange(horizon)[:, None] < lengths[None, :]  # [T, B]
     penalty = 0.0 if settings.disabled else settings.penalty_coefficient
-    penalized = (rewards - penalty * uncertainty).astype(np.float32)  # [T, B]
+    penalized = np.where(valid, rewards - penalty * uncertainty, 0.0).astype(np.float32)  # [T, B]
+    returns = penalized.sum(0, dtype=np.float64)  # [B]
     if settings.disabled:
-        return [_result("pass", int(n), [], penalized[:n, i]) for i, n in enumerate(lengths)]
+        return [_result("pass", int(n), [], penalized[:n, i], returns[i]) for i, n in enumerate(lengths)]
     limits = _limits(support, settings)
-    nxt = observations[1:].astype(np.float64)  # [T, B, obs_dim]
-    jump = np.abs(nxt - observations[:-1])
-    outside = (nxt < limits.low) | (nxt > limits.high)  # [T, B, obs_dim]
-    too_far = jump > limits.jump
-    goes_on = ~dones.astype(bool)
+    # One [T, B] slice per dimension: numpy reduces a short last axis (.any(-1)) many times slower.
+    outside = np.zeros((horizon, size), dtype=bool)
+    too_far = np.zeros((horizon, size), dtype=bool)
+    for d in range(observations.shape[2]):
+        now, nxt = observations[:-1, :, d], observations[1:, :, d]
+        outside |= (nxt < limits.low[d]) | (nxt > limits.high[d])
+        too_far |= np.abs(nxt - now) > limits.jump[d]
+    goes_on = valid & ~dones.astype(bool)
     flags = {
         "ensemble_disagreement": (uncertainty > limits.disagreement) & goes_on,
-        "out_of_support": outside.any(-1) & goes_on,
-        "impossible_jump": too_far.any(-1) & goes_on,
+        "out_of_support": outside & goes_on,
+        "impossible_jump": too_far & goes_on,
     }
     if settings.check_rewards:
-        flags["impossible_reward"] = (rewards < limits.reward_low) | (rewards > limits.reward_high)
-    valid = np.arange(horizon)[:, None] < lengths[None, :]  # [T, B]
-    flagged = np.zeros((horizon, size), dtype=bool)
-    for reason in flags:
-        flags[reason] &= valid
-        flagged |= flags[reason]
+        flags["impossible_reward"] = ((rewards < limits.reward_low) | (rewards > limits.reward_high)) & valid
+    flagged = np.logical_or.reduce(list(flags.values()))  # [T, B]
     any_flag = flagged.any(0)
     first = np.where(any_flag, flagged.argmax(0), lengths)  # [B]
     results = []
     for i in range(size):
         n, k = int(lengths[i]), int(first[i])
         if not any_flag[i]:
-            results.append(_result("pass", n, [], penalized[:n, i]))
+            results.append(_result("pass", n, [], penalized[:n, i], returns[i]))
             continue
         findings = [
             _finding(reason, int(flags[reason][:, i].argmax()), i, observations, rewards, uncertainty, limits)
@@ -199,7 +200,7 @@ def audit_batch(
         ]
         findings.sort(key=lambda f: f.step)
         verdict = "reject" if k < settings.min_valid_steps else "truncate"
-        results.append(_result(verdict, k, findings, penalized[:n, i]))
+        results.append(_result(verdict, k, findings, penalized[:n, i], returns[i]))
     return results
 
 
@@ -211,8 +212,10 @@ def audit_path(path: PhantomPath, support: Support, settings: AuditSettings) -> 
     )[0]
 
 
-def _result(verdict: str, valid_steps: int, findings: list[AuditFinding], penalized: np.ndarray) -> PathAuditResult:
-    return PathAuditResult(verdict, valid_steps, findings, penalized.copy(), float(penalized.sum(dtype=np.float64)))
+def _result(
+    verdict: str, valid_steps: int, findings: list[AuditFinding], penalized: np.ndarray, total: float
+) -> PathAuditResult:
+    return PathAuditResult(verdict, valid_steps, findings, penalized.copy(), float(total))
 
 
 def _finding(
