@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import grpc
 
 from plasma.core import logging as plog
-from plasma.core.grpc_client import UNARY_DEADLINE_S
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 
 log = plog.get(__name__)
@@ -23,6 +22,7 @@ log = plog.get(__name__)
 # Statuses of a broken transport, not of a bad request: worth resubscribing. The simulator's own verdicts
 # (INVALID_ARGUMENT, NOT_FOUND, ABORTED for a failed job, CANCELLED for a cancelled one, ...) are final.
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_CANCEL_DEADLINE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,11 @@ class DurablePaths:
                 stream.cancel()
 
     def _cancel_quietly(self, simulation_id: str) -> None:
+        # The simulator flags the job the moment the request arrives; waiting for the job to stop (the reply)
+        # would only hold up a consumer that may be shutting down.
         try:
             self._stub.CancelSimulation(
-                simulator_pb2.CancelSimulationRequest(simulation_id=simulation_id), timeout=UNARY_DEADLINE_S
+                simulator_pb2.CancelSimulationRequest(simulation_id=simulation_id), timeout=_CANCEL_DEADLINE_S
             )
         except grpc.RpcError as error:
             log.info("simulation=%s not cancelled: %s", simulation_id, error.code())  # type: ignore[attr-defined]

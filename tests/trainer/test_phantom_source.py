@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -120,5 +121,24 @@ def test_a_bad_request_is_not_retried(store: Path, address: str, model_id: str) 
                 list(_simulate(source))
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND
             assert source.reconnects == 0
+    finally:
+        channel.close()
+
+
+def test_a_consumer_that_stops_early_cancels_its_simulation(store: Path, address: str, model_id: str) -> None:
+    channel = grpc_client.channel(address)
+    try:
+        with _simulator(store, address):
+            paths = _simulate(GrpcPhantomSource(channel, model_id, T))
+            first = [next(paths) for _ in range(3)]
+            paths.close()
+            stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
+            newest = stub.ListSimulations(simulator_pb2.ListSimulationsRequest(), timeout=T).simulations[-1]
+            while newest.state == simulator_pb2.SIMULATION_STATE_RUNNING:  # the job stops at its next path
+                time.sleep(0.01)
+                newest = stub.GetSimulation(
+                    simulator_pb2.GetSimulationRequest(simulation_id=newest.simulation_id), timeout=T).simulation
+        assert len(first) == 3
+        assert newest.state == simulator_pb2.SIMULATION_STATE_CANCELLED and newest.paths_logged < NUM_PATHS
     finally:
         channel.close()
