@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 T = 30.0
 # Enough adapter rounds that the kill, right after the base phase's checkpoint, lands mid-run.
 CONFIG = trainer_pb2.TrainConfig(
-    seed=3, hidden_size=16, base_paths=4, adapter_rounds=4, paths_per_round=4, horizon=40, epochs=3, lora_rank=2,
+    seed=3, hidden_size=16, base_paths=4, adapter_rounds=6, paths_per_round=4, horizon=40, epochs=3, lora_rank=2,
     lora_alpha=4,
     planner=simulator_pb2.PlannerConfig(num_samples=16, num_elites=4, horizon=10, num_iterations=1),
 )
