@@ -45,6 +45,11 @@ _REWARD_SOURCES = {
     simulator_pb2.REWARD_SOURCE_TASK: "task",
     simulator_pb2.REWARD_SOURCE_LEARNED: "learned",
 }
+_START_STATES = {
+    simulator_pb2.START_STATES_UNSPECIFIED: "",
+    simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
+    simulator_pb2.START_STATES_ANY: "any",
+}
 
 
 
@@ -63,6 +68,12 @@ def distill_config(message: trainer_pb2.TrainConfig) -> distill.DistillConfig:
     for name in backprop_job.LIMITS:  # read by ALGORITHM_MODEL_BACKPROP only (backprop_job.config_of)
         fields.pop(name, None)
     fields["reward_source"] = _REWARD_SOURCES[message.reward_source]
+    if message.start_states not in _START_STATES:
+        raise InvalidArgument(f"unknown start_states {message.start_states}; use START_STATES_EPISODE_STARTS or "
+                              "START_STATES_ANY")
+    fields.pop("start_states", None)
+    if message.start_states:
+        fields["start_states"] = _START_STATES[message.start_states]
     with bad_input():
         if "planner" in fields:
             fields["planner"] = distill.PlannerSettings(**wire.set_fields(message.planner))

@@ -36,7 +36,7 @@ RUN_STATE_FAILED: RunState
 RUN_STATE_CANCELLED: RunState
 
 class TrainConfig(_message.Message):
-    __slots__ = ("algorithm", "seed", "hidden_size", "base_paths", "adapter_rounds", "paths_per_round", "horizon", "lora_rank", "lora_alpha", "epochs", "learning_rate", "planner", "reward_source", "ignore_audit", "backprop_horizon", "backprop_steps")
+    __slots__ = ("algorithm", "seed", "hidden_size", "base_paths", "adapter_rounds", "paths_per_round", "horizon", "lora_rank", "lora_alpha", "epochs", "learning_rate", "planner", "reward_source", "ignore_audit", "backprop_horizon", "backprop_steps", "start_states")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class TrainConfig(_message.Message):
     IGNORE_AUDIT_FIELD_NUMBER: _ClassVar[int]
     BACKPROP_HORIZON_FIELD_NUMBER: _ClassVar[int]
     BACKPROP_STEPS_FIELD_NUMBER: _ClassVar[int]
+    START_STATES_FIELD_NUMBER: _ClassVar[int]
     algorithm: Algorithm
     seed: int
     hidden_size: int
@@ -69,7 +70,8 @@ class TrainConfig(_message.Message):
     ignore_audit: bool
     backprop_horizon: int
     backprop_steps: int
-    def __init__(self, algorithm: _Optional[_Union[Algorithm, str]] = ..., seed: _Optional[int] = ..., hidden_size: _Optional[int] = ..., base_paths: _Optional[int] = ..., adapter_rounds: _Optional[int] = ..., paths_per_round: _Optional[int] = ..., horizon: _Optional[int] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[int] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., planner: _Optional[_Union[_simulator_pb2.PlannerConfig, _Mapping]] = ..., reward_source: _Optional[_Union[_simulator_pb2.RewardSource, str]] = ..., ignore_audit: _Optional[bool] = ..., backprop_horizon: _Optional[int] = ..., backprop_steps: _Optional[int] = ...) -> None: ...
+    start_states: _simulator_pb2.StartStates
+    def __init__(self, algorithm: _Optional[_Union[Algorithm, str]] = ..., seed: _Optional[int] = ..., hidden_size: _Optional[int] = ..., base_paths: _Optional[int] = ..., adapter_rounds: _Optional[int] = ..., paths_per_round: _Optional[int] = ..., horizon: _Optional[int] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[int] = ..., epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., planner: _Optional[_Union[_simulator_pb2.PlannerConfig, _Mapping]] = ..., reward_source: _Optional[_Union[_simulator_pb2.RewardSource, str]] = ..., ignore_audit: _Optional[bool] = ..., backprop_horizon: _Optional[int] = ..., backprop_steps: _Optional[int] = ..., start_states: _Optional[_Union[_simulator_pb2.StartStates, str]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ("model_id", "config", "task", "base_run_id")
