@@ -26,6 +26,11 @@ class WorkflowConfig:
     eval_episodes: int = 20
     world_model: simulator_pb2.WorldModelConfig = field(default_factory=simulator_pb2.WorldModelConfig)
     train: trainer_pb2.TrainConfig = field(default_factory=trainer_pb2.TrainConfig)
+    # Real steps of later collection rounds, each acting with the policy trained so far (`collection_epsilon` of
+    # its actions random) and appended to the dataset, which the world model and the policy then learn again
+    # from. `real_steps` is the first, random round; every round's steps count as real steps used.
+    more_rounds: tuple[int, ...] = ()
+    collection_epsilon: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ def train_and_deploy(client: PlasmaClient, cfg: WorkflowConfig, on_event: OnEven
     dataset = timed("collect", lambda p: client.collect(cfg.env_id, cfg.real_steps, cfg.seed, on_progress=p))
     model = timed("fit", lambda p: client.fit_world_model(dataset.dataset_id, cfg.world_model, on_progress=p))
     run = timed("train", lambda p: client.train(model.model_id, cfg.train, on_progress=p))
+    for number, steps in enumerate(cfg.more_rounds, start=2):
+        dataset, model, run = _next_round(client, cfg, timed, number, steps, dataset.dataset_id, run.policy)
     packet = timed("compile", lambda p: client.compile(run.run_id, on_progress=p))
     timed("deploy", lambda _p: client.deploy(client.download_packet(packet.packet_id)))
     evaluation = timed("evaluate", lambda _p: run_episodes(
@@ -103,3 +110,16 @@ def train_and_deploy(client: PlasmaClient, cfg: WorkflowConfig, on_event: OnEven
         edge_inference_p99_ms=status.inference_latency.p99_ms,
         stage_seconds=stages,
     )
+
+
+def _next_round(
+    client: PlasmaClient, cfg: WorkflowConfig, timed: Callable[[str, Callable[[Any], Any]], Any], number: int,
+    steps: int, dataset_id: str, policy: simulator_pb2.MlpPolicy,
+) -> tuple[simulator_pb2.Dataset, simulator_pb2.WorldModel, trainer_pb2.Run]:
+    """Collection round `number` with the current policy, appended to the dataset; then fit and train again."""
+    dataset = timed(f"collect {number}", lambda p: client.collect(
+        cfg.env_id, steps, cfg.seed + number - 1, on_progress=p, collection_policy=simulator_pb2.COLLECTION_POLICY_MLP,
+        policy=policy, epsilon=cfg.collection_epsilon, append_to_dataset_id=dataset_id))
+    model = timed(f"fit {number}", lambda p: client.fit_world_model(dataset.dataset_id, cfg.world_model, on_progress=p))
+    run = timed(f"train {number}", lambda p: client.train(model.model_id, cfg.train, on_progress=p))
+    return dataset, model, run
