@@ -43,7 +43,8 @@ TAIL = 100
 
 def spread_random_steps(steps: int, seed: int, x_spread: float) -> Transitions:
     """`steps` random real CartPole steps; every episode starts as Gymnasium's, but with the cart at a
-    uniformly drawn x in [-x_spread, x_spread] (the dynamics do not depend on x, the world model must learn that)."""
+    uniformly drawn x in [-x_spread, x_spread] (0: where Gymnasium puts it). CartPole's dynamics do not
+    depend on x; a world model has to learn that from data."""
     env = gym.make(ENV_ID)
     env.action_space.seed(seed)
     rng = np.random.default_rng(seed)
@@ -52,10 +53,11 @@ def spread_random_steps(steps: int, seed: int, x_spread: float) -> Transitions:
     episode, obs = 0, None
     for step in range(steps):
         if obs is None:
-            env.reset(seed=seed + episode)
-            state = env.unwrapped.state  # type: ignore[attr-defined]
-            state[0] = rng.uniform(-x_spread, x_spread)
-            obs = np.array(state, dtype=np.float32)
+            obs, _ = env.reset(seed=seed + episode)
+            if x_spread > 0:
+                state = env.unwrapped.state  # type: ignore[attr-defined]
+                state[0] = rng.uniform(-x_spread, x_spread)
+                obs = np.array(state, dtype=np.float32)
         action = int(env.action_space.sample())
         next_obs, reward, terminated, truncated, _ = env.step(action)
         truncated = truncated or step == steps - 1
@@ -115,7 +117,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=6, help="real episodes per task")
     parser.add_argument("--steps", type=int, default=300, help="real steps per episode at most")
     parser.add_argument("--real-steps", type=int, default=1500, help="random real steps the world model is fitted on")
-    parser.add_argument("--x-spread", type=float, default=1.5, help="random episodes start at x in [-this, this]")
+    parser.add_argument("--x-spread", type=float, default=1.5,
+                        help="random episodes start at x in [-this, this] (0: Gymnasium's starts)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--horizon", type=int, default=15)
     parser.add_argument("--samples", type=int, default=32)
