@@ -111,7 +111,7 @@ def _tracking_task(spec: TrackingSpec, env_spec: EnvSpecArrays) -> Task:
     action_weights = _values("action_weights", spec.action_weights, action_size, what, finite=True,
                              non_negative=True, default=0.0)
     target_action = _values("target_action", spec.target_action, action_size, what, finite=True, default=0.0)
-    what = f"the observation has {obs_size} elements (or none, for no bound)"
+    what = f"the observation has {obs_size} elements"
     below = _values("terminate_below", spec.terminate_below, obs_size, what, default=-math.inf)
     above = _values("terminate_above", spec.terminate_above, obs_size, what, default=math.inf)
     if not math.isfinite(spec.alive_bonus):
