@@ -25,6 +25,7 @@ from services.common.types import EnvSpecArrays, SpaceSpec, TaskSpecData, Tracki
 from services.simulator import server as simulator_server
 from services.simulator.collect import collect
 from services.simulator.config import Config
+from services.simulator.inprocess import InProcessSource
 from services.simulator.planner import PlannerConfig
 from services.simulator.rollout import simulate, start_states
 from services.simulator.tasks import task_for, task_from_spec
@@ -310,3 +311,20 @@ def test_planner_on_a_balance_at_x_task_moves_the_imagined_cart_there() -> None:
     # Measured: every path ends beyond x = +0.9 (or -0.87), means 1.85 and -1.40; the cart needs about
     # 100 steps to get going, some paths overshoot to CartPole's bound.
     assert final_x[1.0] > 0.5 and final_x[-1.0] < -0.5
+
+
+def test_in_process_source_takes_a_task_spec_that_supersedes_reward_source() -> None:
+    spec, data = collect("CartPole-v1", 300, seed=6)
+    model = fit(spec, data, WorldModelConfig(ensemble_size=2, hidden_size=32, num_layers=2, train_steps=200))[0]
+    tracking = wire.task_spec_from_proto(task_pb2.TaskSpec(tracking=task_pb2.TrackingObjective(
+        target_observation=[1, 0, 0, 0], state_weights=[0.5, 0, 0, 0], alive_bonus=1.0)))
+    source = InProcessSource(model, data, tracking)
+    for asked in ("", "learned", "task"):
+        paths = list(source.simulate(policy=None, num_paths=3, horizon=20, seed=1, start_states="any",
+                                     label_with_planner=None, reward_source=asked))
+        for path in paths:
+            np.testing.assert_allclose(path.rewards, 1 - 0.5 * (path.observations[1:, 0] - 1) ** 2, rtol=1e-5)
+    learned = InProcessSource(model, data, TaskSpecData("learned"))
+    path = next(iter(learned.simulate(policy=None, num_paths=1, horizon=20, seed=1, start_states="any",
+                                      label_with_planner=None, reward_source="task")))
+    assert not np.allclose(path.rewards, 1.0)  # the learned reward head, not CartPole's constant 1
