@@ -8,7 +8,7 @@ Command-line syntax (`parse_task`), e.g. `plasma evaluate --task cartpole-x=1`:
     environment        the environment's own reward and termination (CartPole-v1, Pendulum-v1)
     learned            the world model's learned reward and termination heads (training only)
     cartpole-x=X       CartPole-v1: keep the pole up with the cart at x = X (|X| < 2.4)
-    pendulum-hold=DEG  Pendulum-v1: hold the pendulum DEG degrees from upright (counter-clockwise)
+    pendulum-hold=DEG  Pendulum-v1: hold the pendulum at theta = DEG degrees (Gymnasium's theta, 0 upright)
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def pendulum_hold_at(angle_deg: float) -> task_pb2.TaskSpec:
     (cos - cos a)^2 + (sin - sin a)^2 = 2 - 2 cos(theta - a), about (theta - a)^2 near the target, like
     Pendulum's own theta^2 cost; a small cost on speed and Pendulum's own 0.001 on torque. Gravity pulls
     with 15 sin(theta) against at most 6 from the torque, so only |angle_deg| <= 23 or so can be held still;
-    beyond that a policy can only swing about the target.
+    beyond that a policy can only swing about the target. Measured (CEM planner acting in the real
+    Pendulum, world model fitted on 2,000 random steps, 4 episodes): the environment's objective held
+    theta at -0.5 degrees, pendulum-hold=20 at 7-9 degrees and pendulum-hold=-20 at -9 to -11 (one of the
+    four swung): steered the right way, short of the target.
     """
     angle = math.radians(angle_deg)
     return task_pb2.TaskSpec(
