@@ -98,15 +98,18 @@ def check_io(io: PolicyIO) -> None:
 class Critic(nn.Module):
     """State value V(s) [B] of the current policy, bootstrapping the return beyond the short horizon."""
 
-    def __init__(self, spec: PolicySpec, hidden_size: int) -> None:
+    def __init__(self, spec: PolicySpec, hidden_size: int, scale: float) -> None:
         super().__init__()
+        # Values in units of `scale` (about the size of a return): a network whose outputs are O(1) learns returns
+        # of -1000 (Pendulum) within a few hundred steps, which raw outputs under gradient clipping do not.
+        self.scale = scale
         self.register_buffer("obs_mean", torch.tensor(spec.obs_mean))
         self.register_buffer("obs_std", torch.tensor(spec.obs_std))
         self.body = nn.Sequential(nn.Linear(spec.obs_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size),
                                   nn.SiLU(), nn.Linear(hidden_size, 1))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.body((obs - self.obs_mean) / self.obs_std).squeeze(-1)
+        return self.scale * self.body((obs - self.obs_mean) / self.obs_std).squeeze(-1)
 
 
 def imagine(
@@ -193,7 +196,7 @@ def train(
             actor_opt.step()
             # The critic regresses every imagined state's value onto its (fixed) return.
             critic_opt.zero_grad(set_to_none=True)
-            critic_loss = ((critic(states[:-1].detach()) - returns.detach()) ** 2).mean()
+            critic_loss = (((critic(states[:-1].detach()) - returns.detach()) / critic.scale) ** 2).mean()
             critic_loss.backward()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), _MAX_GRAD_NORM)
             critic_opt.step()
@@ -217,7 +220,8 @@ def train(
             action_low=tuple(io.action_low), action_high=tuple(io.action_high),
         )
         base = PolicyNet(spec)
-        critic = Critic(spec, cfg.hidden_size)
+        reward_size = float(np.mean([np.abs(p.rewards).mean() for p in random_paths if p.length]))
+        critic = Critic(spec, cfg.hidden_size, scale=max(reward_size, 1e-3) / (1 - cfg.discount * _LAMBDA))
         short_return = optimize(base, critic, spec, starts, "base")
         base_paths = phantom(base, call=1)
         report(TrainProgress("base", 0, 1, -short_return, _mean_return(base_paths), 0.0, paths_used))
