@@ -104,10 +104,12 @@ class PlasmaClient:
         def requests() -> Iterator[simulator_pb2.UploadTransitionsRequest]:
             yield simulator_pb2.UploadTransitionsRequest(header=simulator_pb2.UploadHeader(
                 env_spec=env_spec, name=name, append_to_dataset_id=append_to))
-            for start in range(0, rows, batch_rows):
+            starts = range(0, rows, batch_rows)
+            for start in starts:
                 part = {field: tensors.to_proto(np.asarray(array[start : start + batch_rows]))
                         for field, array in arrays.items()}
                 yield simulator_pb2.UploadTransitionsRequest(batch=simulator_pb2.TransitionBatch(**part))
+            yield simulator_pb2.UploadTransitionsRequest(commit=simulator_pb2.UploadCommit(batches=len(starts)))
 
         stream = self.simulator.UploadTransitions(requests(), timeout=self._stream_deadline_s)
         return _final(stream, "dataset", on_progress)

@@ -127,7 +127,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def UploadTransitions(
         self, request_iterator: Iterator[simulator_pb2.UploadTransitionsRequest], context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.UploadTransitionsResponse]:
-        yield from upload.upload(self._store, request_iterator, context.is_active)
+        yield from upload.upload(self._store, request_iterator)
 
     @translate_errors
     def FitWorldModel(

@@ -2,10 +2,12 @@
 
 The first request declares the spec (and a name, or a dataset to append to); every batch after it is
 checked against that spec, written to an fsync'd file in the store's staging area, and only then
-acknowledged, so an acknowledged batch survives a crash of the stream. When the client half-closes, the
-staged batches become one new dataset version in a single atomic write. A stream that fails or is
-cancelled leaves no dataset; its staging directory is removed (and any a crash left behind is removed
-when the store opens).
+acknowledged, so an acknowledged batch survives a crash of the stream. An explicit UploadCommit, sent
+last, turns the staged batches into one new dataset version in a single atomic write. A stream that ends
+without it (failed, cancelled, or a client that just stops) leaves no dataset: gRPC ends a server's request
+iterator the same way for a half-close and for some cancellations, so the end of the stream alone cannot
+say that the client meant to store what it sent. The staging directory is removed (and any a crash left
+behind is removed when the store opens).
 
 Bounds: observations and box actions must lie inside the declared box (compared in float32, as
 Gymnasium's `Box.contains` does). A box given without bounds is unbounded (-inf..inf), so data with no
@@ -16,8 +18,7 @@ from __future__ import annotations
 
 import io
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,9 +41,6 @@ log = plog.get(__name__)
 MAX_UPLOAD_TRANSITIONS = 10_000_000
 MAX_NAME_LENGTH = 200
 _BATCH_FILE = "batch-{:06d}.npz"
-# gRPC Python ends the request iterator the same way on a half-close and on a cancel that arrives before one;
-# the cancellation shows in `is_active()` a moment later. How long to watch for it before committing.
-CANCEL_SETTLE_S = 0.2
 
 
 def _checked_box(space: SpaceSpec, what: str) -> SpaceSpec:
@@ -259,25 +257,15 @@ def _received(
     try:
         yield from requests
     except grpc.RpcError as exc:
-        raise Cancelled("the client cancelled the upload before half-closing it; nothing was stored") from exc
-
-
-def _cancelled(is_active: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + CANCEL_SETTLE_S
-    while is_active():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
+        raise Cancelled("the client cancelled the upload before committing it; nothing was stored") from exc
 
 
 def upload(
     store: SimulatorStore,
     requests: Iterator[simulator_pb2.UploadTransitionsRequest],
-    is_active: Callable[[], bool],
 ) -> Iterator[simulator_pb2.UploadTransitionsResponse]:
-    """Runs one upload stream: yields a BatchAck per durably staged batch, then the committed Dataset.
-    `is_active` is the RPC context's: a stream that was cancelled rather than half-closed commits nothing."""
+    """Runs one upload stream: yields a BatchAck per durably staged batch, then, after the client's
+    UploadCommit, the committed Dataset."""
     requests = _received(requests)
     first = next(requests, None)
     if first is None or first.WhichOneof("part") != "header":
@@ -288,11 +276,19 @@ def upload(
         episodes = _Episodes()
         stored = 0
         count = 0
+        commit: simulator_pb2.UploadCommit | None = None
         for position, request in enumerate(requests, start=1):
             part = request.WhichOneof("part")
+            if commit is not None:
+                raise InvalidArgument(f"message {position} of the upload comes after its UploadCommit; the commit "
+                                      "must be the last message")
+            if part == "commit":
+                commit = request.commit
+                continue
             if part != "batch":
-                what = "a second header" if part == "header" else "empty (neither header nor batch)"
-                raise InvalidArgument(f"message {position} of the upload is {what}; send one header, then batches")
+                what = "a second header" if part == "header" else "empty (neither header, batch nor commit)"
+                raise InvalidArgument(f"message {position} of the upload is {what}; send one header, then batches, "
+                                      "then an UploadCommit")
             rows = decode_batch(request.batch, target.spec, count, episodes)
             stored += len(rows)
             if stored > MAX_UPLOAD_TRANSITIONS:
@@ -303,8 +299,12 @@ def upload(
                 ack=simulator_pb2.BatchAck(batch_index=count, transitions_stored=stored)
             )
             count += 1
-        if _cancelled(is_active):
-            raise Cancelled("the client cancelled the upload before half-closing it; nothing was stored")
+        if commit is None:
+            raise InvalidArgument(f"the upload ended after {count} batches without an UploadCommit; nothing was stored "
+                            "(send UploadCommit last to store the batches)")
+        if commit.batches != count:
+            raise InvalidArgument(f"UploadCommit says {commit.batches} batches were sent, but {count} arrived; "
+                                     "nothing was stored")
         if count == 0:
             raise InvalidArgument("the upload ended after its header without any TransitionBatch; send at least one")
         rows = _staged(staging, count)

@@ -63,5 +63,11 @@ def requests(
     name: str, arrays: dict[str, np.ndarray], size: int = 100, append_to: str = ""
 ) -> Iterator[simulator_pb2.UploadTransitionsRequest]:
     yield header(name, append_to)
-    for part in batches(arrays, size):
+    parts = batches(arrays, size)
+    for part in parts:
         yield simulator_pb2.UploadTransitionsRequest(batch=part)
+    yield commit(len(parts))
+
+
+def commit(batches_sent: int) -> simulator_pb2.UploadTransitionsRequest:
+    return simulator_pb2.UploadTransitionsRequest(commit=simulator_pb2.UploadCommit(batches=batches_sent))

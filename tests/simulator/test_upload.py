@@ -21,7 +21,7 @@ from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from tests.conftest import rpc_error, running
 from tests.simulator import linear_system
-from tests.simulator.linear_system import batch, header
+from tests.simulator.linear_system import batch, commit, header
 
 T = 30.0
 Stub = simulator_pb2_grpc.SimulatorServiceStub
@@ -149,7 +149,12 @@ def _invalid_cases(data: dict[str, np.ndarray]) -> dict[str, tuple[list[Request]
         "batch first": ([Request(batch=batch(good))], INVALID, "first message of an upload must be an UploadHeader"),
         "second header": ([header("bad"), header("bad")], INVALID, "message 1 of the upload is a second header"),
         "empty part": ([header("bad"), Request()], INVALID, "message 1 of the upload is empty"),
-        "no batch": ([header("bad")], INVALID, "without any TransitionBatch"),
+        "no batch": ([header("bad"), commit(0)], INVALID, "without any TransitionBatch"),
+        "no commit": ([header("bad"), Request(batch=batch(good))], INVALID, "ended after 1 batches without an UploadCommit"),
+        "commit miscounts": ([header("bad"), Request(batch=batch(good)), commit(2)], INVALID,
+                             "UploadCommit says 2 batches were sent, but 1 arrived"),
+        "after commit": ([header("bad"), Request(batch=batch(good)), commit(1), Request(batch=batch(good))], INVALID,
+                         "comes after its UploadCommit"),
         "no name": ([header("")], INVALID, "header name is required"),
         "no spec": ([Request(header=simulator_pb2.UploadHeader(name="bad"))], INVALID, "env_spec is required"),
         "discrete observations": (

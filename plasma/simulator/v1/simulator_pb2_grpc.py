@@ -167,7 +167,7 @@ class SimulatorServiceServicer:
     def UploadTransitions(self, request_iterator, context):
         """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
         The first request declares the spec, then batches follow; each batch is acknowledged once it is
-        durably stored. After the client half-closes, the last response carries the new dataset version.
+        durably stored. An UploadCommit ends the upload; the last response carries the new dataset version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -52,7 +52,7 @@ class SimulatorServiceStub:
     UploadTransitions: _grpc.StreamStreamMultiCallable[_simulator_pb2.UploadTransitionsRequest, _simulator_pb2.UploadTransitionsResponse]
     """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
     The first request declares the spec, then batches follow; each batch is acknowledged once it is
-    durably stored. After the client half-closes, the last response carries the new dataset version.
+    durably stored. An UploadCommit ends the upload; the last response carries the new dataset version.
     """
     StartSimulation: _grpc.UnaryUnaryMultiCallable[_simulator_pb2.StartSimulationRequest, _simulator_pb2.StartSimulationResponse]
     """Starts a durable simulation job: its phantom paths are appended to a log with sequence numbers."""
@@ -97,7 +97,7 @@ class SimulatorServiceAsyncStub(SimulatorServiceStub):
     UploadTransitions: _aio.StreamStreamMultiCallable[_simulator_pb2.UploadTransitionsRequest, _simulator_pb2.UploadTransitionsResponse]  # type: ignore[assignment]
     """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
     The first request declares the spec, then batches follow; each batch is acknowledged once it is
-    durably stored. After the client half-closes, the last response carries the new dataset version.
+    durably stored. An UploadCommit ends the upload; the last response carries the new dataset version.
     """
     StartSimulation: _aio.UnaryUnaryMultiCallable[_simulator_pb2.StartSimulationRequest, _simulator_pb2.StartSimulationResponse]  # type: ignore[assignment]
     """Starts a durable simulation job: its phantom paths are appended to a log with sequence numbers."""
@@ -187,7 +187,7 @@ class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_simulator_pb2.UploadTransitionsResponse], _abc.AsyncIterator[_simulator_pb2.UploadTransitionsResponse]]:
         """Stores logged transitions of any observation/action spec (no Gymnasium environment needed).
         The first request declares the spec, then batches follow; each batch is acknowledged once it is
-        durably stored. After the client half-closes, the last response carries the new dataset version.
+        durably stored. An UploadCommit ends the upload; the last response carries the new dataset version.
         """
 
     @_abc_1.abstractmethod
