@@ -136,7 +136,7 @@ def test_fine_tuning_needs_the_same_spec_and_architecture(
     arrays = {**arrays, "observations": arrays["observations"][:, :2],
               "next_observations": arrays["next_observations"][:, :2]}
     requests = [linear_system.header("two-dims", spec=two_dims),
-                simulator_pb2.UploadTransitionsRequest(batch=linear_system.batch(arrays))]
+                simulator_pb2.UploadTransitionsRequest(batch=linear_system.batch(arrays)), linear_system.commit(1)]
     other = list(stub.UploadTransitions(iter(requests), timeout=T))[-1].dataset
     error = rpc_error(lambda: _fit(stub, other.dataset_id, init=parent_id))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
