@@ -140,9 +140,13 @@ class PlasmaClient:
 
     # Compiler
 
-    def compile(self, run_id: str, name: str = "", on_progress: Progress | None = None) -> compiler_pb2.Packet:
-        stream = self.compiler.Compile(compiler_pb2.CompileRequest(run_id=run_id, name=name),
-                                       timeout=self._stream_deadline_s)
+    def compile(self, run_id: str, name: str = "", on_progress: Progress | None = None,
+                kind: compiler_pb2.PacketKind.ValueType = compiler_pb2.PACKET_KIND_MERGED,
+                base_packet_id: str = "") -> compiler_pb2.Packet:
+        """A packet of `kind`: MERGED (default), ADAPTABLE (base that adapter packets apply to), or ADAPTER (only
+        the run's LoRA weights, for the ADAPTABLE packet `base_packet_id`)."""
+        request = compiler_pb2.CompileRequest(run_id=run_id, name=name, kind=kind, base_packet_id=base_packet_id)
+        stream = self.compiler.Compile(request, timeout=self._stream_deadline_s)
         return _final(stream, "packet", on_progress)
 
     def download_packet(self, packet_id: str) -> bytes:
