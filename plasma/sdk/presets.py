@@ -26,9 +26,9 @@ _PRESETS: dict[str, WorkflowConfig] = {
     ),
     # Pendulum-v1 from 400 real steps: one random episode, then one with the first policy (10% random actions).
     # A longer, finer planner than CartPole's (a swing-up pays off after more than 20 steps) and phantom paths
-    # from every real state (two episodes give only two episode starts). In process (bench.sample_efficiency)
-    # these settings reached -169 and -183 (seeds 0 and 1) with 100 planner samples, -188 (seed 0) with 64;
-    # 400 random steps instead reached -257 and -1450 (one policy never swung up).
+    # from every real state (two episodes give only two episode starts). In process (bench.sample_efficiency,
+    # seeds 0-2) these settings reached -172, -214 and -241: close to, not reliably past, the -200 goal (100
+    # planner samples: -159, -215, -310); 400 random steps instead reached -257 and -1450 (seeds 1 and 0).
     "pendulum": WorkflowConfig(
         env_id="Pendulum-v1",
         real_steps=200,
