@@ -94,7 +94,6 @@ def test_discrete_request_fails_precondition(stubs: tuple) -> None:
     assert not trainer.ListRuns(trainer_pb2.ListRunsRequest(), timeout=T).runs  # refused before a run existed
 
 
-@pytest.mark.slow
 def test_backprop_run_succeeds_on_phantom_paths_only(stubs: tuple) -> None:
     sim, trainer = stubs
     model_id = _model(sim, "Pendulum-v1")
