@@ -48,9 +48,13 @@ demo: $(STAMP) ## Run the whole workflow on CartPole-v1 with the services as loc
 	$(BIN)/plasma demo
 
 .PHONY: bench
-bench: $(STAMP) ## Benchmarks (figures printed, nothing asserted)
-	$(BIN)/python bench/edge_latency.py
-	$(BIN)/python bench/learn_cartpole.py
+bench: $(STAMP) ## Benchmarks (figures printed, nothing asserted; about an hour on 2 cores)
+	$(BIN)/python -m bench.edge_latency
+	$(BIN)/python -m bench.simulate_throughput
+	$(BIN)/python -m bench.audit_detection
+	$(BIN)/python -m bench.audit_training --seeds 0 1 2
+	$(BIN)/python -m bench.sample_efficiency --seeds 0 1 2 --curves var/bench/curves
+	$(BIN)/python -m bench.task_adapters
 
 .PHONY: clean
 clean: ## Remove the venv and local stores

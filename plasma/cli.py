@@ -99,7 +99,7 @@ def _workflow(client: PlasmaClient, args: argparse.Namespace) -> int:
     cfg = presets.workflow(args.preset, env_id=args.env, real_steps=args.real_steps, seed=args.seed,
                            eval_episodes=args.episodes)
     summary = train_and_deploy(client, cfg, ProgressPrinter())
-    print(format_summary(summary, cfg.real_steps))
+    print(format_summary(summary, cfg.real_steps + sum(cfg.more_rounds)))
     if args.json:
         Path(args.json).write_text(json.dumps(summary_record(summary), indent=2))
     return 0
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def workflow_flags(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id")
+        sub.add_argument("--env", default=None, help="Gymnasium environment id (default: the preset's)")
         sub.add_argument("--real-steps", type=int, default=None, help="real steps for learning (preset default)")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--episodes", type=int, default=20, help="real evaluation episodes")
