@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -9,6 +10,14 @@ import grpc
 import pytest
 
 from plasma.core import grpc_client, grpc_server
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Torch on one thread, as in the services: on a busy 2-core machine two threads per process ran many
+    times slower than one. Only where a collected test module imported torch (edge tests never do)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ import gymnasium as gym
 import matplotlib.image
 import numpy as np
 import pytest
-import torch
 
 from plasma import cli, plot
 from plasma.sdk import real_rollouts
@@ -41,7 +40,6 @@ def _assert_png(path: Path, min_width: int = 400) -> None:
 
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    torch.set_num_threads(1)
     config = Config(address="127.0.0.1:0", store_dir=Path(tmp_path_factory.mktemp("plot-store")))
     with running(lambda: simulator_server.create_server(config), simulator_server.SERVICE_NAME) as address:
         yield address
@@ -182,7 +180,6 @@ TINY_TRAIN = trainer_pb2.TrainConfig(
 
 @pytest.mark.slow
 def test_cli_plots_a_trained_run_and_forecasts_its_policy(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     simulator_config = Config(address="127.0.0.1:0", store_dir=tmp_path / "simulator")
     with running(lambda: simulator_server.create_server(simulator_config), simulator_server.SERVICE_NAME) as sim:
         trainer_config = TrainerConfig(address="127.0.0.1:0", simulator_address=sim, store_dir=tmp_path / "trainer")

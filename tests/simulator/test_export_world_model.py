@@ -24,7 +24,6 @@ T = 60.0
 def simulator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[simulator_pb2_grpc.SimulatorServiceStub, Path]]:
-    torch.set_num_threads(1)
     store = tmp_path_factory.mktemp("export-world-model")
     config = SimulatorConfig(address="127.0.0.1:0", store_dir=store)
     with (running(lambda: simulator_server.create_server(config), simulator_server.SERVICE_NAME) as address,

@@ -8,7 +8,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-import torch
 
 from plasma.core import tensors
 from plasma.core.errors import Cancelled
@@ -33,7 +32,6 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stub(store_dir: Path) -> Iterator[simulator_pb2_grpc.SimulatorServiceStub]:
-    torch.set_num_threads(1)
     config = Config(address="127.0.0.1:0", store_dir=store_dir)
     with running(lambda: simulator_server.create_server(config), simulator_server.SERVICE_NAME) as address, \
             grpc.insecure_channel(address) as channel:

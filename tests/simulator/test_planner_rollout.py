@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -20,14 +18,6 @@ SMALL_PLANNER = PlannerConfig(horizon=10, num_samples=16, num_iterations=2, num_
 CARTPOLE = task_for("CartPole-v1")
 PENDULUM = task_for("Pendulum-v1")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # As in the services: two torch threads on a busy 2-core machine run many times slower than one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

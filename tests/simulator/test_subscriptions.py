@@ -11,7 +11,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import torch
 
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.simulator import server as simulator_server
@@ -23,13 +22,6 @@ T = 60.0  # deadline for every call in these tests
 SMALL_MODEL = simulator_pb2.WorldModelConfig(ensemble_size=3, hidden_size=32, train_steps=200, seed=1)
 Stub = simulator_pb2_grpc.SimulatorServiceStub
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _start(store: Path, address: str = "127.0.0.1:0"):  # type: ignore[no-untyped-def]

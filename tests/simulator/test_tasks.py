@@ -46,14 +46,6 @@ PENDULUM_SPEC = EnvSpecArrays(
 LOGGED_SPEC = EnvSpecArrays(env_id="", observation=CARTPOLE_SPEC.observation, action=CARTPOLE_SPEC.action)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # As in the services: two torch threads on a busy 2-core machine run many times slower than one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _tracking(**fields: object) -> task_pb2.TaskSpec:
     base = dict(target_observation=[1.0, 0.0, 0.0, 0.0], state_weights=[0.5, 0.0, 2.0, 0.0])

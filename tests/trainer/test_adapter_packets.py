@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -33,14 +32,6 @@ from tests.trainer.test_service import TINY_TRAIN, T, model_id, services  # noqa
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _train(stub: trainer_pb2_grpc.TrainerServiceStub, request: trainer_pb2.TrainRequest) -> trainer_pb2.Run:
     run = list(stub.Train(request, timeout=300))[-1].run
     assert run.state == trainer_pb2.RUN_STATE_SUCCEEDED, run.error
@@ -59,7 +50,7 @@ def _files(data: bytes) -> list[str]:
 
 
 def test_an_adapter_run_ships_as_an_adapter_packet_for_its_base_runs_packet(
-    services: dict[str, str], model_id: str, tmp_path: Path, _one_torch_thread: None  # noqa: F811
+    services: dict[str, str], model_id: str, tmp_path: Path  # noqa: F811
 ) -> None:
     with grpc.insecure_channel(services["trainer"]) as channel:
         trainer = trainer_pb2_grpc.TrainerServiceStub(channel)

@@ -35,7 +35,6 @@ def _mean_return(policy: torch.nn.Module, result: backprop.DistillResult, model:
 
 
 def test_backprop_improves_the_imagined_return() -> None:
-    torch.set_num_threads(1)
     spec, data = collect("Pendulum-v1", 200, seed=0)
     model, _ = fit(spec, data, WorldModelConfig(ensemble_size=2, hidden_size=32, train_steps=300))
     cfg = backprop.BackpropConfig(hidden_size=16, paths_per_round=4, horizon=50, backprop_horizon=10,
@@ -61,7 +60,6 @@ def test_discrete_actions_are_refused() -> None:
 @pytest.fixture(scope="module")
 def stubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[simulator_pb2_grpc.SimulatorServiceStub,
                                                                       trainer_pb2_grpc.TrainerServiceStub]]:
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("backprop")
     simulator_config = SimulatorConfig(address="127.0.0.1:0", store_dir=root / "simulator")
     with running(lambda: simulator_server.create_server(simulator_config), simulator_server.SERVICE_NAME) as sim:

@@ -4,7 +4,6 @@ adapter-only run on a given base network."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -26,13 +25,6 @@ IO = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
 CFG = DistillConfig(seed=5, base_paths=6, adapter_rounds=3, paths_per_round=3, horizon=20, epochs=8,
                     learning_rate=3e-3, planner=PlannerSettings(horizon=8, num_samples=16, num_elites=4))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _assert_same_policy(a: torch.nn.Module, b: torch.nn.Module) -> None:

@@ -28,14 +28,6 @@ METRIC_KEYS = {"imagined_return", "planner_agreement", "phantom_paths_used", "ph
                "training_seconds", "base_parameters", "adapter_parameters"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # As in the services: two torch threads on a busy 2-core machine run many times slower than one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _forward(weights: MlpWeights, obs: np.ndarray) -> np.ndarray:
     x = (obs - weights.obs_mean) / weights.obs_std

@@ -11,7 +11,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-import torch
 
 from plasma.core import grpc_client
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
@@ -26,13 +25,6 @@ T = 60.0
 SMALL_MODEL = simulator_pb2.WorldModelConfig(ensemble_size=3, hidden_size=32, train_steps=200, seed=1)
 NUM_PATHS = 1500
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _free_port() -> int:
