@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.learn_cartpole import ENV_ID, EVAL_EPISODES, evaluate
+from bench.sample_efficiency import EVAL_EPISODES, evaluate
 from plasma.core import logging as plog
 from services.common import threads
 from services.common.types import PhantomPath
@@ -27,6 +27,8 @@ from services.simulator.inprocess import InProcessSource
 from services.simulator.mlp_policy import MlpPolicy
 from services.simulator.world_model import WorldModelConfig, fit
 from services.trainer.distill import DistillConfig, PolicyIO, mlp_weights_of, train
+
+ENV_ID = "CartPole-v1"
 
 
 class CountingSource:
@@ -53,9 +55,9 @@ def run_seed(seed: int, real_steps: int) -> dict[str, float]:
         cfg = DistillConfig(seed=seed, reward_source="learned", ignore_audit=ignore)
         started = time.monotonic()
         result = train(source, io, cfg)
-        returns = evaluate(MlpPolicy(mlp_weights_of(result.peft_model), spec), seed)
-        means[label] = float(np.mean(returns))
-        print(f"seed={seed} {label:<8} real return mean={np.mean(returns):6.1f} min={min(returns):4.0f} "
+        policy = MlpPolicy(mlp_weights_of(result.peft_model), spec)
+        means[label] = evaluate(ENV_ID, lambda obs, policy=policy: int(policy.act_numpy(obs[None])[0]), seed)
+        print(f"seed={seed} {label:<8} real return mean={means[label]:6.1f} "
               f"imagined_return={result.metrics['imagined_return']:6.1f} verdicts={dict(source.verdicts)} "
               f"paths_used={result.metrics['phantom_paths_used']} steps_used={result.metrics['phantom_steps_used']} "
               f"train={time.monotonic() - started:.0f}s", flush=True)

@@ -222,5 +222,5 @@ def save(figure: Figure, out: str | Path) -> Path:
     figure.savefig(buffer, format="png", dpi=DPI)
     plt.close(figure)
     path.parent.mkdir(parents=True, exist_ok=True)
-    files.write_bytes_atomic(path, buffer.getvalue())
+    files.write_bytes_atomic(path, buffer.getvalue(), mode=0o644)
     return path

@@ -152,6 +152,7 @@ def test_cli_plot_learning_curves_writes_a_png(tmp_path: Path) -> None:
     out = tmp_path / "curves.png"
     assert cli.main(["plot", "learning-curves", str(source), "--out", str(out)]) == 0
     _assert_png(out)
+    assert out.stat().st_mode & 0o777 == 0o644  # meant to be shared, unlike the stores' private files
 
 
 def test_learning_curves_reject_a_record_without_runs(tmp_path: Path) -> None:
