@@ -15,7 +15,7 @@ because CartPole is unstable: an open-loop replay of a long balancing path diver
 model. Detection = wrong paths the audit flags (truncate or reject); "in time" = flagged at or before the
 first wrong step; false alarm = right paths flagged.
 
-    .venv/bin/python -m bench.audit_detection --margins 0.1 0.2
+    .venv/bin/python -m bench.audit_detection --margins 0.1 0.2 0.3
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--paths", type=int, default=100, help="paths per non-planner kind")
     parser.add_argument("--planner-paths", type=int, default=16, help="paths per planner kind (slow)")
-    parser.add_argument("--margins", type=float, nargs="+", default=[0.1])
+    parser.add_argument("--margins", type=float, nargs="+", default=[0.2])
     args = parser.parse_args()
     threads.configure_torch(1)
     started = time.monotonic()
