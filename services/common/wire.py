@@ -41,6 +41,18 @@ _REASONS = {
 }
 
 
+# Simulator enums as the trainer's configs name them ("" for unspecified: the simulator's choice).
+REWARD_SOURCE_NAMES = {
+    simulator_pb2.REWARD_SOURCE_UNSPECIFIED: "",
+    simulator_pb2.REWARD_SOURCE_TASK: "task",
+    simulator_pb2.REWARD_SOURCE_LEARNED: "learned",
+}
+START_STATE_NAMES = {
+    simulator_pb2.START_STATES_UNSPECIFIED: "",
+    simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
+    simulator_pb2.START_STATES_ANY: "any",
+}
+
 def set_fields(message: Message) -> dict[str, Any]:
     """The fields of a message that differ from their zero value ("zero means default")."""
     return {field.name: value for field, value in message.ListFields()}

@@ -13,15 +13,8 @@ from services.common.types import MlpWeights, PhantomPath
 from services.trainer.distill import PlannerSettings
 from services.trainer.subscription import DEFAULT_RECONNECT, DurablePaths, Reconnect
 
-_START_STATES = {
-    "episode_starts": simulator_pb2.START_STATES_EPISODE_STARTS,
-    "any": simulator_pb2.START_STATES_ANY,
-}
-_REWARD_SOURCES = {
-    "": simulator_pb2.REWARD_SOURCE_UNSPECIFIED,
-    "task": simulator_pb2.REWARD_SOURCE_TASK,
-    "learned": simulator_pb2.REWARD_SOURCE_LEARNED,
-}
+_START_STATES = {name: value for value, name in wire.START_STATE_NAMES.items()}
+_REWARD_SOURCES = {name: value for value, name in wire.REWARD_SOURCE_NAMES.items()}
 
 
 def planner_to_proto(settings: PlannerSettings) -> simulator_pb2.PlannerConfig:

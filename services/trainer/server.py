@@ -40,16 +40,6 @@ _SIMULATOR_WAIT_S = 300.0
 _WATCH_POLL_S = 1.0
 # How long a stopping trainer waits for its training threads to reach their next phantom path or event.
 _TRAINING_STOP_WAIT_S = 60.0
-_REWARD_SOURCES = {
-    simulator_pb2.REWARD_SOURCE_UNSPECIFIED: "",
-    simulator_pb2.REWARD_SOURCE_TASK: "task",
-    simulator_pb2.REWARD_SOURCE_LEARNED: "learned",
-}
-_START_STATES = {
-    simulator_pb2.START_STATES_UNSPECIFIED: "",
-    simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
-    simulator_pb2.START_STATES_ANY: "any",
-}
 
 
 
@@ -59,7 +49,7 @@ def distill_config(message: trainer_pb2.TrainConfig) -> distill.DistillConfig:
                                  trainer_pb2.ALGORITHM_MODEL_BACKPROP):
         raise InvalidArgument(f"unknown algorithm {message.algorithm}; use ALGORITHM_PLANNER_DISTILLATION or "
                               "ALGORITHM_MODEL_BACKPROP")
-    if message.reward_source not in _REWARD_SOURCES:
+    if message.reward_source not in wire.REWARD_SOURCE_NAMES:
         raise InvalidArgument(f"unknown reward_source {message.reward_source}")
     fields = wire.fields_within(message, _LIMITS, "train config")
     if fields.get("learning_rate", 0.0) < 0:
@@ -67,13 +57,13 @@ def distill_config(message: trainer_pb2.TrainConfig) -> distill.DistillConfig:
     fields.pop("algorithm", None)
     for name in backprop_job.LIMITS:  # read by ALGORITHM_MODEL_BACKPROP only (backprop_job.config_of)
         fields.pop(name, None)
-    fields["reward_source"] = _REWARD_SOURCES[message.reward_source]
-    if message.start_states not in _START_STATES:
+    fields["reward_source"] = wire.REWARD_SOURCE_NAMES[message.reward_source]
+    if message.start_states not in wire.START_STATE_NAMES:
         raise InvalidArgument(f"unknown start_states {message.start_states}; use START_STATES_EPISODE_STARTS or "
                               "START_STATES_ANY")
     fields.pop("start_states", None)
     if message.start_states:
-        fields["start_states"] = _START_STATES[message.start_states]
+        fields["start_states"] = wire.START_STATE_NAMES[message.start_states]
     with bad_input():
         if "planner" in fields:
             fields["planner"] = distill.PlannerSettings(**wire.set_fields(message.planner))
