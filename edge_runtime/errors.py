@@ -40,6 +40,10 @@ class BaseMismatch(Refused, FailedPrecondition):
     reason = "base-mismatch"
 
 
+class SelfTestFailed(Refused, FailedPrecondition):
+    reason = "self-test-failed"
+
+
 class NothingToRollBack(Refused, FailedPrecondition):
     reason = "nothing-to-roll-back"
 

@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from edge_runtime import errors
+from edge_runtime import errors, self_test
 from edge_runtime.metrics import Metrics
 from edge_runtime.session import ServedPacket, new_session
 from edge_runtime.store import KEEP_BASES, EdgeStore, Entry, Staged, State, StoreError
@@ -177,14 +178,34 @@ class Runtime:
                                       + "; ".join(mismatch))
         return base
 
-    def _build(self, verified: packet.Packet, payload_path: object, base: ServedPacket | None) -> ServedPacket:
+    def _build(self, verified: packet.Packet, payload_path: Path, base: ServedPacket | None) -> ServedPacket:
+        """A warm session over the packet's graph that passed the packet's self-test on this CPU, or else over its
+        float fallback if that passes; refuses the packet when neither does."""
         try:
             if base is not None:
-                return ServedPacket(verified, base.session, adapter_path=payload_path, base=base)  # type: ignore[arg-type]
-            served = ServedPacket(verified, new_session(verified.payload, self._intra_threads, self._inter_threads))
+                served = ServedPacket(verified, base.session, adapter_path=payload_path, base=base)
+            else:
+                served = ServedPacket(verified, new_session(verified.payload, self._intra_threads,
+                                                            self._inter_threads))
+            report = served.check_self_test()
+            if report is None or report.passed:
+                return served
+            if verified.fallback is not None:
+                fallback = ServedPacket(verified, new_session(verified.fallback, self._intra_threads,
+                                                              self._inter_threads), fallback=True)
+                fallback_report = fallback.check_self_test()
+                if fallback_report is not None and fallback_report.passed:
+                    log.warning("packet=%s: its %s graph failed its self-test on this CPU (%s; CPU features %s); "
+                                "serving its fp32 fallback", served.packet_id, served.precision, report.describe(),
+                                ",".join(self_test.cpu_features()))
+                    return fallback
         except packet.PacketError as exc:
             raise errors.Malformed(str(exc)) from exc
-        return served
+        raise errors.SelfTestFailed(
+            f"packet {served.packet_id} failed its self-test on this CPU: its {served.precision} graph "
+            f"{report.describe()}; CPU features {', '.join(self_test.cpu_features()) or 'none detected'}"
+            + ("; its fp32 fallback failed too" if verified.fallback is not None else
+               "; recompile it with a larger precision (fp16 or fp32) or with float_fallback"))
 
     def _commit(self, served: ServedPacket, staged: Staged | None, state: State) -> None:
         """Swap first (requests see the new packet from now on), then make it durable; undo the swap if the

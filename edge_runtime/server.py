@@ -14,7 +14,7 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
-from edge_runtime import errors
+from edge_runtime import errors, self_test
 from edge_runtime.config import Config
 from edge_runtime.metrics import Metrics, start_http
 from edge_runtime.runtime import Runtime
@@ -57,8 +57,20 @@ def packet_info(served: ServedPacket) -> edge_pb2.PacketInfo:
                                     action_space=_space_proto(manifest.action_space)),
         load_time=_timestamp(served.loaded_at), version=manifest.version, kind=_KIND[manifest.kind],
         signing_key_id=served.key_id, base_packet_id=base.packet_id if base else "",
-        base_version=base.version if base else 0,
+        base_version=base.version if base else 0, self_test=_self_test_report(served), precision=served.precision,
     )
+
+
+def _self_test_report(served: ServedPacket) -> edge_pb2.SelfTestReport:
+    report = served.self_test
+    if report is None:
+        return edge_pb2.SelfTestReport(ran=False, cpu_features=self_test.cpu_features())
+    return edge_pb2.SelfTestReport(
+        ran=True, passed=report.passed, agreement=report.agreement.share, min_agreement=report.min_agreement,
+        observations=report.agreement.states, near_ties=report.agreement.near_ties,
+        max_abs_diff=report.agreement.max_abs_diff, max_abs_diff_from_compiler=report.max_abs_diff_from_compiler,
+        serving_fallback=served.serving_fallback, cpu_features=self_test.cpu_features(),
+        allowed_max_abs_diff=report.allowed_output_error)
 
 
 def entry_info(entry: Entry | None) -> edge_pb2.PacketInfo | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edge_runtime import self_test
 from plasma import packet
 from plasma.common.v1 import common_pb2
 from plasma.core.errors import InvalidArgument
@@ -39,7 +40,7 @@ class ServedPacket:
     picked it up, so a swap never disturbs a request in flight."""
 
     def __init__(self, verified: packet.Packet, session: ort.InferenceSession, adapter_path: Path | None = None,
-                 base: ServedPacket | None = None) -> None:
+                 base: ServedPacket | None = None, fallback: bool = False) -> None:
         self.manifest = verified.manifest
         self.sha256 = verified.sha256
         self.size_bytes = verified.size_bytes
@@ -52,6 +53,11 @@ class ServedPacket:
         self.obs_dim = self.manifest.obs_dim
         self.discrete = self.manifest.action_space.kind == "discrete"
         self.session = session
+        # The precision of the graph this object runs: the packet's own, or its fp32 fallback's.
+        self.precision = "fp32" if fallback else str(self.manifest.quantization.get("precision", "int8-dynamic"))
+        self.serving_fallback = fallback
+        # Set by the runtime once the packet's self-test ran on this CPU (None: the packet carries none).
+        self.self_test: self_test.Report | None = None
         # InferenceSession.run checks the feed's names on every call, then calls its binding; every feed here is
         # built by this class after its own checks, so it calls the binding directly (the public method where a
         # future onnxruntime has no such attribute).
@@ -108,6 +114,20 @@ class ServedPacket:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Actions for a [batch, obs_dim] float32 array: [batch] int64 or [batch, act_dim] float32."""
         return self._run(self._outputs, {packet.INPUT_NAME: batch}, self._run_options)[0]
+
+    def run_with_output(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actions, raw outputs) for a [batch, obs_dim] float32 array."""
+        action, output = self._run([packet.ACTION_OUTPUT, packet.RAW_OUTPUT], {packet.INPUT_NAME: batch},
+                                   self._run_options)
+        return action, output
+
+    def check_self_test(self) -> self_test.Report | None:
+        """Runs the packet's self-test on this CPU and keeps the report; None when the packet carries none."""
+        test = self.manifest.self_test
+        if test is None:
+            return None
+        self.self_test = self_test.run(test, self.run_with_output, self.discrete, self.manifest.action_space)
+        return self.self_test
 
     # Validation. Everything below raises InvalidArgument saying what was expected and what arrived.
 

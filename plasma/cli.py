@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from plasma import plot_commands
 from plasma.compiler.v1 import compiler_pb2
 from plasma.core import grpc_client
+from plasma.edge.v1 import edge_pb2
 from plasma.local import LocalStack
 from plasma.sdk import presets, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
@@ -67,6 +68,33 @@ def describe_progress(event: Message) -> str:
     return json_format.MessageToJson(event, indent=None)
 
 
+def precision_name(value: int) -> str:
+    """compiler_pb2.PRECISION_INT8_FLOAT_OUTPUT -> "int8-float-output" (the manifest's names)."""
+    return compiler_pb2.Precision.Name(value).removeprefix("PRECISION_").lower().replace("_", "-")  # type: ignore[arg-type]
+
+
+def describe_packet(packet: compiler_pb2.Packet) -> str:
+    tried = ", ".join(f"{precision_name(a.precision)} {'passed' if a.passed else 'refused'}" for a in packet.attempts)
+    return (f"{packet.size_bytes:,} bytes, {precision_name(packet.precision)} (tried: {tried}); model "
+            f"{packet.model_bytes:,} B, fp32 {packet.fp32_model_bytes:,} B")
+
+
+def describe_parity(parity: compiler_pb2.ParityReport) -> str:
+    decisive = parity.num_observations - parity.near_ties
+    return (f"{100 * parity.agreement:.2f} % of {decisive:,} decisive visited states ({parity.near_ties:,} near-ties "
+            f"apart); closed-loop return {parity.closed_loop_return:.1f} (fp32 {parity.fp32_closed_loop_return:.1f})")
+
+
+def describe_self_test(test: edge_pb2.SelfTestReport) -> str:
+    if not test.ran:
+        return "none (format 1 packet)"
+    verdict = "passed" if test.passed else "FAILED"
+    fallback = ", serving the fp32 fallback" if test.serving_fallback else ""
+    return (f"{verdict}{fallback}: {100 * test.agreement:.1f} % of {test.observations - test.near_ties} decisive, "
+            f"max |diff| from fp32 {test.max_abs_diff:.3f} (allowed {test.allowed_max_abs_diff:.3f}); "
+            f"CPU {' '.join(test.cpu_features) or 'features unknown'}")
+
+
 def format_summary(summary: WorkflowSummary, budget: int) -> str:
     ev = summary.evaluation
     metrics = summary.model_metrics
@@ -80,14 +108,15 @@ def format_summary(summary: WorkflowSummary, budget: int) -> str:
                                        f"(naive next=current: {metrics.holdout_naive_obs_mse:.2e}), "
                                        f"NLL {metrics.holdout_nll:.3f}"),
         ("training time", f"{summary.training_seconds:.1f} s (imagined return {summary.imagined_return:.1f})"),
-        ("packet size", f"{summary.packet_bytes:,} bytes (int8 model {summary.int8_model_bytes:,} B, "
-                        f"fp32 model {summary.fp32_model_bytes:,} B)"),
-        ("int8 vs fp32 agreement", f"{100 * summary.int8_fp32_agreement:.2f} %"),
+        ("packet", describe_packet(summary.packet)),
+        ("parity with fp32", describe_parity(summary.packet.parity)),
+        ("self-test on the edge's CPU", describe_self_test(summary.served.self_test)),
         ("edge latency (Act over gRPC)", f"p50 {ev.latency_percentile(50):.3f} ms, "
                                          f"p99 {ev.latency_percentile(99):.3f} ms (inference in runtime "
                                          f"p50 {summary.edge_inference_p50_ms:.3f} ms)"),
         ("mean real return", f"{ev.mean_return:.1f} ± {ev.std_return:.1f} over {len(ev.returns)} episodes{verdict}"),
         ("wall time", f"{summary.wall_seconds:.0f} s ({stages})"),
+        ("seed", f"{summary.seed} (the same seed on the same machine gives the same packet bytes)"),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"Plasma summary: {summary.env_id}  packet {summary.packet_id}"]
@@ -111,8 +140,8 @@ def summary_record(summary: WorkflowSummary) -> dict[str, Any]:
         "env_id": summary.env_id, "real_steps_used": summary.real_steps_used, "packet_id": summary.packet_id,
         "holdout_obs_mse": summary.model_metrics.holdout_obs_mse,
         "holdout_naive_obs_mse": summary.model_metrics.holdout_naive_obs_mse,
-        "training_seconds": summary.training_seconds, "packet_bytes": summary.packet_bytes,
-        "int8_fp32_agreement": summary.int8_fp32_agreement,
+        "training_seconds": summary.training_seconds, "seed": summary.seed,
+        "packet": json_format.MessageToDict(summary.packet), "served": json_format.MessageToDict(summary.served),
         "act_p50_ms": ev.latency_percentile(50), "act_p99_ms": ev.latency_percentile(99),
         "mean_return": ev.mean_return, "returns": list(ev.returns), "stage_seconds": summary.stage_seconds,
     }
@@ -181,7 +210,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     with PlasmaClient(_endpoints(args)) as client:
-        packet = client.compile(args.run_id, on_progress=_stage_printer("compile"))
+        packet = client.compile(args.run_id, on_progress=_stage_printer("compile"), precision=args.precision,
+                                float_fallback=args.float_fallback, min_agreement=args.min_agreement)
+    print(f"{packet.packet_id}: {describe_packet(packet)}\n  parity: {describe_parity(packet.parity)}",
+          file=sys.stderr)
     return _print_message(packet)
 
 
@@ -239,6 +271,14 @@ def _task(text: str) -> task_pb2.TaskSpec:
         return tasks.parse_task(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _precision(text: str) -> int:
+    names = {precision_name(value): value for value in compiler_pb2.Precision.values()
+             if value != compiler_pb2.PRECISION_UNSPECIFIED}
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"precision must be one of {', '.join(names)}, got {text!r}")
+    return names[text]
 
 
 def _floats(text: str) -> list[float]:
@@ -311,7 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=presets.NAMES, default="default")
     train.add_argument("--task", type=_task, help=TASK_HELP)
     train.add_argument("--base-run", default="", help="train only a LoRA adapter for --task on this run's base policy")
-    add("compile", cmd_compile, "compile a run into an int8 packet").add_argument("run_id")
+    compile_ = add("compile", cmd_compile, "compile a run into a packet (the smallest precision that keeps parity)")
+    compile_.add_argument("run_id")
+    compile_.add_argument("--precision", type=_precision, default=compiler_pb2.PRECISION_UNSPECIFIED,
+                          help="only this precision: int8, int8-float-output, fp16, fp32 or int8-dynamic "
+                               "(default: the ladder, smallest first)")
+    compile_.add_argument("--float-fallback", action="store_true",
+                          help="also ship the fp32 graph, served where the packet fails its self-test")
+    compile_.add_argument("--min-agreement", type=float, default=0.0,
+                          help="the parity gate: decision agreement with fp32 on decisive states (default 0.95)")
     deploy = add("deploy", cmd_deploy, "load a packet into the edge runtime")
     deploy.add_argument("packet_id", nargs="?", help="packet to download from the compiler")
     deploy.add_argument("--file", help="or a packet file on disk")

@@ -4,8 +4,12 @@ A zip archive:
   manifest.json         canonical JSON: what the packet is (name, version, spaces, I/O, files and their
                         sha256, normalization, quantization, parity, provenance)
   signature.json        ed25519 signature over manifest.json, naming the signing key's id
-  model.onnx            kind "model": the int8 policy graph, observation [batch, obs_dim] float32 -> action, output
+  model.onnx            kind "model": the policy graph, observation [batch, obs_dim] float32 -> action, output
+  fallback.onnx         kind "model", optional: the fp32 graph, served where model.onnx fails its self-test
   adapter.onnx_adapter  kind "adapter": LoRA weights (onnxruntime AdapterFormat) for a base model the device holds
+
+Since format version 2 the manifest carries a self-test: observations with fp32's reference outputs, which a
+device runs through the graph with its own kernels before serving it (`SelfTest`).
 
 `verify` is the device's check (trusted key, signature, canonical manifest, every file's hash); `read` parses
 without looking at the signature, for tools. Torch-free on purpose: the edge runtime imports this module.
@@ -29,12 +33,15 @@ import numpy as np
 
 from plasma.signing import ALGORITHM, SigningKey, VerifyingKey, describe
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 packets (no self-test, no fallback) are still read.
+READABLE_VERSIONS = (1, 2)
 MEDIA_TYPE = "application/vnd.plasma.packet+zip"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "signature.json"
 MODEL_FILE = "model.onnx"
 ADAPTER_FILE = "adapter.onnx_adapter"
+FALLBACK_FILE = "fallback.onnx"
 KIND_MODEL = "model"
 KIND_ADAPTER = "adapter"
 INPUT_NAME = "observation"
@@ -176,6 +183,85 @@ class BaseRef:
                 "model_sha256": self.model_sha256}
 
 
+def _tensor_out(array: np.ndarray) -> dict[str, Any]:
+    """A small array as JSON: dtype, shape and its little-endian bytes in base64 (like plasma.common.v1.Tensor)."""
+    array = np.asarray(array)
+    wire = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    return {"dtype": array.dtype.name, "shape": list(array.shape),
+            "base64": base64.b64encode(np.ascontiguousarray(wire).tobytes()).decode()}
+
+
+_SELF_TEST_DTYPES = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
+
+
+def _tensor_in(raw: Any, where: str) -> np.ndarray:
+    try:
+        dtype = _SELF_TEST_DTYPES[raw["dtype"]]
+        shape = tuple(int(d) for d in raw["shape"])
+        data = base64.b64decode(raw["base64"], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise PacketError(f"manifest {where} is not a tensor record: {exc!r}") from exc
+    if any(d < 0 for d in shape) or math.prod(shape) * dtype.itemsize != len(data):
+        raise PacketError(f"manifest {where}: shape {list(shape)} of {dtype.name} does not match its "
+                          f"{len(data)} bytes")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+@dataclass(frozen=True, eq=False)
+class SelfTest:
+    """manifest["self_test"]: observations a device runs through the packet's graph (with the adapter, for an
+    adapter packet) before serving it, and what fp32 answers to them. The device computes decision agreement
+    as plasma.parity defines it and refuses the graph below `min_agreement`, or when its raw outputs are further
+    from fp32's than plasma.parity.allowed_output_error allows for the compiler's own (`expected_output`)."""
+
+    observations: np.ndarray  # [n, obs_dim] float32
+    reference_output: np.ndarray  # [n, width] float32: fp32's raw outputs
+    reference_action: np.ndarray  # [n] int64 or [n, act_dim] float32: fp32's actions
+    expected_output: np.ndarray  # [n, width] float32: the packet's graph's raw outputs on the compiler's CPU
+    min_agreement: float
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SelfTest):
+            return NotImplemented
+        return self.min_agreement == other.min_agreement and all(
+            np.array_equal(getattr(self, name), getattr(other, name))
+            for name in ("observations", "reference_output", "reference_action", "expected_output"))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
+
+    def to_json(self) -> dict[str, Any]:
+        return {"observations": _tensor_out(self.observations),
+                "reference_output": _tensor_out(self.reference_output),
+                "reference_action": _tensor_out(self.reference_action),
+                "expected_output": _tensor_out(self.expected_output), "min_agreement": self.min_agreement}
+
+    @classmethod
+    def from_json(cls, raw: Any, observation_space: Space, action_space: Space) -> SelfTest:
+        if not isinstance(raw, dict):
+            raise PacketError(f"manifest self_test must be an object, got {raw!r}")
+        fields = {name: _tensor_in(raw.get(name), f"self_test.{name}")
+                  for name in ("observations", "reference_output", "reference_action", "expected_output")}
+        test = cls(**fields, min_agreement=_share(raw.get("min_agreement"), "self_test.min_agreement"))
+        n = test.observations.shape[0]
+        width = action_space.flat_dim
+        action_shape = (n,) if action_space.kind == "discrete" else (n, width)
+        expected = {"observations": (n, observation_space.flat_dim), "reference_output": (n, width),
+                    "expected_output": (n, width), "reference_action": action_shape}
+        for name, shape in expected.items():
+            if fields[name].shape != shape:
+                raise PacketError(f"manifest self_test.{name} has shape {list(fields[name].shape)}, "
+                                  f"expected {list(shape)}")
+        if n < 1 or not all(np.isfinite(fields[name]).all() for name in expected):
+            raise PacketError("manifest self_test needs at least one observation and finite values throughout")
+        return test
+
+
+def _share(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise PacketError(f"manifest {where} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Manifest:
     kind: str  # KIND_MODEL or KIND_ADAPTER
@@ -200,6 +286,8 @@ class Manifest:
     quantization: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # Format 2 on: what a device checks the graph against before serving it.
+    self_test: SelfTest | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -208,8 +296,12 @@ class Manifest:
 
     @property
     def payload(self) -> FileEntry:
-        """The one file v1 packets carry: model.onnx or adapter.onnx_adapter."""
+        """The packet's graph or adapter: model.onnx or adapter.onnx_adapter, always listed first."""
         return self.files[0]
+
+    @property
+    def has_fallback(self) -> bool:
+        return any(f.path == FALLBACK_FILE for f in self.files)
 
     @property
     def io(self) -> tuple[TensorList, TensorList]:
@@ -234,6 +326,8 @@ class Manifest:
             "parity": self.parity,
             "versions": self.versions,
         }
+        if self.self_test is not None:
+            raw["self_test"] = self.self_test.to_json()
         if self.kind == KIND_MODEL:
             raw["model"] = {"file": MODEL_FILE, "opset": self.opset,
                             "adapter_slots": [t.to_json() for t in self.adapter_slots]}
@@ -254,6 +348,7 @@ class Packet:
     key_id: str
     sha256: str
     size_bytes: int
+    fallback: bytes | None = None  # the fp32 graph, when the packet carries one
 
 
 def canonical_json(value: Any) -> bytes:
@@ -294,6 +389,8 @@ def build(
     quantization: dict[str, Any] | None = None,
     parity: dict[str, Any] | None = None,
     versions: dict[str, str] | None = None,
+    self_test: SelfTest,
+    fallback: bytes | None = None,
 ) -> bytes:
     """Writes a signed packet; the manifest's file entries (hash, size) are derived here, not passed in."""
     if kind not in _PAYLOAD_FILE:
@@ -304,17 +401,22 @@ def build(
     action_space.check("action_space")
     if (kind == KIND_ADAPTER) != (base is not None):
         raise PacketError("an adapter packet needs a base, and only an adapter packet has one")
+    if fallback is not None and kind != KIND_MODEL:
+        raise PacketError("only a model packet carries a fallback graph")
+    contents = {_PAYLOAD_FILE[kind]: payload}
+    if fallback is not None:
+        contents[FALLBACK_FILE] = fallback
     manifest = Manifest(
         kind=kind, packet_id=packet_id, name=name, version=version, created_at=created_at,
         source_run_id=source_run_id, env_id=env_id, observation_space=observation_space, action_space=action_space,
-        files=(FileEntry(_PAYLOAD_FILE[kind], hashlib.sha256(payload).hexdigest(), len(payload)),),
+        files=tuple(FileEntry(path, hashlib.sha256(data).hexdigest(), len(data)) for path, data in contents.items()),
         opset=opset, adapter_slots=adapter_slots, adapter_parameters=adapter_parameters,
         adapter_rank=adapter_rank, base=base, normalization=normalization or {}, quantization=quantization or {},
-        parity=parity or {}, versions=versions or {},
+        parity=parity or {}, versions=versions or {}, self_test=self_test,
     )
     manifest_bytes = canonical_json(manifest.to_json())
     _manifest_from_json(json.loads(manifest_bytes))  # the writer never produces what the reader refuses
-    return assemble(manifest_bytes, {manifest.payload.path: payload}, sign(manifest_bytes, signer))
+    return assemble(manifest_bytes, contents, sign(manifest_bytes, signer))
 
 
 def sign(manifest_bytes: bytes, signer: SigningKey) -> bytes:
@@ -370,7 +472,8 @@ def read(data: bytes) -> tuple[Manifest, bytes]:
     if MANIFEST_FILE not in entries:
         raise PacketError(f"packet has no {MANIFEST_FILE}; entries: {sorted(entries)}")
     manifest = _parse_manifest(entries[MANIFEST_FILE])
-    return manifest, _check_files(manifest, entries)
+    _check_files(manifest, entries)
+    return manifest, entries[manifest.payload.path]
 
 
 def verify(data: bytes, trusted_keys: Mapping[str, VerifyingKey]) -> Packet:
@@ -394,8 +497,9 @@ def verify(data: bytes, trusted_keys: Mapping[str, VerifyingKey]) -> Packet:
         raise PacketTampered(f"signature by key {key_id} does not match {MANIFEST_FILE}: the manifest was changed "
                              "after signing, or the signature was not made with that key")
     manifest = _parse_manifest(manifest_bytes)
-    payload = _check_files(manifest, entries)
-    return Packet(manifest, payload, key_id, hashlib.sha256(data).hexdigest(), len(data))
+    _check_files(manifest, entries)
+    return Packet(manifest, entries[manifest.payload.path], key_id, hashlib.sha256(data).hexdigest(), len(data),
+                  fallback=entries.get(FALLBACK_FILE))
 
 
 def _parse_signature(raw: bytes) -> tuple[str, bytes]:
@@ -422,7 +526,7 @@ def _parse_manifest(manifest_bytes: bytes) -> Manifest:
     return manifest
 
 
-def _check_files(manifest: Manifest, entries: Mapping[str, bytes]) -> bytes:
+def _check_files(manifest: Manifest, entries: Mapping[str, bytes]) -> None:
     expected = sorted({MANIFEST_FILE, *(f.path for f in manifest.files)})
     found = sorted(set(entries) - {SIGNATURE_FILE})
     if found != expected:
@@ -434,7 +538,6 @@ def _check_files(manifest: Manifest, entries: Mapping[str, bytes]) -> bytes:
         actual = hashlib.sha256(data).hexdigest()
         if actual != entry.sha256:
             raise PacketTampered(f"{entry.path} sha256 is {actual}, the signed manifest says {entry.sha256}")
-    return entries[manifest.payload.path]
 
 
 def _tensors(raw: Any, where: str) -> tuple[Tensor, ...]:
@@ -453,9 +556,9 @@ def _manifest_from_json(raw: Any) -> Manifest:
     if not isinstance(raw, dict):
         raise PacketError(f"{MANIFEST_FILE} must be a JSON object")
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise PacketError(f"packet format_version {version!r} is not supported; "
-                          f"this reader reads {FORMAT_VERSION}")
+                          f"this reader reads {', '.join(map(str, READABLE_VERSIONS))}")
     required = {"kind", "packet_id", "name", "version", "created_at", "source_run_id", "env_spec", "io", "files"}
     missing = sorted(required - set(raw))
     if missing:
@@ -483,9 +586,19 @@ def _manifest_from_json(raw: Any) -> Manifest:
                       for f in raw["files"])
     except (KeyError, TypeError, ValueError) as exc:
         raise PacketError(f"manifest files entry is malformed: {exc!r}") from exc
-    if [f.path for f in files] != [_PAYLOAD_FILE[kind]]:
-        raise PacketError(f"a {kind} packet carries exactly [{_PAYLOAD_FILE[kind]!r}], "
+    allowed = [[_PAYLOAD_FILE[kind]]]
+    if kind == KIND_MODEL and version >= 2:
+        allowed.append([MODEL_FILE, FALLBACK_FILE])
+    if [f.path for f in files] not in allowed:
+        raise PacketError(f"a format {version} {kind} packet carries {' or '.join(map(repr, allowed))}, "
                           f"manifest files list {[f.path for f in files]}")
+    if version >= 2:
+        if "self_test" not in raw:
+            raise PacketError(f"{MANIFEST_FILE} lacks self_test, which format {version} requires")
+        fields_v2: dict[str, Any] = {"self_test": SelfTest.from_json(raw["self_test"], observation_space,
+                                                                     action_space)}
+    else:
+        fields_v2 = {}
     fields: dict[str, Any] = {}
     try:
         if kind == KIND_MODEL:
@@ -514,5 +627,5 @@ def _manifest_from_json(raw: Any) -> Manifest:
         observation_space=observation_space, action_space=action_space, files=files,
         normalization=dict(raw.get("normalization", {})), quantization=dict(raw.get("quantization", {})),
         parity=dict(raw.get("parity", {})), versions=dict(raw.get("versions", {})), format_version=version,
-        **fields,
+        **fields, **fields_v2,
     )

@@ -32,6 +32,20 @@ def running(create: Callable[[], tuple[grpc.Server, int, object]], service_name:
         server.stop(grace=None).wait()
 
 
+@pytest.fixture(scope="session")
+def worlds_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real SimulatorService holding the small CartPole and Pendulum worlds of tests.support.worlds."""
+    from services.simulator import server as simulator_server
+    from services.simulator.config import Config
+    from tests.support import worlds
+
+    root = tmp_path_factory.mktemp("worlds-simulator")
+    worlds.simulator_store(root)
+    config = Config(address="127.0.0.1:0", store_dir=root)
+    with running(lambda: simulator_server.create_server(config), simulator_server.SERVICE_NAME) as address:
+        yield address
+
+
 @pytest.fixture
 def channel_to() -> Iterator[Callable[[str], grpc.Channel]]:
     opened: list[grpc.Channel] = []

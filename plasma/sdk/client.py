@@ -142,10 +142,15 @@ class PlasmaClient:
 
     def compile(self, run_id: str, name: str = "", on_progress: Progress | None = None,
                 kind: compiler_pb2.PacketKind.ValueType = compiler_pb2.PACKET_KIND_MERGED,
-                base_packet_id: str = "") -> compiler_pb2.Packet:
+                base_packet_id: str = "",
+                precision: compiler_pb2.Precision.ValueType = compiler_pb2.PRECISION_UNSPECIFIED,
+                float_fallback: bool = False, min_agreement: float = 0.0) -> compiler_pb2.Packet:
         """A packet of `kind`: MERGED (default), ADAPTABLE (base that adapter packets apply to), or ADAPTER (only
-        the run's LoRA weights, for the ADAPTABLE packet `base_packet_id`)."""
-        request = compiler_pb2.CompileRequest(run_id=run_id, name=name, kind=kind, base_packet_id=base_packet_id)
+        the run's LoRA weights, for the ADAPTABLE packet `base_packet_id`). `precision` unspecified walks the
+        precision ladder; `min_agreement` 0 is the compiler's default gate (0.95)."""
+        request = compiler_pb2.CompileRequest(run_id=run_id, name=name, kind=kind, base_packet_id=base_packet_id,
+                                              precision=precision, float_fallback=float_fallback,
+                                              min_agreement=min_agreement)
         stream = self.compiler.Compile(request, timeout=self._stream_deadline_s)
         return _final(stream, "packet", on_progress)
 

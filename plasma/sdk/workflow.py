@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from plasma.compiler.v1 import compiler_pb2
+from plasma.edge.v1 import edge_pb2
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.evaluate import Evaluation, run_episodes
 from plasma.simulator.v1 import simulator_pb2
@@ -44,10 +46,9 @@ class WorkflowSummary:
     model_metrics: simulator_pb2.WorldModelMetrics
     training_seconds: float
     imagined_return: float
-    packet_bytes: int
-    fp32_model_bytes: int
-    int8_model_bytes: int
-    int8_fp32_agreement: float
+    packet: compiler_pb2.Packet  # its precision, the precisions tried and its parity figures
+    served: edge_pb2.PacketInfo  # as the edge runtime loaded it: its self-test on the edge's CPU
+    seed: int
     evaluation: Evaluation
     edge_inference_p50_ms: float
     edge_inference_p99_ms: float
@@ -87,7 +88,7 @@ def train_and_deploy(client: PlasmaClient, cfg: WorkflowConfig, on_event: OnEven
     for number, steps in enumerate(cfg.more_rounds, start=2):
         dataset, model, run = _next_round(client, cfg, timed, number, steps, dataset.dataset_id, run.policy)
     packet = timed("compile", lambda p: client.compile(run.run_id, on_progress=p))
-    timed("deploy", lambda _p: client.deploy(client.download_packet(packet.packet_id)))
+    served = timed("deploy", lambda _p: client.deploy(client.download_packet(packet.packet_id)))
     evaluation = timed("evaluate", lambda _p: run_episodes(
         cfg.env_id, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET, client.act))
     status = client.edge_status()
@@ -101,10 +102,9 @@ def train_and_deploy(client: PlasmaClient, cfg: WorkflowConfig, on_event: OnEven
         model_metrics=model.metrics,
         training_seconds=run.metrics.training_seconds,
         imagined_return=run.metrics.imagined_return,
-        packet_bytes=packet.size_bytes,
-        fp32_model_bytes=packet.fp32_model_bytes,
-        int8_model_bytes=packet.int8_model_bytes,
-        int8_fp32_agreement=packet.parity.agreement,
+        packet=packet,
+        served=served,
+        seed=cfg.seed,
         evaluation=evaluation,
         edge_inference_p50_ms=status.inference_latency.p50_ms,
         edge_inference_p99_ms=status.inference_latency.p99_ms,

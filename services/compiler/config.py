@@ -16,6 +16,8 @@ class Config:
     address: str = "127.0.0.1:50053"
     # Where the trainer listens; the compiler pulls policy bundles from it.
     trainer_address: str = "127.0.0.1:50052"
+    # Where the simulator listens; the parity check runs policies in the run's world model there.
+    simulator_address: str = "127.0.0.1:50051"
     # Root directory of stored packets.
     store_dir: Path = Path("var/compiler")
     # Torch and onnxruntime intra-op threads: 1 keeps four services on a 2-core machine from oversubscribing it.
@@ -35,6 +37,7 @@ class Config:
         return cls(
             address=settings.address(env, "PLASMA_COMPILER_ADDRESS", cls.address),
             trainer_address=settings.address(env, "PLASMA_TRAINER_TARGET", cls.trainer_address),
+            simulator_address=settings.address(env, "PLASMA_SIMULATOR_TARGET", cls.simulator_address),
             store_dir=Path(settings.directory(env, "PLASMA_COMPILER_STORE", str(cls.store_dir))),
             torch_threads=settings.positive_int(env, "PLASMA_COMPILER_TORCH_THREADS", cls.torch_threads),
             workers=settings.positive_int(env, "PLASMA_COMPILER_WORKERS", cls.workers),

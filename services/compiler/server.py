@@ -22,7 +22,7 @@ from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, threads, wire
 from services.common.policy_net import PolicySpec
 from services.common.types import EnvSpecArrays
-from services.compiler import export
+from services.compiler import closed_loop_inputs, export, pipeline, precision
 from services.compiler.config import Config
 from services.compiler.store import PacketStore, new_packet_id
 
@@ -32,6 +32,14 @@ SERVICE_NAME = compiler_pb2.DESCRIPTOR.services_by_name["CompilerService"].full_
 DEFAULT_MIN_AGREEMENT = 0.95
 DEV_KEY_FILE = "signing/dev-ed25519.pem"
 _KINDS = {compiler_pb2.PACKET_KIND_MERGED, compiler_pb2.PACKET_KIND_ADAPTABLE, compiler_pb2.PACKET_KIND_ADAPTER}
+PRECISIONS = {
+    compiler_pb2.PRECISION_INT8: precision.INT8,
+    compiler_pb2.PRECISION_INT8_FLOAT_OUTPUT: precision.INT8_FLOAT_OUTPUT,
+    compiler_pb2.PRECISION_FP16: precision.FP16,
+    compiler_pb2.PRECISION_FP32: precision.FP32,
+    compiler_pb2.PRECISION_INT8_DYNAMIC: precision.INT8_DYNAMIC,
+}
+PRECISION_ENUMS = {name: value for value, name in PRECISIONS.items()}
 
 
 def load_signing_key(config: Config) -> tuple[signing.SigningKey, bool]:
@@ -52,10 +60,17 @@ def _progress(stage: str, message: str) -> compiler_pb2.CompileResponse:
     return compiler_pb2.CompileResponse(progress=compiler_pb2.CompileProgress(stage=stage, message=message))
 
 
-def _min_agreement(request: compiler_pb2.CompileRequest) -> float:
+def _options(request: compiler_pb2.CompileRequest, kind: int, config: Config, seed: int) -> pipeline.Settings:
     if not 0.0 <= request.min_agreement <= 1.0:
         raise InvalidArgument(f"min_agreement={request.min_agreement} must be in [0, 1] (0 for the default 0.95)")
-    return request.min_agreement or DEFAULT_MIN_AGREEMENT
+    if request.precision and request.precision not in PRECISIONS:
+        raise InvalidArgument(f"precision {request.precision} is not a Precision")
+    if request.float_fallback and kind != compiler_pb2.PACKET_KIND_MERGED:
+        raise InvalidArgument("float_fallback is for PACKET_KIND_MERGED packets: an adaptable base's adapters and "
+                              "an adapter packet need the base graph itself")
+    return pipeline.Settings(min_agreement=request.min_agreement or DEFAULT_MIN_AGREEMENT,
+                             threads=config.torch_threads, precision=PRECISIONS.get(request.precision),
+                             float_fallback=request.float_fallback, seed=seed)
 
 
 def check_spaces(env: EnvSpecArrays, spec: PolicySpec) -> None:
@@ -69,10 +84,11 @@ def check_spaces(env: EnvSpecArrays, spec: PolicySpec) -> None:
 
 
 class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
-    def __init__(self, store: PacketStore, trainer: trainer_pb2_grpc.TrainerServiceStub, config: Config,
-                 signer: signing.SigningKey, generated_key: bool = False) -> None:
+    def __init__(self, store: PacketStore, trainer: trainer_pb2_grpc.TrainerServiceStub, simulator: grpc.Channel,
+                 config: Config, signer: signing.SigningKey, generated_key: bool = False) -> None:
         self._store = store
         self._trainer = trainer
+        self._simulator = simulator
         self._config = config
         self._signer = signer
         self._generated_key = generated_key
@@ -85,16 +101,17 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
     def Compile(
         self, request: compiler_pb2.CompileRequest, context: grpc.ServicerContext
     ) -> Iterator[compiler_pb2.CompileResponse]:
-        min_agreement = _min_agreement(request)
         if not request.run_id:
             raise InvalidArgument("run_id is required: the trainer run whose policy to compile")
         kind = request.kind or compiler_pb2.PACKET_KIND_MERGED
         if kind not in _KINDS:
             raise InvalidArgument(f"kind {request.kind} is not a PacketKind")
+        options = _options(request, kind, self._config, seed=0)
         base = self._base(request.base_packet_id) if kind == compiler_pb2.PACKET_KIND_ADAPTER else None
         if base is None and request.base_packet_id:
             raise InvalidArgument("base_packet_id is only for kind PACKET_KIND_ADAPTER")
         run = self._get_run(request.run_id)
+        options = dataclasses.replace(options, seed=int(run.config.seed))
         data = self._fetch_bundle(request.run_id)
         yield _progress("fetch", f"policy bundle of run {run.run_id}: {len(data)} bytes, verified sha256")
         try:
@@ -111,12 +128,16 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                 "packet instead"
             )
 
-        def work(report: export.Report) -> export.Compiled:
+        scenario, real_observations = closed_loop_inputs.gather(self._simulator, run, env)
+        yield _progress("world", f"world model {run.model_id} and {len(real_observations)} real observations "
+                                 f"from the simulator, for the parity check in closed loop")
+
+        def work(report: pipeline.Report) -> pipeline.Compiled:
             with self._compile_lock:
                 if base is not None:
-                    return export.compile_adapter(policy, base[1], min_agreement, self._config.torch_threads, report)
-                return export.compile_bundle(policy, min_agreement, self._config.torch_threads, report,
-                                             adaptable=kind == compiler_pb2.PACKET_KIND_ADAPTABLE)
+                    return pipeline.compile_adapter(policy, base[1], scenario, options, report)
+                return pipeline.compile_model(policy, scenario, real_observations, options, report,
+                                              adaptable=kind == compiler_pb2.PACKET_KIND_ADAPTABLE)
 
         job = ProgressJob(work)
         for stage, message in job.events():
@@ -126,12 +147,12 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                                base[0] if base is not None else None)
         yield _progress("package", f"packet {record.packet_id} {record.name} v{record.version}: "
                                    f"{record.size_bytes} bytes, signed by key {record.signing_key_id}, stored")
-        log.info("packet=%s name=%s version=%d kind=%s run=%s size_bytes=%d agreement=%.4f", record.packet_id,
-                 record.name, record.version, compiler_pb2.PacketKind.Name(kind), run.run_id, record.size_bytes,
-                 record.parity.agreement)
+        log.info("packet=%s name=%s version=%d kind=%s precision=%s run=%s size_bytes=%d agreement=%.4f",
+                 record.packet_id, record.name, record.version, compiler_pb2.PacketKind.Name(kind),
+                 job.result.precision, run.run_id, record.size_bytes, record.parity.agreement)
         yield compiler_pb2.CompileResponse(packet=record)
 
-    def _base(self, base_packet_id: str) -> tuple[compiler_pb2.Packet, export.Base]:
+    def _base(self, base_packet_id: str) -> tuple[compiler_pb2.Packet, pipeline.Base]:
         if not base_packet_id:
             raise InvalidArgument("base_packet_id is required for kind PACKET_KIND_ADAPTER: the adaptable packet "
                                   "the adapter is for")
@@ -140,7 +161,8 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             raise FailedPrecondition(f"base packet {base_packet_id} is {compiler_pb2.PacketKind.Name(record.kind)}; "
                                      "adapters apply only to PACKET_KIND_ADAPTABLE packets")
         manifest, model = packet.read(data)
-        return record, export.Base(model_onnx=model, slots=manifest.adapter_slots)
+        base_precision = str(manifest.quantization.get("precision", precision.INT8_DYNAMIC))
+        return record, pipeline.Base(model_onnx=model, slots=manifest.adapter_slots, precision=base_precision)
 
     def _get_run(self, run_id: str) -> trainer_pb2.Run:
         try:
@@ -163,7 +185,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             raise DataLoss(f"the trainer's ExportPolicy stream for run {run_id!r} did not start with a header")
         return blobs.assemble(first.header, (message.chunk for message in stream))
 
-    def _package(self, compiled: export.Compiled, run: trainer_pb2.Run, env: EnvSpecArrays, name: str,
+    def _package(self, compiled: pipeline.Compiled, run: trainer_pb2.Run, env: EnvSpecArrays, name: str,
                  kind: int, weights_sha256: str, base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()
@@ -177,7 +199,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                                     model_sha256=packet.read(self._store.read(base.packet_id)[1])[0].payload.sha256))
         else:
             manifest_fields = dict(kind=packet.KIND_MODEL, opset=export.OPSET, adapter_slots=compiled.adapter_tensors)
-        result = compiled.parity
+        chosen = compiled.chosen.verdict
         with self._package_lock:
             version = self._store.next_version(name)
             data = packet.build(
@@ -185,17 +207,24 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                 source_run_id=run.run_id, env_id=env.env_id,
                 observation_space=packet.Space(**dataclasses.asdict(env.observation)),
                 action_space=packet.Space(**dataclasses.asdict(env.action)),
-                payload=compiled.int8_onnx, signer=self._signer, versions=export.versions(),
-                **manifest_fields, **export.packet_records(compiled),  # type: ignore[arg-type]
+                payload=compiled.payload, signer=self._signer, versions=export.versions(),
+                self_test=compiled.self_test, fallback=compiled.fallback,
+                **manifest_fields, **pipeline.packet_records(compiled),  # type: ignore[arg-type]
             )
             record = compiler_pb2.Packet(
                 packet_id=packet_id, name=name, sha256=blobs.sha256_hex(data), size_bytes=len(data),
-                fp32_model_bytes=len(compiled.fp32_onnx), int8_model_bytes=len(compiled.int8_onnx),
-                parity=compiler_pb2.ParityReport(num_observations=result.num_observations,
-                                                 agreement=result.agreement, max_abs_diff=result.max_abs_diff),
+                fp32_model_bytes=len(compiled.fp32_onnx), int8_model_bytes=len(compiled.payload),
+                model_bytes=len(compiled.payload),
+                parity=compiler_pb2.ParityReport(
+                    num_observations=chosen.agreement.states, agreement=chosen.agreement.share,
+                    max_abs_diff=chosen.agreement.max_abs_diff, near_ties=chosen.agreement.near_ties,
+                    fp32_closed_loop_return=compiled.reference_return, closed_loop_return=chosen.closed_loop_return,
+                    closed_loop_paths=compiled.closed_loop_paths),
                 run_id=run.run_id, env_spec=run.env_spec, create_time=create_time, version=version, kind=kind,
                 base_packet_id=base.packet_id if base is not None else "", signing_key_id=self._signer.key_id,
-                base_weights_sha256=weights_sha256,
+                base_weights_sha256=weights_sha256, precision=PRECISION_ENUMS[compiled.precision],
+                attempts=[_attempt_message(a) for a in compiled.attempts],
+                float_fallback=compiled.fallback is not None,
             )
             self._store.save(record, data)
         return record
@@ -229,10 +258,19 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                                                   public_key=self._signer.public.raw, generated=self._generated_key)
 
 
+def _attempt_message(attempt: pipeline.Attempt) -> compiler_pb2.PrecisionAttempt:
+    verdict = attempt.verdict
+    return compiler_pb2.PrecisionAttempt(
+        precision=PRECISION_ENUMS[attempt.precision], passed=verdict.passed, reason=verdict.reason,
+        agreement=verdict.agreement.share, closed_loop_return=verdict.closed_loop_return,
+        model_bytes=attempt.model_bytes, self_test_agreement=verdict.self_test.share)
+
+
 def create_server(
-    config: Config, trainer: grpc.Channel | None = None
+    config: Config, trainer: grpc.Channel | None = None, simulator: grpc.Channel | None = None
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Builds and binds the server (not started); `trainer` defaults to a channel to config.trainer_address."""
+    """Builds and binds the server (not started); `trainer` and `simulator` default to channels to
+    config.trainer_address and config.simulator_address."""
     threads.configure_torch(config.torch_threads)
     server = grpc_server.build_server(config.workers)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
@@ -241,7 +279,8 @@ def create_server(
     signer, generated = load_signing_key(config)
     # The public half is what edge runtimes must trust (PLASMA_EDGE_TRUSTED_KEYS); it is no secret.
     log.info("signing key_id=%s public_key=%s generated=%s", signer.key_id, signer.public.base64, generated)
-    servicer = CompilerServicer(store, stub, config, signer, generated)
+    servicer = CompilerServicer(store, stub, simulator or grpc_client.channel(config.simulator_address), config,
+                                signer, generated)
     compiler_pb2_grpc.add_CompilerServiceServicer_to_server(servicer, server)
     port = grpc_server.bind(server, config.address)
     return server, port, health_servicer
@@ -251,13 +290,15 @@ def serve(config: Config) -> None:
     server, port, health_servicer = create_server(config)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
-    log.info("compiler serving port=%d trainer=%s store=%s", port, config.trainer_address, config.store_dir)
+    log.info("compiler serving port=%d trainer=%s simulator=%s store=%s", port, config.trainer_address,
+             config.simulator_address, config.store_dir)
     grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
 
 
 _FLAGS = (
     service_main.Flag("--address", "PLASMA_COMPILER_ADDRESS", "host:port to listen on"),
     service_main.Flag("--trainer", "PLASMA_TRAINER_TARGET", "trainer host:port"),
+    service_main.Flag("--simulator", "PLASMA_SIMULATOR_TARGET", "simulator host:port"),
     service_main.Flag("--store", "PLASMA_COMPILER_STORE", "store directory"),
     service_main.Flag("--signing-key", "PLASMA_COMPILER_SIGNING_KEY", "ed25519 private key file"),
 )

@@ -14,7 +14,7 @@ from plasma.core import logging as plog
 from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
 from plasma.core.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-from services.common import threads, wire
+from services.common import threads, transitions_archive, wire
 from services.common.types import EnvSpecArrays, Transitions
 from services.simulator import (
     collect,
@@ -192,6 +192,15 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         yield simulator_pb2.ExportWorldModelResponse(header=blobs.header_for(data, model_archive.MEDIA_TYPE))
         for chunk in blobs.chunks(data):
             yield simulator_pb2.ExportWorldModelResponse(chunk=chunk)
+
+    @translate_errors
+    def ExportDataset(
+        self, request: simulator_pb2.ExportDatasetRequest, context: grpc.ServicerContext
+    ) -> Iterator[simulator_pb2.ExportDatasetResponse]:
+        data = self._store.transitions_file(request.dataset_id).read_bytes()
+        yield simulator_pb2.ExportDatasetResponse(header=blobs.header_for(data, transitions_archive.MEDIA_TYPE))
+        for chunk in blobs.chunks(data):
+            yield simulator_pb2.ExportDatasetResponse(chunk=chunk)
 
     @translate_errors
     def Simulate(

@@ -21,16 +21,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from google.protobuf import json_format
 
 from plasma.core import files
 from plasma.core.errors import NotFound
 from plasma.simulator.v1 import simulator_pb2
-from services.common import wire
+from services.common import transitions_archive, wire
 from services.common.types import EnvSpecArrays, Transitions
-
-_TRANSITION_FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "episode_ids")
 
 
 def new_id(prefix: str) -> str:
@@ -57,8 +54,7 @@ class SimulatorStore:
         returns it with `version` filled in."""
 
         def fill(tmp: Path) -> None:
-            with open(tmp / "transitions.npz", "wb") as handle:
-                np.savez(handle, **{name: getattr(transitions, name) for name in _TRANSITION_FIELDS})
+            (tmp / "transitions.npz").write_bytes(transitions_archive.pack(transitions))
             (tmp / "dataset.json").write_text(json_format.MessageToJson(dataset))
 
         with self._version_lock:
@@ -72,9 +68,12 @@ class SimulatorStore:
 
     def transitions(self, dataset_id: str) -> tuple[EnvSpecArrays, Transitions]:
         dataset = self.dataset(dataset_id)
-        with np.load(self.datasets_dir / dataset_id / "transitions.npz", allow_pickle=False) as arrays:
-            transitions = Transitions(**{name: arrays[name] for name in _TRANSITION_FIELDS})
+        transitions = transitions_archive.load(self.transitions_file(dataset_id).read_bytes())
         return wire.env_spec_from_proto(dataset.env_spec), transitions
+
+    def transitions_file(self, dataset_id: str) -> Path:
+        """The dataset's stored archive (transitions_archive format)."""
+        return self._existing(self.datasets_dir, dataset_id, "dataset") / "transitions.npz"
 
     def list_datasets(self, name: str = "") -> list[simulator_pb2.Dataset]:
         """All datasets, or only the versions of `name`, oldest first."""

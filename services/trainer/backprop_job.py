@@ -9,8 +9,9 @@ import grpc
 
 from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input
 from plasma.trainer.v1 import trainer_pb2
+from services.common import simulator_client
 from services.simulator.tasks import task_for  # the simulator's known tasks: the gradient needs their reward
-from services.trainer import backprop, world_model_client
+from services.trainer import backprop
 from services.trainer.distill import DistillConfig, DistillResult, PhantomSource, PolicyIO, TrainProgress
 
 # Limits of the fields only this algorithm reads (the shared ones are checked with the distillation's).
@@ -50,7 +51,7 @@ def job(channel: grpc.Channel, model_id: str, env_id: str, source: PhantomSource
     """The training job for a ProgressJob: the world model is fetched when the job starts."""
 
     def run(report: Callable[[TrainProgress], None]) -> DistillResult:
-        model = world_model_client.fetch(channel, model_id)
+        model = simulator_client.fetch_model(channel, model_id)
         task = task_for(env_id) if cfg.reward_source == "task" else None
         return backprop.train(source, model, io, cfg, task, report)
 

@@ -1,7 +1,8 @@
 """Small real policies for the compiler and edge tests: a trained PolicyNet plus a peft LoRA adapter.
 
 They stand in for what the trainer exports (the trainer has its own tests); `FakeTrainer` serves them
-over a real gRPC TrainerService so the compiler is tested through its real client code.
+over a real gRPC TrainerService so the compiler is tested through its real client code. Their runs name the
+small real world models of tests.support.worlds, which the compiler's parity check rolls them out in.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from plasma.core import blobs
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle
 from services.common.policy_net import PolicyNet, PolicySpec, linear_layer_names
-from services.compiler import export
+from services.compiler import export, pipeline, precision
+from tests.support import worlds
 
 INF = float("inf")
 # CartPole-v1's observation bounds (two are unbounded) and a scale for sampling plausible states.
@@ -51,13 +53,16 @@ def observations(kind: str, n: int, seed: int) -> np.ndarray:
 
 
 def make_bundle(kind: str = "discrete", seed: int = 0, fragile: bool = False,
-                adapter_seed: int | None = None, adapter_std: float = 0.02) -> bundle.PolicyBundle:
+                adapter_seed: int | None = None, adapter_std: float = 0.02,
+                logit_scale: float = 1.0) -> bundle.PolicyBundle:
     """A policy trained for 200 steps on a simple control rule, with a non-zero LoRA adapter.
 
-    `fragile` keeps the fp32 policy but normalizes an ignored input to values ~1000x the others: dynamic
-    int8 scales the whole input by its range, so the inputs that matter round to zero. `adapter_seed` draws
+    `fragile` gives every unit of the second layer one weight ~100x its others, on a hidden unit that is always 0
+    in the base network: per-channel int8 weights round the others (what the policy computes with) to nothing,
+    fp16 keeps them. `adapter_seed` draws
     another adapter for the same base (what a fine-tuning run on a shared base produces); a large
-    `adapter_std` makes it change many decisions.
+    `adapter_std` makes it change many decisions. `logit_scale` scales the output layer: a small one leaves the
+    policy undecided (near-ties) wherever its decision is close.
     """
     torch.manual_seed(seed)
     if kind == "discrete":
@@ -78,10 +83,14 @@ def make_bundle(kind: str = "discrete", seed: int = 0, fragile: bool = False,
             loss = torch.nn.functional.mse_loss(net.act(obs), target)
         loss.backward()
         optimizer.step()
+    with torch.no_grad():
+        net.body[-1].weight.mul_(logit_scale)
+        net.body[-1].bias.mul_(logit_scale)
     if fragile:
         with torch.no_grad():
-            net.body[0].weight[:, 0] = 0.0
-            net.obs_std[0] = 1e-3
+            net.body[0].weight[0] = 0.0
+            net.body[0].bias[0] = 0.0
+            net.body[2].weight[:, 0] = 50.0
     base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if adapter_seed is not None:
         torch.manual_seed(adapter_seed)
@@ -99,8 +108,9 @@ def make_bundle(kind: str = "discrete", seed: int = 0, fragile: bool = False,
 
 
 def make_run(run_id: str, kind: str) -> trainer_pb2.Run:
-    return trainer_pb2.Run(run_id=run_id, model_id="model-test", state=trainer_pb2.RUN_STATE_SUCCEEDED,
-                           env_spec=env_spec(kind))
+    return trainer_pb2.Run(run_id=run_id, model_id=worlds.world(kind).model_id,
+                           state=trainer_pb2.RUN_STATE_SUCCEEDED, env_spec=env_spec(kind),
+                           config=trainer_pb2.TrainConfig(horizon=worlds.HORIZON))
 
 
 class FakeTrainer(trainer_pb2_grpc.TrainerServiceServicer):
@@ -134,24 +144,29 @@ class FakeTrainer(trainer_pb2_grpc.TrainerServiceServicer):
 
 # Signs every packet the tests build; the edge tests trust it.
 TEST_KEY = signing.SigningKey.generate()
-_COMPILED: dict[tuple[str, int, bool, float], export.Compiled] = {}
+_COMPILED: dict[tuple[str, int, bool, float, str | None], pipeline.Compiled] = {}
 
 
 def compiled(kind: str = "discrete", seed: int = 0, adaptable: bool = False,
-             adapter_std: float = 0.02) -> export.Compiled:
+             adapter_std: float = 0.02, precision: str | None = None) -> pipeline.Compiled:
     """A bundle compiled the way the compiler does it (cached: compiling takes seconds)."""
-    key = (kind, seed, adaptable, adapter_std)
+    key = (kind, seed, adaptable, adapter_std, precision)
     if key not in _COMPILED:
-        _COMPILED[key] = export.compile_bundle(make_bundle(kind, seed, adapter_std=adapter_std), 0.95, threads=1,
-                                               report=lambda _: None, adaptable=adaptable)
+        world = worlds.world(kind)
+        _COMPILED[key] = pipeline.compile_model(
+            make_bundle(kind, seed, adapter_std=adapter_std), world.scenario(), world.data.obs,
+            pipeline.Settings(min_agreement=0.95, threads=1, precision=precision), report=lambda _: None,
+            adaptable=adaptable)
     return _COMPILED[key]
 
 
 def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer: signing.SigningKey = TEST_KEY,
-                adaptable: bool = False, name: str = "", adapter_std: float = 0.02) -> tuple[bytes, bytes]:
+                adaptable: bool = False, name: str = "", adapter_std: float = 0.02,
+                self_test: packet.SelfTest | None = None, fallback: bytes | None = None) -> tuple[bytes, bytes]:
     """(signed packet, its fp32 model) built the way the compiler builds them, without gRPC (for edge tests).
     The same policy with another version or signer is a different packet (id and bytes); a large
-    `adapter_std` gives a policy that decides differently from the plain one."""
+    `adapter_std` gives a policy that decides differently from the plain one. `self_test` replaces the
+    compiler's (e.g. with another policy's answers, which this packet's graph fails)."""
     result = compiled(kind, seed, adaptable, adapter_std)
     spec = env_spec(kind)
     data = packet.build(
@@ -159,8 +174,9 @@ def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer:
         source_run_id=f"run-{kind}-{seed}",
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
-        payload=result.int8_onnx, opset=export.OPSET, adapter_slots=result.adapter_tensors, signer=signer,
-        versions=export.versions(), **export.packet_records(result),
+        payload=result.payload, opset=export.OPSET, adapter_slots=result.adapter_tensors, signer=signer,
+        versions=export.versions(), self_test=self_test or result.self_test, fallback=fallback,
+        **pipeline.packet_records(result),
     )
     return data, result.fp32_onnx
 
@@ -172,26 +188,28 @@ def make_packet_with_model(model: bytes, version: int, kind: str = "discrete") -
         packet_id=f"pkt-bad{version:09d}", name=f"{spec.env_id}-test", version=version, source_run_id="run-bad",
         created_at="2026-01-01T00:00:00Z", env_id=spec.env_id, observation_space=space(spec.observation_space),
         action_space=space(spec.action_space), payload=model, opset=export.OPSET, signer=TEST_KEY,
+        self_test=compiled(kind).self_test,
     )
 
 
 def make_adapter_packet(base: bytes, adapter_seed: int, version: int, kind: str = "discrete", seed: int = 0,
                         signer: signing.SigningKey = TEST_KEY,
-                        adapter_std: float = 0.3) -> tuple[bytes, export.Compiled]:
+                        adapter_std: float = 0.3) -> tuple[bytes, pipeline.Compiled]:
     """An adapter packet for the adaptable packet `base` (same base weights, another adapter)."""
     base_manifest, base_model = packet.read(base)
-    result = export.compile_adapter(make_bundle(kind, seed, adapter_seed=adapter_seed, adapter_std=adapter_std),
-                                    export.Base(base_model, base_manifest.adapter_slots), 0.9, threads=1,
-                                    report=lambda _: None)
+    result = pipeline.compile_adapter(
+        make_bundle(kind, seed, adapter_seed=adapter_seed, adapter_std=adapter_std),
+        pipeline.Base(base_model, base_manifest.adapter_slots, str(base_manifest.quantization["precision"])),
+        worlds.world(kind).scenario(), pipeline.Settings(min_agreement=0.9, threads=1), report=lambda _: None)
     spec = env_spec(kind)
     data = packet.build(
         kind=packet.KIND_ADAPTER, packet_id=f"pkt-adpt{adapter_seed:02d}{version:06d}", name=base_manifest.name,
         version=version, source_run_id=f"run-{kind}-{seed}-{adapter_seed}", created_at="2026-01-01T00:00:00Z",
         env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
-        payload=result.int8_onnx, adapter_parameters=result.adapter_tensors, adapter_rank=result.lora_rank,
+        payload=result.payload, adapter_parameters=result.adapter_tensors, adapter_rank=result.lora_rank,
         base=packet.BaseRef(base_manifest.packet_id, base_manifest.name, base_manifest.version,
                             base_manifest.payload.sha256),
-        signer=signer, versions=export.versions(), **export.packet_records(result),
+        signer=signer, versions=export.versions(), self_test=result.self_test, **pipeline.packet_records(result),
     )
     return data, result
 
@@ -200,3 +218,31 @@ def space(message: common_pb2.Space) -> packet.Space:
     if message.kind == common_pb2.SPACE_KIND_DISCRETE:
         return packet.Space(kind="discrete", n=message.n)
     return packet.Space(kind="box", shape=tuple(message.shape), low=tuple(message.low), high=tuple(message.high))
+
+
+def self_test_of(fp32: bytes, graph: bytes, observations: np.ndarray, per_row: bool = False) -> packet.SelfTest:
+    """A self-test over `observations` that holds `fp32`'s answers, and `graph`'s on this CPU."""
+    reference_action, reference_output = export.Graph(fp32, 1).run(observations)
+    _, expected_output = export.Graph(graph, 1, per_row=per_row).run(observations)
+    return packet.SelfTest(observations=observations, reference_output=reference_output,
+                           reference_action=reference_action, expected_output=expected_output, min_agreement=0.95)
+
+
+def make_miscomputing_packet(version: int, fallback: bool) -> tuple[bytes, bytes]:
+    """(packet, its fp32 graph): the fragile policy's int8 graph, which decides unlike its fp32 graph, with a
+    self-test of the fp32 graph's answers: what a device sees whose int8 kernels compute wrongly. With
+    `fallback` the packet also carries the fp32 graph."""
+    policy = make_bundle(fragile=True)
+    net, _ = export.merge_adapter(policy, policy.parity_observations)
+    fp32 = export.export_onnx(net)
+    world = worlds.world("discrete")
+    int8 = precision.build(precision.INT8, fp32, world.data.obs)
+    spec = env_spec("discrete")
+    data = packet.build(
+        packet_id=f"pkt-miscomp{version:05d}", name=f"{spec.env_id}-test", version=version,
+        source_run_id="run-fragile", created_at="2026-01-01T00:00:00Z", env_id=spec.env_id,
+        observation_space=space(spec.observation_space), action_space=space(spec.action_space), payload=int8,
+        opset=export.OPSET, signer=TEST_KEY, quantization={"precision": precision.INT8},
+        self_test=self_test_of(fp32, int8, world.data.obs[:48]), fallback=fp32 if fallback else None,
+    )
+    return data, fp32

@@ -14,7 +14,7 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from plasma import packet, signing
+from plasma import packet, parity, signing
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.core import blobs, grpc_server
 from plasma.core.settings import ConfigError
@@ -27,7 +27,7 @@ from tests.compiler import policies
 from tests.conftest import rpc_error, running
 
 T = 120.0
-STAGES = ["fetch", "merge", "export", "quantize", "parity", "package"]
+STAGES = ["fetch", "world", "merge", "export", "reference", "calibrate", "int8", "package"]
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -37,6 +37,7 @@ def trainer() -> Iterator[tuple[str, policies.FakeTrainer]]:
     for kind in ("discrete", "box"):
         fake.add(policies.make_run(f"run-{kind}", kind), bundle.pack(policies.make_bundle(kind)))
     fake.add(policies.make_run("run-fragile", "discrete"), bundle.pack(policies.make_bundle(fragile=True)))
+    fake.add(policies.make_run("run-undecided", "discrete"), bundle.pack(policies.make_bundle(logit_scale=0.05)))
     fake.add(policies.make_run("run-corrupt", "discrete"), bundle.pack(policies.make_bundle(seed=3)))
     # Fine-tuned on run-discrete's base: another adapter, same base weights.
     fake.add(policies.make_run("run-shared-base", "discrete"),
@@ -59,15 +60,16 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def start_compiler(trainer_address: str, store_dir: Path) -> Iterator[str]:
-    config = Config(address="127.0.0.1:0", trainer_address=trainer_address, store_dir=store_dir)
+def start_compiler(trainer_address: str, simulator_address: str, store_dir: Path) -> Iterator[str]:
+    config = Config(address="127.0.0.1:0", trainer_address=trainer_address, simulator_address=simulator_address,
+                    store_dir=store_dir)
     with running(lambda: compiler_server.create_server(config), compiler_server.SERVICE_NAME) as address:
         yield address
 
 
 @pytest.fixture(scope="module")
-def compiler(trainer: tuple[str, policies.FakeTrainer], store_dir: Path) -> Iterator[str]:
-    with start_compiler(trainer[0], store_dir) as address:
+def compiler(trainer: tuple[str, policies.FakeTrainer], worlds_simulator: str, store_dir: Path) -> Iterator[str]:
+    with start_compiler(trainer[0], worlds_simulator, store_dir) as address:
         yield address
 
 
@@ -115,10 +117,14 @@ def test_compile_streams_every_stage_then_a_small_packet(compiled_discrete: list
     assert record.name == "CartPole-v1" and record.version == 1
     assert record.kind == compiler_pb2.PACKET_KIND_MERGED and not record.base_packet_id
     assert len(record.base_weights_sha256) == 64
-    assert 3_000 < record.size_bytes < 15_000  # ~10 KB for a 4->64->64->2 policy
-    assert record.int8_model_bytes < 0.6 * record.fp32_model_bytes
-    assert record.parity.num_observations == 256
+    assert 3_000 < record.size_bytes < 10_000  # ~8 KB for a 4->64->64->2 policy
+    assert record.precision == compiler_pb2.PRECISION_INT8 and not record.float_fallback
+    assert [(a.precision, a.passed, a.reason) for a in record.attempts] == [(compiler_pb2.PRECISION_INT8, True, "")]
+    assert record.model_bytes == record.int8_model_bytes < 0.65 * record.fp32_model_bytes
+    # Closed loop: 16 paths of each graph, plus the trainer's 256 held-out phantom states.
+    assert record.parity.num_observations > 256 and record.parity.closed_loop_paths == 16
     assert record.parity.agreement >= 0.95
+    assert record.parity.closed_loop_return >= 0.95 * record.parity.fp32_closed_loop_return
     assert record.env_spec.env_id == "CartPole-v1"
     assert record.create_time.seconds > 0
 
@@ -138,8 +144,13 @@ def test_download_round_trip_matches_the_record(
     assert (manifest.name, manifest.version, manifest.kind) == (record.name, record.version, packet.KIND_MODEL)
     assert manifest.observation_space.high[1] == float("inf")
     assert manifest.parity["agreement"] == pytest.approx(record.parity.agreement)
+    assert manifest.parity["near_ties"] == record.parity.near_ties
+    assert manifest.parity["closed_loop"]["fp32_return"] == pytest.approx(record.parity.fp32_closed_loop_return)
     assert manifest.quantization["fp32_model_bytes"] == record.fp32_model_bytes
-    assert len(model) == record.int8_model_bytes
+    assert manifest.quantization["precision"] == "int8" and manifest.quantization["ladder"][0]["passed"]
+    assert len(model) == record.model_bytes
+    assert manifest.format_version == 2 and manifest.self_test is not None
+    assert manifest.self_test.min_agreement == 0.95 and manifest.self_test.observations.shape == (48, 4)
     assert stub.GetPacket(compiler_pb2.GetPacketRequest(packet_id=record.packet_id), timeout=T).packet == record
 
 
@@ -164,7 +175,7 @@ def test_int8_packet_is_close_to_the_merged_torch_policy(
         torch_action = merged.act(torch.from_numpy(obs)).numpy()
     action, out = ort.InferenceSession(model).run(None, {packet.INPUT_NAME: obs})
     assert np.mean(action == torch_action) >= 0.95
-    # Dynamic int8 scales activations per call, so compare the error's bulk to the logits' range.
+    # Activation ranges are calibrated on real and visited states: compare the error's bulk to the logits' range.
     error, scale = np.abs(out - torch_out), np.abs(torch_out).max()
     assert error.mean() <= 0.02 * scale
     assert np.percentile(error, 99) <= 0.1 * scale
@@ -227,8 +238,10 @@ def test_adaptable_packet_then_an_adapter_only_packet_for_it(stub: compiler_pb2_
 
     responses = compile_run(stub, "run-shared-base", kind=compiler_pb2.PACKET_KIND_ADAPTER,
                             base_packet_id=base.packet_id)
-    assert [r.progress.stage for r in responses[:-1]] == ["fetch", "base", "adapter", "parity", "package"]
+    assert [r.progress.stage for r in responses[:-1]] == [
+        "fetch", "world", "merge", "export", "reference", "adapter", "package"]
     adapter = responses[-1].packet
+    assert adapter.precision == base.precision == compiler_pb2.PRECISION_INT8
     assert (adapter.kind, adapter.name, adapter.version) == (compiler_pb2.PACKET_KIND_ADAPTER, "adaptable", 2)
     assert adapter.base_packet_id == base.packet_id and adapter.base_weights_sha256 == base.base_weights_sha256
     verified = packet.verify(download(stub, adapter.packet_id)[1], keys)
@@ -241,9 +254,9 @@ def test_adaptable_packet_then_an_adapter_only_packet_for_it(stub: compiler_pb2_
     obs = policies.observations("discrete", 1000, seed=8)
     with torch.no_grad():
         expected = merged.eval().act(torch.from_numpy(obs)).numpy()
-    action, _ = export.run_onnx(base_model, obs, 1, adapter=verified.payload)
+    action = export.Graph(base_model, 1, adapter=verified.payload).act(obs)
     assert np.mean(action == expected) >= 0.95
-    assert np.mean(export.run_onnx(base_model, obs, 1)[0] != action) > 0  # the adapter changes decisions
+    assert np.mean(export.Graph(base_model, 1).act(obs) != action) > 0  # the adapter changes decisions
 
 
 def test_adapter_packets_need_a_matching_adaptable_base(
@@ -276,12 +289,63 @@ def test_missing_run_id_and_bad_min_agreement_are_invalid(stub: compiler_pb2_grp
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "min_agreement" in error.details()
 
 
-def test_low_int8_agreement_fails_and_stores_nothing(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+def test_the_ladder_climbs_past_the_int8_rungs_a_policy_breaks(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    # run-fragile reads one input scaled ~1000x the others: one int8 scale for the whole input rounds the inputs
+    # that matter to zero, with or without a float output layer. fp16 weights keep it.
+    record = compile_run(stub, "run-fragile")[-1].packet
+    assert record.precision == compiler_pb2.PRECISION_FP16
+    tried = [(a.precision, a.passed) for a in record.attempts]
+    assert tried == [(compiler_pb2.PRECISION_INT8, False), (compiler_pb2.PRECISION_INT8_FLOAT_OUTPUT, False),
+                     (compiler_pb2.PRECISION_FP16, True)]
+    for refused in record.attempts[:2]:
+        assert "decision agreement" in refused.reason and refused.agreement < 0.95
+    manifest, _ = packet.read(download(stub, record.packet_id)[1])
+    assert manifest.quantization["precision"] == "fp16"
+    assert [(a["precision"], a["passed"]) for a in manifest.quantization["ladder"]] == [
+        ("int8", False), ("int8-float-output", False), ("fp16", True)]
+    assert record.parity.agreement >= 0.95 and record.model_bytes < record.fp32_model_bytes
+
+
+def test_a_forced_precision_that_fails_is_refused_and_stores_nothing(
+    stub: compiler_pb2_grpc.CompilerServiceStub,
+) -> None:
     before = stub.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets
-    error = rpc_error(lambda: compile_run(stub, "run-fragile"))
+    error = rpc_error(lambda: compile_run(stub, "run-fragile", precision=compiler_pb2.PRECISION_INT8))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "parity" in error.details() and "min_agreement" in error.details()
+    assert "no precision keeps parity" in error.details() and "decision agreement" in error.details()
+    assert "precision unspecified" in error.details()  # what to do
     assert stub.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets == before
+
+
+def test_near_ties_are_counted_apart_not_as_failures(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    # run-undecided's logits are scaled down 20x: wherever its decision is close, fp32 itself is undecided.
+    record = compile_run(stub, "run-undecided", precision=compiler_pb2.PRECISION_INT8_DYNAMIC)[-1].packet
+    assert record.precision == compiler_pb2.PRECISION_INT8_DYNAMIC
+    assert record.parity.near_ties > 100
+    assert record.parity.agreement >= 0.95
+    manifest, model = packet.read(download(stub, record.packet_id)[1])
+    # Where fp32 is undecided, int8 rounding flips decisions: counting them would refuse a working packet.
+    test = manifest.self_test
+    fp32 = export.Graph(export.export_onnx(
+        policies.make_bundle(logit_scale=0.05).adapted_network().merge_and_unload().eval()), 1)
+    states = np.concatenate([test.observations, policies.observations("discrete", 4000, seed=9)])
+    reference_action, reference_output = fp32.run(states)
+    undecided = ~parity.decisive(reference_output, discrete=True)
+    flipped = export.Graph(model, 1).act(states) != reference_action
+    assert undecided.sum() > 50 and flipped[undecided].any()
+    assert np.mean(flipped) > np.mean(flipped[~undecided])
+
+
+def test_the_parity_states_and_the_fallback_are_recorded(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
+    record = compile_run(stub, "run-discrete", name="with-fallback", float_fallback=True)[-1].packet
+    assert record.float_fallback and record.precision == compiler_pb2.PRECISION_INT8
+    verified = packet.verify(download(stub, record.packet_id)[1], trusted(stub))
+    assert verified.manifest.has_fallback and verified.fallback is not None
+    assert verified.manifest.quantization["fallback"]["precision"] == "fp32"
+    assert len(verified.fallback) < record.fp32_model_bytes  # the same graph, shorter names
+    adaptable = rpc_error(lambda: compile_run(stub, "run-discrete", kind=compiler_pb2.PACKET_KIND_ADAPTABLE,
+                                              float_fallback=True))
+    assert adaptable.code() == grpc.StatusCode.INVALID_ARGUMENT and "float_fallback" in adaptable.details()
 
 
 def test_corrupted_bundle_stream_is_data_loss(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
@@ -303,13 +367,14 @@ def test_empty_packet_id_is_invalid(stub: compiler_pb2_grpc.CompilerServiceStub)
 
 
 def test_a_restarted_compiler_keeps_its_packets(
-    trainer: tuple[str, policies.FakeTrainer], store_dir: Path, compiled_discrete: list,
+    trainer: tuple[str, policies.FakeTrainer], worlds_simulator: str, store_dir: Path, compiled_discrete: list,
     stub: compiler_pb2_grpc.CompilerServiceStub,
 ) -> None:
     before = stub.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets
     assert compiled_discrete[-1].packet in before
     _, original = download(stub, compiled_discrete[-1].packet.packet_id)
-    with start_compiler(trainer[0], store_dir) as address, grpc.insecure_channel(address) as channel:
+    with start_compiler(trainer[0], worlds_simulator, store_dir) as address, \
+            grpc.insecure_channel(address) as channel:
         restarted = compiler_pb2_grpc.CompilerServiceStub(channel)
         assert restarted.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=T).packets == before
         assert download(restarted, compiled_discrete[-1].packet.packet_id)[1] == original

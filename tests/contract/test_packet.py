@@ -1,4 +1,5 @@
-"""Packet format v1 (plasma.packet): round trip, signatures, determinism, and a precise error for every defect."""
+"""Packet format v2 (plasma.packet): round trip, signatures, determinism, self-test and fallback, v1 still read,
+and a precise error for every defect."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from plasma import packet, signing
@@ -21,6 +23,10 @@ MODEL = b"not really onnx, the format does not look inside" * 20
 KEY = signing.SigningKey.generate()
 OTHER_KEY = signing.SigningKey.generate()
 TRUSTED = {KEY.key_id: KEY.public}
+_OBS = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+SELF_TEST = packet.SelfTest(observations=_OBS, reference_output=np.array([[1, 0], [0, 1], [2, -2]], np.float32),
+                            reference_action=np.array([0, 1, 0], np.int64),
+                            expected_output=np.array([[0.98, 0], [0, 1.01], [2, -2]], np.float32), min_agreement=0.95)
 
 
 def build(**overrides: Any) -> bytes:
@@ -31,6 +37,7 @@ def build(**overrides: Any) -> bytes:
         normalization={"kind": "standardize", "in_graph": True, "obs_mean": [0.0] * 4, "obs_std": [1.0] * 4},
         quantization={"method": "dynamic", "weights": "int8"},
         parity={"agreement": 0.99, "num_observations": 256}, versions={"onnxruntime": "1.32.0"},
+        self_test=SELF_TEST,
     )
     return packet.build(**{**fields, **overrides})
 
@@ -74,7 +81,7 @@ def test_round_trip_keeps_every_field() -> None:
     verified = packet.verify(build(), TRUSTED)
     manifest = verified.manifest
     assert verified.payload == MODEL and verified.key_id == KEY.key_id
-    assert manifest.format_version == 1 and manifest.kind == packet.KIND_MODEL
+    assert manifest.format_version == 2 and manifest.kind == packet.KIND_MODEL
     assert (manifest.packet_id, manifest.name, manifest.version) == ("pkt-0123456789ab", "CartPole-v1", 3)
     assert manifest.source_run_id == "run-x"
     assert manifest.observation_space == CARTPOLE_OBS  # infinite bounds survive JSON
@@ -85,7 +92,29 @@ def test_round_trip_keeps_every_field() -> None:
     assert inputs == [{"name": "observation", "dtype": "float32", "shape": ["batch", 4]}]
     assert [o["name"] for o in outputs] == ["action", "output"]
     assert manifest.parity["agreement"] == 0.99 and manifest.normalization["in_graph"] is True
+    assert manifest.self_test == SELF_TEST and manifest.self_test.reference_action.dtype == np.int64
+    assert not manifest.has_fallback and verified.fallback is None
     assert packet.read(build()) == (manifest, MODEL)
+
+
+def test_a_fallback_graph_is_signed_like_the_model() -> None:
+    fallback = b"the fp32 graph" * 10
+    verified = packet.verify(build(fallback=fallback), TRUSTED)
+    assert verified.fallback == fallback and verified.payload == MODEL and verified.manifest.has_fallback
+    assert [f.path for f in verified.manifest.files] == ["model.onnx", "fallback.onnx"]
+    with pytest.raises(packet.PacketTampered, match=r"fallback\.onnx sha256 is"):
+        packet.verify(rewrite(build(fallback=fallback), files={"fallback.onnx": fallback[::-1]}), TRUSTED)
+    with pytest.raises(packet.PacketError, match="only a model packet carries a fallback"):
+        build_adapter(fallback=fallback)
+
+
+def test_format_1_packets_without_a_self_test_are_still_read() -> None:
+    def as_v1(manifest: dict) -> None:
+        manifest.update(format_version=1)
+        manifest.pop("self_test")
+
+    manifest = packet.verify(rewrite(build(), as_v1, resign=KEY), TRUSTED).manifest
+    assert manifest.format_version == 1 and manifest.self_test is None
 
 
 def test_adapter_packets_name_their_base() -> None:
@@ -97,7 +126,11 @@ def test_adapter_packets_name_their_base() -> None:
 
 def test_box_actions_are_float_vectors() -> None:
     action = packet.Space(kind="box", shape=(2,), low=(-1.0, -2.0), high=(1.0, 2.0))
-    manifest, _ = packet.read(build(action_space=action))
+    outputs = np.zeros((3, 2), np.float32)
+    box_test = packet.SelfTest(observations=_OBS, reference_output=outputs, reference_action=outputs,
+                               expected_output=outputs, min_agreement=0.95)
+    manifest, _ = packet.read(build(action_space=action, self_test=box_test))
+    assert manifest.self_test == box_test
     assert manifest.io[1][0] == {"name": "action", "dtype": "float32", "shape": ["batch", 2]}
 
 
@@ -144,7 +177,13 @@ def test_unsigned_untrusted_and_tampered_packets_are_refused_each_with_its_own_e
         (rewrite(build(), files={"model.onnx": MODEL + b"!"}), "bytes, the signed manifest says"),
         (rewrite(build(), files={"model.onnx": None}), "exactly"),
         (rewrite(build(), files={"manifest.json": b"{"}, resign=None), "does not match"),
-        (rewrite(build(), lambda m: m.update(format_version=2), resign=KEY), "format_version 2 is not supported"),
+        (rewrite(build(), lambda m: m.update(format_version=3), resign=KEY), "format_version 3 is not supported"),
+        (rewrite(build(), lambda m: m.pop("self_test"), resign=KEY), "lacks self_test"),
+        (rewrite(build(), lambda m: m["self_test"]["observations"].update(shape=[4, 3]), resign=KEY),
+         r"self_test.observations has shape \[4, 3\], expected \[4, 4\]"),
+        (rewrite(build(), lambda m: m["self_test"]["reference_output"].update(shape=[3, 3]), resign=KEY),
+         "does not match its 24 bytes"),
+        (rewrite(build(), lambda m: m["self_test"].update(min_agreement=1.5), resign=KEY), "min_agreement"),
         (rewrite(build(), lambda m: m.pop("created_at"), resign=KEY), "lacks created_at"),
         (rewrite(build(), lambda m: m.update(version=0), resign=KEY), "version must be an integer >= 1"),
         (rewrite(build(), lambda m: m.update(version="3"), resign=KEY), "version must be an integer"),
@@ -158,7 +197,8 @@ def test_unsigned_untrusted_and_tampered_packets_are_refused_each_with_its_own_e
         (rewrite(build(), lambda m: m["files"][0].pop("sha256"), resign=KEY), "files entry is malformed"),
         (rewrite(build_adapter(), lambda m: m.pop("base"), resign=KEY), "adapter section is malformed"),
     ],
-    ids=["not-zip", "model-size", "missing-model", "manifest-replaced", "version", "missing-field",
+    ids=["not-zip", "model-size", "missing-model", "manifest-replaced", "version", "no-self-test",
+         "self-test-shape", "self-test-bytes", "self-test-gate", "missing-field",
          "packet-version-0", "packet-version-string", "kind", "bad-space", "bounds", "io-names", "model-file",
          "file-entry", "adapter-without-base"],
 )

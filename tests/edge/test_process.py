@@ -33,6 +33,7 @@ class EdgeProcess:
     process: subprocess.Popen[str]
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
     output: list[str] = field(default_factory=list)
+    timeout_s: float = START_TIMEOUT_S
 
     def _drain(self) -> None:
         # Reading in a thread keeps the pipe from filling (which would block the server's logging).
@@ -41,7 +42,7 @@ class EdgeProcess:
             self.lines.put(line)
 
     def wait_for(self, pattern: str) -> re.Match[str]:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             try:
                 line = self.lines.get(timeout=0.5)
@@ -56,13 +57,15 @@ class EdgeProcess:
 
 
 @contextmanager
-def edge_process(store: Path) -> Iterator[tuple[EdgeProcess, str]]:
+def edge_process(store: Path, launcher: tuple[str, ...] = (),
+                 timeout_s: float = START_TIMEOUT_S) -> Iterator[tuple[EdgeProcess, str]]:
+    """`python -m edge_runtime.server` on a free port; `launcher` runs it (e.g. under an emulator)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)],
+        [*launcher, sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)],
         cwd=REPO_ROOT, env={**os.environ, "PLASMA_LOG_LEVEL": "INFO", **trusted_env()},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    edge = EdgeProcess(process)
+    edge = EdgeProcess(process, timeout_s=timeout_s)
     threading.Thread(target=edge._drain, daemon=True).start()
     try:
         port = edge.wait_for(r"edge serving port=(\d+)").group(1)

@@ -381,6 +381,45 @@ def test_a_stream_must_start_with_one_header(loaded: Stub, discrete: tuple[bytes
 # Adapter-only packets
 
 
+# Self-test on this CPU
+
+
+def test_a_loaded_packet_reports_its_self_test_on_this_cpu(stub: Stub, discrete: tuple[bytes, bytes]) -> None:
+    info = load(stub, discrete[0])
+    test = info.self_test
+    assert test.ran and test.passed and not test.serving_fallback
+    assert (test.observations, test.min_agreement) == (48, 0.95) and test.agreement >= 0.95
+    assert test.max_abs_diff_from_compiler == 0.0  # the compiler ran the same graph on this same CPU
+    assert info.precision == "int8" and list(test.cpu_features)
+    assert status(stub).packet.self_test == test
+
+
+def test_a_packet_that_fails_its_self_test_is_refused_and_the_old_one_serves(
+    loaded: Stub, discrete: tuple[bytes, bytes]
+) -> None:
+    bad, _ = policies.make_miscomputing_packet(version=5, fallback=False)
+    error = rpc_error(lambda: load(loaded, bad))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and refusal(error) == "self-test-failed"
+    details = error.details()
+    assert "failed its self-test on this CPU" in details and "int8 graph decides like fp32 on" in details
+    assert "gate: 95.0%" in details and "CPU features" in details and "float_fallback" in details
+    current = status(loaded)
+    assert current.packet.packet_id == packet.read(discrete[0])[0].packet_id and current.packets_refused == 1
+
+
+def test_a_failing_packet_with_a_float_fallback_serves_the_fallback(tmp_path: Path) -> None:
+    data, fp32 = policies.make_miscomputing_packet(version=1, fallback=True)
+    observations = policies.observations("discrete", 64, seed=12)
+    with edge(tmp_path) as (client, _):
+        info = load(client, data)
+        assert info.precision == "fp32" and info.self_test.serving_fallback and info.self_test.passed
+        served, _ = act(client, observations)
+        np.testing.assert_array_equal(served, export.Graph(fp32, 1).act(observations))
+    with edge(tmp_path) as (client, _):  # a restart checks the packet again and picks the fallback again
+        assert status(client).packet.self_test.serving_fallback
+        np.testing.assert_array_equal(act(client, observations)[0], served)
+
+
 def test_an_adapter_packet_applies_to_the_base_it_names(
     stub: Stub, adaptable: bytes, adapter: bytes, discrete: tuple[bytes, bytes]
 ) -> None:
@@ -397,7 +436,8 @@ def test_an_adapter_packet_applies_to_the_base_it_names(
         (edge_pb2.PACKET_KIND_ADAPTER, 2, base_manifest.packet_id, 1)
     assert len(adapter) < 8_000
     adapter_file = packet.read(adapter)[1]
-    expected = [int(export.run_onnx(base_model, obs[None], 1, adapter=adapter_file)[0][0]) for obs in observations]
+    with_adapter = export.Graph(base_model, 1, adapter=adapter_file)
+    expected = [int(with_adapter.act(obs[None])[0]) for obs in observations]
     served = [int(act(stub, obs)[0]) for obs in observations]
     assert served == expected and served != base_actions  # the adapter is applied, and it matters
     assert act_reply(stub, observations[0]).packet_version == 2

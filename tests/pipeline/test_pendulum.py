@@ -37,7 +37,7 @@ def test_pendulum_from_400_real_steps_swings_up_through_the_services(tmp_path: P
     assert [d.version for d in versions] == [1, 2]
     assert versions[1].parent_dataset_id == versions[0].dataset_id
     assert all(action.shape == (1,) and -MAX_TORQUE <= float(action[0]) <= MAX_TORQUE for action in extreme)
-    assert summary.int8_fp32_agreement >= 0.95
+    assert summary.packet.parity.agreement >= 0.95 and summary.served.self_test.passed
     # Random torques score about -1,200; a swing-up that holds the pendulum upright scores above -250. The bound
     # leaves room for one episode whose swing-up takes longer.
     assert summary.evaluation.mean_return >= -600, (

@@ -41,8 +41,8 @@ def test_small_budget_pipeline_beats_random_and_survives_restart(tmp_path: Path)
         f"packet scored {summary.evaluation.mean_return:.1f}, random {random.mean_return:.1f}"
     )
     assert summary.model_metrics.holdout_obs_mse < summary.model_metrics.holdout_naive_obs_mse
-    assert 0 < summary.packet_bytes < 100_000
-    assert summary.int8_fp32_agreement >= 0.95
+    assert 0 < summary.packet.size_bytes < 100_000
+    assert summary.packet.parity.agreement >= 0.95 and summary.served.self_test.passed
     assert len(summary.evaluation.returns) == EPISODES
     assert all(code == 0 for code in exit_codes.values()), f"unclean exits on SIGTERM: {exit_codes}"
 

@@ -249,7 +249,10 @@ def test_a_stream_cancelled_midway_leaves_no_dataset_and_no_staging(
     release = threading.Event()
 
     def requests() -> Iterator[Request]:
-        yield from linear_system.requests("cancelled", {k: v[:150] for k, v in data.items()}, size=50)
+        # The batches, but no commit: a commit racing the cancel would store the dataset.
+        yield linear_system.header("cancelled")
+        for part in linear_system.batches({k: v[:150] for k, v in data.items()}, 50):
+            yield Request(batch=part)
         release.wait(T)  # never half-closes until the test is done
 
     call = stub.UploadTransitions(requests(), timeout=T)

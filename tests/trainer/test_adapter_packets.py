@@ -66,7 +66,7 @@ def test_an_adapter_run_ships_as_an_adapter_packet_for_its_base_runs_packet(
         adapted = bundle.unpack(blobs.assemble(header, (m.chunk for m in stream)))
 
     compiler_config = CompilerConfig(address="127.0.0.1:0", trainer_address=services["trainer"],
-                                     store_dir=tmp_path / "compiler")
+                                     simulator_address=services["simulator"], store_dir=tmp_path / "compiler")
     with running(lambda: compiler_server.create_server(compiler_config), compiler_server.SERVICE_NAME) as address, \
             grpc.insecure_channel(address) as channel:
         compiler = compiler_pb2_grpc.CompilerServiceStub(channel)

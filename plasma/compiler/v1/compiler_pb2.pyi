@@ -11,43 +11,88 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRECISION_UNSPECIFIED: _ClassVar[Precision]
+    PRECISION_INT8: _ClassVar[Precision]
+    PRECISION_INT8_FLOAT_OUTPUT: _ClassVar[Precision]
+    PRECISION_FP16: _ClassVar[Precision]
+    PRECISION_FP32: _ClassVar[Precision]
+    PRECISION_INT8_DYNAMIC: _ClassVar[Precision]
+
 class PacketKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PACKET_KIND_UNSPECIFIED: _ClassVar[PacketKind]
     PACKET_KIND_MERGED: _ClassVar[PacketKind]
     PACKET_KIND_ADAPTABLE: _ClassVar[PacketKind]
     PACKET_KIND_ADAPTER: _ClassVar[PacketKind]
+PRECISION_UNSPECIFIED: Precision
+PRECISION_INT8: Precision
+PRECISION_INT8_FLOAT_OUTPUT: Precision
+PRECISION_FP16: Precision
+PRECISION_FP32: Precision
+PRECISION_INT8_DYNAMIC: Precision
 PACKET_KIND_UNSPECIFIED: PacketKind
 PACKET_KIND_MERGED: PacketKind
 PACKET_KIND_ADAPTABLE: PacketKind
 PACKET_KIND_ADAPTER: PacketKind
 
 class CompileRequest(_message.Message):
-    __slots__ = ("run_id", "name", "min_agreement", "kind", "base_packet_id")
+    __slots__ = ("run_id", "name", "min_agreement", "kind", "base_packet_id", "precision", "float_fallback")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     BASE_PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
     min_agreement: float
     kind: PacketKind
     base_packet_id: str
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ...) -> None: ...
+    precision: Precision
+    float_fallback: bool
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
+
+class PrecisionAttempt(_message.Message):
+    __slots__ = ("precision", "passed", "reason", "agreement", "closed_loop_return", "model_bytes", "self_test_agreement")
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_LOOP_RETURN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SELF_TEST_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    precision: Precision
+    passed: bool
+    reason: str
+    agreement: float
+    closed_loop_return: float
+    model_bytes: int
+    self_test_agreement: float
+    def __init__(self, precision: _Optional[_Union[Precision, str]] = ..., passed: _Optional[bool] = ..., reason: _Optional[str] = ..., agreement: _Optional[float] = ..., closed_loop_return: _Optional[float] = ..., model_bytes: _Optional[int] = ..., self_test_agreement: _Optional[float] = ...) -> None: ...
 
 class ParityReport(_message.Message):
-    __slots__ = ("num_observations", "agreement", "max_abs_diff")
+    __slots__ = ("num_observations", "agreement", "max_abs_diff", "near_ties", "fp32_closed_loop_return", "closed_loop_return", "closed_loop_paths")
     NUM_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     AGREEMENT_FIELD_NUMBER: _ClassVar[int]
     MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    NEAR_TIES_FIELD_NUMBER: _ClassVar[int]
+    FP32_CLOSED_LOOP_RETURN_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_LOOP_RETURN_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_LOOP_PATHS_FIELD_NUMBER: _ClassVar[int]
     num_observations: int
     agreement: float
     max_abs_diff: float
-    def __init__(self, num_observations: _Optional[int] = ..., agreement: _Optional[float] = ..., max_abs_diff: _Optional[float] = ...) -> None: ...
+    near_ties: int
+    fp32_closed_loop_return: float
+    closed_loop_return: float
+    closed_loop_paths: int
+    def __init__(self, num_observations: _Optional[int] = ..., agreement: _Optional[float] = ..., max_abs_diff: _Optional[float] = ..., near_ties: _Optional[int] = ..., fp32_closed_loop_return: _Optional[float] = ..., closed_loop_return: _Optional[float] = ..., closed_loop_paths: _Optional[int] = ...) -> None: ...
 
 class Packet(_message.Message):
-    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "fp32_model_bytes", "int8_model_bytes", "parity", "run_id", "env_spec", "create_time", "version", "kind", "base_packet_id", "signing_key_id", "base_weights_sha256")
+    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "fp32_model_bytes", "int8_model_bytes", "parity", "run_id", "env_spec", "create_time", "version", "kind", "base_packet_id", "signing_key_id", "base_weights_sha256", "precision", "attempts", "model_bytes", "float_fallback")
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +108,10 @@ class Packet(_message.Message):
     BASE_PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     packet_id: str
     name: str
     sha256: str
@@ -78,7 +127,11 @@ class Packet(_message.Message):
     base_packet_id: str
     signing_key_id: str
     base_weights_sha256: str
-    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., base_weights_sha256: _Optional[str] = ...) -> None: ...
+    precision: Precision
+    attempts: _containers.RepeatedCompositeFieldContainer[PrecisionAttempt]
+    model_bytes: int
+    float_fallback: bool
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., base_weights_sha256: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., attempts: _Optional[_Iterable[_Union[PrecisionAttempt, _Mapping]]] = ..., model_bytes: _Optional[int] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
 
 class CompileProgress(_message.Message):
     __slots__ = ("stage", "message")

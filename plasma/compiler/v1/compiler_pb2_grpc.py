@@ -67,8 +67,10 @@ class CompilerServiceServicer:
     """
 
     def Compile(self, request, context):
-        """Pulls the run's bundle from the trainer, merges the adapter, exports ONNX, quantizes to int8,
-        checks parity against fp32 and stores the packet. Streams stages; the last message carries the packet.
+        """Pulls the run's bundle from the trainer, merges the adapter and exports fp32 ONNX, then walks the
+        precision ladder (int8 -> int8 with a float output layer -> fp16 -> fp32) and keeps the first graph
+        that passes the parity gate in closed loop in the run's world model (fetched from the simulator).
+        Signs and stores the packet. Streams stages; the last message carries the packet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,8 +34,10 @@ class CompilerServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CompilerServiceAsyncStub: ...
     Compile: _grpc.UnaryStreamMultiCallable[_compiler_pb2.CompileRequest, _compiler_pb2.CompileResponse]
-    """Pulls the run's bundle from the trainer, merges the adapter, exports ONNX, quantizes to int8,
-    checks parity against fp32 and stores the packet. Streams stages; the last message carries the packet.
+    """Pulls the run's bundle from the trainer, merges the adapter and exports fp32 ONNX, then walks the
+    precision ladder (int8 -> int8 with a float output layer -> fp16 -> fp32) and keeps the first graph
+    that passes the parity gate in closed loop in the run's world model (fetched from the simulator).
+    Signs and stores the packet. Streams stages; the last message carries the packet.
     """
     GetPacket: _grpc.UnaryUnaryMultiCallable[_compiler_pb2.GetPacketRequest, _compiler_pb2.GetPacketResponse]
     ListPackets: _grpc.UnaryUnaryMultiCallable[_compiler_pb2.ListPacketsRequest, _compiler_pb2.ListPacketsResponse]
@@ -50,8 +52,10 @@ class CompilerServiceAsyncStub(CompilerServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Compile: _aio.UnaryStreamMultiCallable[_compiler_pb2.CompileRequest, _compiler_pb2.CompileResponse]  # type: ignore[assignment]
-    """Pulls the run's bundle from the trainer, merges the adapter, exports ONNX, quantizes to int8,
-    checks parity against fp32 and stores the packet. Streams stages; the last message carries the packet.
+    """Pulls the run's bundle from the trainer, merges the adapter and exports fp32 ONNX, then walks the
+    precision ladder (int8 -> int8 with a float output layer -> fp16 -> fp32) and keeps the first graph
+    that passes the parity gate in closed loop in the run's world model (fetched from the simulator).
+    Signs and stores the packet. Streams stages; the last message carries the packet.
     """
     GetPacket: _aio.UnaryUnaryMultiCallable[_compiler_pb2.GetPacketRequest, _compiler_pb2.GetPacketResponse]  # type: ignore[assignment]
     ListPackets: _aio.UnaryUnaryMultiCallable[_compiler_pb2.ListPacketsRequest, _compiler_pb2.ListPacketsResponse]  # type: ignore[assignment]
@@ -69,8 +73,10 @@ class CompilerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compiler_pb2.CompileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_compiler_pb2.CompileResponse], _abc.AsyncIterator[_compiler_pb2.CompileResponse]]:
-        """Pulls the run's bundle from the trainer, merges the adapter, exports ONNX, quantizes to int8,
-        checks parity against fp32 and stores the packet. Streams stages; the last message carries the packet.
+        """Pulls the run's bundle from the trainer, merges the adapter and exports fp32 ONNX, then walks the
+        precision ladder (int8 -> int8 with a float output layer -> fp16 -> fp32) and keeps the first graph
+        that passes the parity gate in closed loop in the run's world model (fetched from the simulator).
+        Signs and stores the packet. Streams stages; the last message carries the packet.
         """
 
     @_abc_1.abstractmethod

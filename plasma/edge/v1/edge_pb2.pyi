@@ -29,7 +29,7 @@ class LoadPacketRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.BlobHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class PacketInfo(_message.Message):
-    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "env_spec", "load_time", "version", "kind", "signing_key_id", "base_packet_id", "base_version")
+    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "env_spec", "load_time", "version", "kind", "signing_key_id", "base_packet_id", "base_version", "self_test", "precision")
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,8 @@ class PacketInfo(_message.Message):
     SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SELF_TEST_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     packet_id: str
     name: str
     sha256: str
@@ -52,7 +54,35 @@ class PacketInfo(_message.Message):
     signing_key_id: str
     base_packet_id: str
     base_version: int
-    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., signing_key_id: _Optional[str] = ..., base_packet_id: _Optional[str] = ..., base_version: _Optional[int] = ...) -> None: ...
+    self_test: SelfTestReport
+    precision: str
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., signing_key_id: _Optional[str] = ..., base_packet_id: _Optional[str] = ..., base_version: _Optional[int] = ..., self_test: _Optional[_Union[SelfTestReport, _Mapping]] = ..., precision: _Optional[str] = ...) -> None: ...
+
+class SelfTestReport(_message.Message):
+    __slots__ = ("ran", "passed", "agreement", "min_agreement", "observations", "near_ties", "max_abs_diff", "max_abs_diff_from_compiler", "serving_fallback", "cpu_features", "allowed_max_abs_diff")
+    RAN_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEAR_TIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_DIFF_FROM_COMPILER_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    CPU_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    ran: bool
+    passed: bool
+    agreement: float
+    min_agreement: float
+    observations: int
+    near_ties: int
+    max_abs_diff: float
+    max_abs_diff_from_compiler: float
+    serving_fallback: bool
+    cpu_features: _containers.RepeatedScalarFieldContainer[str]
+    allowed_max_abs_diff: float
+    def __init__(self, ran: _Optional[bool] = ..., passed: _Optional[bool] = ..., agreement: _Optional[float] = ..., min_agreement: _Optional[float] = ..., observations: _Optional[int] = ..., near_ties: _Optional[int] = ..., max_abs_diff: _Optional[float] = ..., max_abs_diff_from_compiler: _Optional[float] = ..., serving_fallback: _Optional[bool] = ..., cpu_features: _Optional[_Iterable[str]] = ..., allowed_max_abs_diff: _Optional[float] = ...) -> None: ...
 
 class LoadPacketResponse(_message.Message):
     __slots__ = ("packet", "previous")

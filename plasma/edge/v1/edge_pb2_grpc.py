@@ -30,7 +30,8 @@ class EdgeRuntimeServiceStub:
 
     Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
     "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
-    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    "not-newer", "base-missing", "base-mismatch", "self-test-failed", "nothing-to-roll-back", "not-previous"
+    (FAILED_PRECONDITION).
     """
 
     def __init__(self, channel):
@@ -71,13 +72,15 @@ class EdgeRuntimeServiceServicer:
 
     Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
     "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
-    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    "not-newer", "base-missing", "base-mismatch", "self-test-failed", "nothing-to-roll-back", "not-previous"
+    (FAILED_PRECONDITION).
     """
 
     def LoadPacket(self, request_iterator, context):
         """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
-        trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
-        warms and swaps it in atomically. The packet served before is kept for Rollback.
+        trusted keys, requires a version above any this runtime has installed for the packet's name, loads and
+        warms it, runs its self-test with this CPU's kernels (refusing it, or serving its float fallback, when the
+        self-test fails) and swaps it in atomically. The packet served before is kept for Rollback.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,7 +154,8 @@ class EdgeRuntimeService:
 
     Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
     "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
-    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    "not-newer", "base-missing", "base-mismatch", "self-test-failed", "nothing-to-roll-back", "not-previous"
+    (FAILED_PRECONDITION).
     """
 
     @staticmethod

@@ -31,7 +31,8 @@ class EdgeRuntimeServiceStub:
 
     Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
     "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
-    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    "not-newer", "base-missing", "base-mismatch", "self-test-failed", "nothing-to-roll-back", "not-previous"
+    (FAILED_PRECONDITION).
     """
 
     @_typing.overload
@@ -40,8 +41,9 @@ class EdgeRuntimeServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EdgeRuntimeServiceAsyncStub: ...
     LoadPacket: _grpc.StreamUnaryMultiCallable[_edge_pb2.LoadPacketRequest, _edge_pb2.LoadPacketResponse]
     """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
-    trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
-    warms and swaps it in atomically. The packet served before is kept for Rollback.
+    trusted keys, requires a version above any this runtime has installed for the packet's name, loads and
+    warms it, runs its self-test with this CPU's kernels (refusing it, or serving its float fallback, when the
+    self-test fails) and swaps it in atomically. The packet served before is kept for Rollback.
     """
     Rollback: _grpc.UnaryUnaryMultiCallable[_edge_pb2.RollbackRequest, _edge_pb2.RollbackResponse]
     """Serves the packet that was served before the current one again (the only way to go down in version)."""
@@ -57,14 +59,16 @@ class EdgeRuntimeServiceAsyncStub(EdgeRuntimeServiceStub):
 
     Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
     "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
-    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    "not-newer", "base-missing", "base-mismatch", "self-test-failed", "nothing-to-roll-back", "not-previous"
+    (FAILED_PRECONDITION).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     LoadPacket: _aio.StreamUnaryMultiCallable[_edge_pb2.LoadPacketRequest, _edge_pb2.LoadPacketResponse]  # type: ignore[assignment]
     """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
-    trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
-    warms and swaps it in atomically. The packet served before is kept for Rollback.
+    trusted keys, requires a version above any this runtime has installed for the packet's name, loads and
+    warms it, runs its self-test with this CPU's kernels (refusing it, or serving its float fallback, when the
+    self-test fails) and swaps it in atomically. The packet served before is kept for Rollback.
     """
     Rollback: _aio.UnaryUnaryMultiCallable[_edge_pb2.RollbackRequest, _edge_pb2.RollbackResponse]  # type: ignore[assignment]
     """Serves the packet that was served before the current one again (the only way to go down in version)."""
@@ -79,7 +83,8 @@ class EdgeRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Refusals of LoadPacket and Rollback carry the trailing metadata key "plasma-refusal" with one of:
     "malformed" (INVALID_ARGUMENT), "unsigned", "untrusted", "tampered" (PERMISSION_DENIED),
-    "not-newer", "base-missing", "base-mismatch", "nothing-to-roll-back", "not-previous" (FAILED_PRECONDITION).
+    "not-newer", "base-missing", "base-mismatch", "self-test-failed", "nothing-to-roll-back", "not-previous"
+    (FAILED_PRECONDITION).
     """
 
     @_abc_1.abstractmethod
@@ -89,8 +94,9 @@ class EdgeRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_edge_pb2.LoadPacketResponse, _abc.Awaitable[_edge_pb2.LoadPacketResponse]]:
         """Receives a packet as a header (sha256, size) followed by chunks; verifies its signature against the
-        trusted keys, requires a version above any this runtime has installed for the packet's name, loads,
-        warms and swaps it in atomically. The packet served before is kept for Rollback.
+        trusted keys, requires a version above any this runtime has installed for the packet's name, loads and
+        warms it, runs its self-test with this CPU's kernels (refusing it, or serving its float fallback, when the
+        self-test fails) and swaps it in atomically. The packet served before is kept for Rollback.
         """
 
     @_abc_1.abstractmethod

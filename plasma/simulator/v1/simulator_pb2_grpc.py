@@ -110,6 +110,11 @@ class SimulatorServiceStub:
                 request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelRequest.SerializeToString,
                 response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelResponse.FromString,
                 _registered_method=True)
+        self.ExportDataset = channel.unary_stream(
+                '/plasma.simulator.v1.SimulatorService/ExportDataset',
+                request_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportDatasetRequest.SerializeToString,
+                response_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportDatasetResponse.FromString,
+                _registered_method=True)
 
 
 class SimulatorServiceServicer:
@@ -223,6 +228,15 @@ class SimulatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportDataset(self, request, context):
+        """Streams a stored dataset's transitions as a header then chunks of one NumPy .npz archive (arrays obs,
+        actions, rewards, next_obs, terminated, truncated, episode_ids; see Dataset), e.g. for the compiler,
+        which calibrates and checks packets on the real states.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SimulatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +314,11 @@ def add_SimulatorServiceServicer_to_server(servicer, server):
                     servicer.ExportWorldModel,
                     request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelRequest.FromString,
                     response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelResponse.SerializeToString,
+            ),
+            'ExportDataset': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportDataset,
+                    request_deserializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportDatasetRequest.FromString,
+                    response_serializer=plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportDatasetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -708,6 +727,33 @@ class SimulatorService:
             '/plasma.simulator.v1.SimulatorService/ExportWorldModel',
             plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelRequest.SerializeToString,
             plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportWorldModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasma.simulator.v1.SimulatorService/ExportDataset',
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportDatasetRequest.SerializeToString,
+            plasma_dot_simulator_dot_v1_dot_simulator__pb2.ExportDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

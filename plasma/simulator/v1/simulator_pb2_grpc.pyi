@@ -72,6 +72,11 @@ class SimulatorServiceStub:
     """Streams a stored world model (config and weights) as a header then chunks, for a trainer that
     differentiates through the dynamics.
     """
+    ExportDataset: _grpc.UnaryStreamMultiCallable[_simulator_pb2.ExportDatasetRequest, _simulator_pb2.ExportDatasetResponse]
+    """Streams a stored dataset's transitions as a header then chunks of one NumPy .npz archive (arrays obs,
+    actions, rewards, next_obs, terminated, truncated, episode_ids; see Dataset), e.g. for the compiler,
+    which calibrates and checks packets on the real states.
+    """
 
 @_typing.type_check_only
 class SimulatorServiceAsyncStub(SimulatorServiceStub):
@@ -116,6 +121,11 @@ class SimulatorServiceAsyncStub(SimulatorServiceStub):
     ExportWorldModel: _aio.UnaryStreamMultiCallable[_simulator_pb2.ExportWorldModelRequest, _simulator_pb2.ExportWorldModelResponse]  # type: ignore[assignment]
     """Streams a stored world model (config and weights) as a header then chunks, for a trainer that
     differentiates through the dynamics.
+    """
+    ExportDataset: _aio.UnaryStreamMultiCallable[_simulator_pb2.ExportDatasetRequest, _simulator_pb2.ExportDatasetResponse]  # type: ignore[assignment]
+    """Streams a stored dataset's transitions as a header then chunks of one NumPy .npz archive (arrays obs,
+    actions, rewards, next_obs, terminated, truncated, episode_ids; see Dataset), e.g. for the compiler,
+    which calibrates and checks packets on the real states.
     """
 
 class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -248,6 +258,17 @@ class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_simulator_pb2.ExportWorldModelResponse], _abc.AsyncIterator[_simulator_pb2.ExportWorldModelResponse]]:
         """Streams a stored world model (config and weights) as a header then chunks, for a trainer that
         differentiates through the dynamics.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportDataset(
+        self,
+        request: _simulator_pb2.ExportDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_simulator_pb2.ExportDatasetResponse], _abc.AsyncIterator[_simulator_pb2.ExportDatasetResponse]]:
+        """Streams a stored dataset's transitions as a header then chunks of one NumPy .npz archive (arrays obs,
+        actions, rewards, next_obs, terminated, truncated, episode_ids; see Dataset), e.g. for the compiler,
+        which calibrates and checks packets on the real states.
         """
 
 def add_SimulatorServiceServicer_to_server(servicer: SimulatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,16 +1,20 @@
-"""ExportWorldModel: the streamed archive loads into a model that predicts exactly as the simulator's."""
+"""ExportWorldModel and ExportDataset: the streamed archive loads into a model that predicts exactly as the
+simulator's, and a dataset arrives as the very transitions the simulator stores."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import torch
 
 from plasma.core import blobs
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from services.common import transitions_archive
 from services.simulator import model_archive
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
@@ -75,3 +79,30 @@ def test_export_of_an_unknown_model_is_not_found(
 def test_bytes_that_are_no_archive_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a world model archive"):
         model_archive.load(b"not a zip", tmp_path)
+
+
+def test_an_exported_dataset_holds_the_stored_transitions(
+    simulator: tuple[simulator_pb2_grpc.SimulatorServiceStub, Path]
+) -> None:
+    stub, store = simulator
+    dataset = list(stub.CollectTransitions(
+        simulator_pb2.CollectTransitionsRequest(env_id="CartPole-v1", num_steps=80, seed=5), timeout=T))[-1].dataset
+    responses = list(stub.ExportDataset(simulator_pb2.ExportDatasetRequest(dataset_id=dataset.dataset_id),
+                                        timeout=T))
+    assert responses[0].header.media_type == transitions_archive.MEDIA_TYPE
+    exported = transitions_archive.load(blobs.assemble(responses[0].header, (r.chunk for r in responses[1:])))
+    with np.load(store / "datasets" / dataset.dataset_id / "transitions.npz") as stored:
+        for name in transitions_archive.FIELDS:
+            np.testing.assert_array_equal(getattr(exported, name), stored[name])
+    assert len(exported) == dataset.num_transitions == 80
+    error = rpc_error(lambda: stub.ExportDataset(simulator_pb2.ExportDatasetRequest(dataset_id="ds-missing"),
+                                                 timeout=T))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "ds-missing" in error.details()
+    with pytest.raises(ValueError, match="needs arrays"):
+        transitions_archive.load(_npz(obs=np.zeros(3)))
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()

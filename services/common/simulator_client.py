@@ -1,0 +1,60 @@
+"""What other services fetch from the simulator: a world model (ExportWorldModel) and a dataset's transitions
+(ExportDataset), each streamed as a header then chunks and checked against the header."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+
+from plasma.common.v1 import common_pb2
+from plasma.core import blobs, grpc_client
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from services.common import transitions_archive
+from services.common.types import Transitions
+
+# The simulator's own archive reader and model class: a caller needs the exact network to run or
+# differentiate through, and importing it keeps one definition of the format.
+from services.simulator import model_archive
+from services.simulator.world_model import EnsembleWorldModel
+
+
+class _Part(Protocol):
+    header: common_pb2.BlobHeader
+    chunk: bytes
+
+    def WhichOneof(self, name: str) -> str | None: ...
+
+
+def _receive(stream: Iterator[_Part], what: str) -> bytes:
+    first = next(stream, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise blobs.BlobError(f"{what} must start with a header")
+    return blobs.assemble(first.header, (part.chunk for part in stream))
+
+
+def fetch_model(channel: grpc.Channel, model_id: str) -> EnsembleWorldModel:
+    """Streams the model's archive, checks it against its header and loads it (into memory; the
+    unpacked files live only as long as the call)."""
+    stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
+    stream = stub.ExportWorldModel(simulator_pb2.ExportWorldModelRequest(model_id=model_id),
+                                   timeout=grpc_client.STREAM_DEADLINE_S)
+    data = _receive(stream, "ExportWorldModel")
+    with tempfile.TemporaryDirectory(prefix="plasma-world-model-") as scratch:
+        return model_archive.load(data, Path(scratch))
+
+
+def fetch_model_record(channel: grpc.Channel, model_id: str) -> simulator_pb2.WorldModel:
+    stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
+    return stub.GetWorldModel(simulator_pb2.GetWorldModelRequest(model_id=model_id),
+                              timeout=grpc_client.UNARY_DEADLINE_S).model
+
+
+def fetch_transitions(channel: grpc.Channel, dataset_id: str) -> Transitions:
+    stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
+    stream = stub.ExportDataset(simulator_pb2.ExportDatasetRequest(dataset_id=dataset_id),
+                                timeout=grpc_client.STREAM_DEADLINE_S)
+    return transitions_archive.load(_receive(stream, "ExportDataset"))
