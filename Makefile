@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml Makefile
 .PHONY: setup
 setup: $(STAMP) ## Create .venv with everything (edge, services, client, dev tools)
 
+.PHONY: emulator
+emulator: ## qemu-user (Debian) for the edge tests that emulate a CPU without VNNI; they skip without it
+	@if command -v qemu-x86_64 >/dev/null; then echo "qemu-x86_64: $$(command -v qemu-x86_64)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user >/dev/null; }; \
+	  echo "installed qemu-x86_64"; \
+	else echo "qemu-x86_64 missing (needs root and apt-get to install): the emulated-CPU tests will skip" >&2; fi
+
 .PHONY: generate
 generate: $(STAMP) ## Regenerate the Python stubs from protos/
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/gen_protos.py

@@ -45,23 +45,32 @@ WARMUP = 200
 
 
 def build_packet(key: signing.SigningKey) -> bytes:
-    """An untrained CartPole-sized policy through the compiler's own export and quantization."""
+    """An untrained CartPole-sized policy through the compiler's own export and int8 rung (its self-test: states
+    drawn around the origin, with the fp32 graph's answers)."""
     import torch
 
     from services.common.policy_net import PolicyNet, PolicySpec
-    from services.compiler import export
+    from services.compiler import export, precision
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     net = PolicyNet(PolicySpec(obs_dim=4, action_kind="discrete", action_dim=2)).eval()
-    int8 = export.quantize_int8(export.export_onnx(net))
+    fp32 = export.export_onnx(net)
+    states = np.random.default_rng(0).normal(0.0, 0.5, (512, 4)).astype(np.float32)
+    int8 = precision.build(precision.INT8, fp32, states)
+    test = states[:48]
+    reference_action, reference_output = export.Graph(fp32, 1).run(test)
+    self_test = packet.SelfTest(observations=test, reference_output=reference_output,
+                                reference_action=reference_action, expected_output=export.Graph(int8, 1).run(test)[1],
+                                min_agreement=0.95)
     inf = float("inf")
     return packet.build(
         packet_id="pkt-bench0000000", name="bench", version=1, created_at="2026-01-01T00:00:00Z",
         source_run_id="bench", env_id="CartPole-v1", action_space=packet.Space(kind="discrete", n=2),
         observation_space=packet.Space(kind="box", shape=(4,), low=(-4.8, -inf, -0.42, -inf),
                                        high=(4.8, inf, 0.42, inf)),
-        payload=int8, opset=export.OPSET, signer=key,
+        payload=int8, opset=export.OPSET, signer=key, quantization={"precision": precision.INT8},
+        self_test=self_test,
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import io
 import json
@@ -268,8 +269,8 @@ class Manifest:
     packet_id: str
     name: str  # the lineage: versions increase within a name
     version: int  # >= 1, assigned by the compiler, strictly increasing per name
-    created_at: str  # RFC 3339, UTC
-    source_run_id: str
+    created_at: str  # RFC 3339, UTC; "" in format 2, whose bytes depend only on the packet's content
+    source_run_id: str  # "" in packets the compiler writes from format 2 on (its Packet record names the run)
     env_id: str  # "" when the data did not come from a Gymnasium environment
     observation_space: Space
     action_space: Space
@@ -315,8 +316,6 @@ class Manifest:
             "packet_id": self.packet_id,
             "name": self.name,
             "version": self.version,
-            "created_at": self.created_at,
-            "source_run_id": self.source_run_id,
             "env_spec": {"env_id": self.env_id, "observation_space": self.observation_space.to_json(),
                          "action_space": self.action_space.to_json()},
             "io": {"inputs": inputs, "outputs": outputs},
@@ -328,6 +327,11 @@ class Manifest:
         }
         if self.self_test is not None:
             raw["self_test"] = self.self_test.to_json()
+        # Absent rather than empty: format 2 packets carry neither, so their bytes depend only on their content.
+        if self.created_at:
+            raw["created_at"] = self.created_at
+        if self.source_run_id:
+            raw["source_run_id"] = self.source_run_id
         if self.kind == KIND_MODEL:
             raw["model"] = {"file": MODEL_FILE, "opset": self.opset,
                             "adapter_slots": [t.to_json() for t in self.adapter_slots]}
@@ -373,8 +377,8 @@ def build(
     packet_id: str,
     name: str,
     version: int,
-    created_at: str,
-    source_run_id: str,
+    created_at: str = "",
+    source_run_id: str = "",
     env_id: str,
     observation_space: Space,
     action_space: Space,
@@ -392,7 +396,9 @@ def build(
     self_test: SelfTest,
     fallback: bytes | None = None,
 ) -> bytes:
-    """Writes a signed packet; the manifest's file entries (hash, size) are derived here, not passed in."""
+    """Writes a signed packet; the manifest's file entries (hash, size) are derived here, not passed in. An empty
+    `packet_id` is derived from the content: "pkt-" and 12 hex digits of the sha256 of the manifest without its
+    id, so that the same policy compiled into the same lineage position gives the same bytes."""
     if kind not in _PAYLOAD_FILE:
         raise PacketError(f"kind must be {KIND_MODEL!r} or {KIND_ADAPTER!r}, got {kind!r}")
     if observation_space.kind != "box":
@@ -414,6 +420,9 @@ def build(
         adapter_rank=adapter_rank, base=base, normalization=normalization or {}, quantization=quantization or {},
         parity=parity or {}, versions=versions or {}, self_test=self_test,
     )
+    if not packet_id:
+        digest = hashlib.sha256(canonical_json(manifest.to_json())).hexdigest()
+        manifest = dataclasses.replace(manifest, packet_id=f"pkt-{digest[:12]}")
     manifest_bytes = canonical_json(manifest.to_json())
     _manifest_from_json(json.loads(manifest_bytes))  # the writer never produces what the reader refuses
     return assemble(manifest_bytes, contents, sign(manifest_bytes, signer))
@@ -559,7 +568,9 @@ def _manifest_from_json(raw: Any) -> Manifest:
     if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise PacketError(f"packet format_version {version!r} is not supported; "
                           f"this reader reads {', '.join(map(str, READABLE_VERSIONS))}")
-    required = {"kind", "packet_id", "name", "version", "created_at", "source_run_id", "env_spec", "io", "files"}
+    required = {"kind", "packet_id", "name", "version", "env_spec", "io", "files"}
+    if version == 1:
+        required |= {"created_at", "source_run_id"}
     missing = sorted(required - set(raw))
     if missing:
         raise PacketError(f"{MANIFEST_FILE} lacks {', '.join(missing)}")
@@ -623,7 +634,8 @@ def _manifest_from_json(raw: Any) -> Manifest:
         raise PacketError(f"manifest {kind} section is malformed: {exc!r}") from exc
     return Manifest(
         kind=kind, packet_id=str(raw["packet_id"]), name=str(raw["name"]), version=packet_version,
-        created_at=str(raw["created_at"]), source_run_id=str(raw["source_run_id"]), env_id=str(env.get("env_id", "")),
+        created_at=str(raw.get("created_at", "")), source_run_id=str(raw.get("source_run_id", "")),
+        env_id=str(env.get("env_id", "")),
         observation_space=observation_space, action_space=action_space, files=files,
         normalization=dict(raw.get("normalization", {})), quantization=dict(raw.get("quantization", {})),
         parity=dict(raw.get("parity", {})), versions=dict(raw.get("versions", {})), format_version=version,

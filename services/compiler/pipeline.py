@@ -3,6 +3,7 @@ precision ladder (the first candidate the gate passes) -> self-test and records 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -228,6 +229,7 @@ def packet_records(compiled: Compiled) -> dict[str, dict[str, Any]]:
         quantization = {"precision": compiled.precision, **_METHODS[compiled.precision],
                         "tool": "onnxruntime.quantization", "onnxruntime_version": ort.__version__,
                         "fp32_model_bytes": len(compiled.fp32_onnx), "model_bytes": len(compiled.payload),
+                        "fp32_model_sha256": hashlib.sha256(compiled.fp32_onnx).hexdigest(),
                         "calibration": compiled.calibration,
                         "ladder": [_attempt_record(a) for a in compiled.attempts]}
         if compiled.adapter_tensors:

@@ -24,7 +24,7 @@ from services.common.policy_net import PolicySpec
 from services.common.types import EnvSpecArrays
 from services.compiler import closed_loop_inputs, export, pipeline, precision
 from services.compiler.config import Config
-from services.compiler.store import PacketStore, new_packet_id
+from services.compiler.store import PacketStore
 
 log = plog.get(__name__)
 
@@ -190,7 +190,6 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()
         create_time.FromDatetime(now)
-        packet_id = new_packet_id()
         name = name or (base.name if base is not None else env.env_id or "policy")
         if base is not None:
             manifest_fields: dict[str, object] = dict(
@@ -203,14 +202,15 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         with self._package_lock:
             version = self._store.next_version(name)
             data = packet.build(
-                packet_id=packet_id, name=name, version=version, created_at=now.isoformat().replace("+00:00", "Z"),
-                source_run_id=run.run_id, env_id=env.env_id,
+                packet_id="", name=name, version=version,
+                env_id=env.env_id,
                 observation_space=packet.Space(**dataclasses.asdict(env.observation)),
                 action_space=packet.Space(**dataclasses.asdict(env.action)),
                 payload=compiled.payload, signer=self._signer, versions=export.versions(),
                 self_test=compiled.self_test, fallback=compiled.fallback,
                 **manifest_fields, **pipeline.packet_records(compiled),  # type: ignore[arg-type]
             )
+            packet_id = packet.read(data)[0].packet_id  # derived from the content: same policy, same bytes
             record = compiler_pb2.Packet(
                 packet_id=packet_id, name=name, sha256=blobs.sha256_hex(data), size_bytes=len(data),
                 fp32_model_bytes=len(compiled.fp32_onnx), int8_model_bytes=len(compiled.payload),

@@ -10,7 +10,6 @@ A packet's directory appears in one rename, so a crash never leaves half a packe
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -20,10 +19,6 @@ from plasma.core import blobs, files
 from plasma.core.errors import DataLoss, InvalidArgument, NotFound
 
 _PACKET_ID = re.compile(r"pkt-[0-9a-f]{12}")
-
-
-def new_packet_id() -> str:
-    return f"pkt-{uuid.uuid4().hex[:12]}"
 
 
 class PacketStore:

@@ -139,6 +139,15 @@ def test_bytes_depend_only_on_content() -> None:
     assert build() != build(name="other")
 
 
+def test_an_empty_packet_id_is_derived_from_the_content() -> None:
+    bare = {"packet_id": "", "created_at": "", "source_run_id": ""}
+    first, again = build(**bare), build(**bare)
+    manifest = packet.verify(first, TRUSTED).manifest
+    assert first == again and manifest.packet_id.startswith("pkt-") and len(manifest.packet_id) == 16
+    assert "created_at" not in json.loads(entries(first)["manifest.json"])
+    assert packet.verify(build(**bare, payload=MODEL + b"!"), TRUSTED).manifest.packet_id != manifest.packet_id
+
+
 def test_manifest_is_canonical_strict_json() -> None:
     text = entries(build())["manifest.json"]
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
@@ -184,7 +193,8 @@ def test_unsigned_untrusted_and_tampered_packets_are_refused_each_with_its_own_e
         (rewrite(build(), lambda m: m["self_test"]["reference_output"].update(shape=[3, 3]), resign=KEY),
          "does not match its 24 bytes"),
         (rewrite(build(), lambda m: m["self_test"].update(min_agreement=1.5), resign=KEY), "min_agreement"),
-        (rewrite(build(), lambda m: m.pop("created_at"), resign=KEY), "lacks created_at"),
+        (rewrite(build(), lambda m: (m.update(format_version=1), m.pop("self_test"), m.pop("created_at")),
+                 resign=KEY), "lacks created_at"),
         (rewrite(build(), lambda m: m.update(version=0), resign=KEY), "version must be an integer >= 1"),
         (rewrite(build(), lambda m: m.update(version="3"), resign=KEY), "version must be an integer"),
         (rewrite(build(), lambda m: m.update(kind="firmware"), resign=KEY), "kind 'firmware'"),
