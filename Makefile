@@ -52,6 +52,14 @@ test: $(STAMP) ## All tests: unit, services on port 0, the four-service pipeline
 test-fast: $(STAMP) ## Everything but the pipeline and container tests
 	$(BIN)/python -m pytest -m "not pipeline and not e2e"
 
+.PHONY: k8s-check
+k8s-check: $(STAMP) ## Render the Helm chart deploy/k8s/plasma and validate every object against the Kubernetes schemas
+	$(BIN)/python -m pytest tests/deploy -q -p no:cacheprovider
+
+.PHONY: rust-client
+rust-client: ## Build the Rust (tonic) client example: examples/rust-client/target/release/plasma-edge-client
+	cd examples/rust-client && cargo build --release --locked
+
 .PHONY: demo
 demo: $(STAMP) ## Run the whole workflow on CartPole-v1 with the services as local processes
 	$(BIN)/plasma demo

@@ -1,0 +1,592 @@
+"""The Helm chart deploy/k8s/plasma, rendered and checked offline in seconds, without a cluster.
+
+Rendering: Helm's own template engine through helm-python-sdk (a wheel that carries the Helm v4 Go SDK: no helm
+binary, no network), or the `helm` CLI where only that is installed. The engine also checks the values against the
+chart's values.schema.json, so a misspelt key fails the render; `helm lint` must find no warning.
+
+Validation: every rendered object against the Kubernetes OpenAPI JSON schemas that kubernetes-validate ships,
+strict (an unknown field is an error), for the oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and
+the newest the package knows. The RayCluster is a custom resource with no schema there: its pod templates are
+validated as core PodTemplates instead.
+
+Then what the schemas cannot see: gRPC probes on each service's own port, resources, non-root and read-only
+containers, a claim per store mounted where PLASMA_*_STORE points, the signing key mounted into the compiler only,
+Services that select their workload, and environment variables the code actually reads.
+
+Run: python -m pytest tests/deploy -q. Without a renderer or kubernetes-validate (the dev extra) the tests skip,
+except under CI (CI set), where they fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "k8s" / "plasma"
+EXAMPLES = ROOT / "deploy" / "k8s" / "examples"
+RELEASE, NAMESPACE = "plasma", "plasma"
+UID = 10001
+# The services and where their images keep the store (deploy/services/Dockerfile, deploy/edge/Dockerfile).
+SERVICES = ("simulator", "trainer", "compiler", "edge")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# Modules that read PLASMA_* variables: every one the manifests set must appear in one of them.
+CONFIG_SOURCES = (
+    "services/simulator/config.py",
+    "services/trainer/config.py",
+    "services/compiler/config.py",
+    "edge_runtime/config.py",
+    "plasma/core/logging.py",
+)
+
+Obj = dict[str, Any]
+
+
+class RenderError(Exception):
+    """The chart refused the values (schema or a `fail` in a template)."""
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run these tests: install the dev extra)")
+    pytest.skip(reason)
+
+
+@functools.cache
+def _renderer() -> tuple[Callable[[Obj], dict[str, str]] | None, str]:
+    try:
+        import helm_python
+    except ImportError:
+        helm_python = None
+    if helm_python is not None:
+
+        def render_sdk(values: Obj) -> dict[str, str]:
+            try:
+                with helm_python.Chart.load(str(CHART)) as chart:
+                    return chart.render(values, name=RELEASE, namespace=NAMESPACE)
+            except helm_python.HelmError as exc:
+                raise RenderError(str(exc)) from exc
+
+        return render_sdk, f"helm-python-sdk (Helm SDK {helm_python.helm_sdk_version()})"
+    helm = shutil.which("helm")
+    if helm is not None:
+
+        def render_cli(values: Obj) -> dict[str, str]:
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+                json.dump(values, handle)
+                handle.flush()
+                done = subprocess.run(
+                    [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--values", handle.name],
+                    capture_output=True, text=True, timeout=60, check=False,
+                )
+            if done.returncode != 0:
+                raise RenderError(done.stderr)
+            return {"helm-template.yaml": done.stdout}
+
+        return render_cli, f"helm CLI {helm}"
+    return None, "no Helm renderer: install the dev extra (helm-python-sdk) or put helm on PATH"
+
+
+def render_raw(values: Obj) -> dict[str, str]:
+    render, reason = _renderer()
+    if render is None:
+        _unavailable(reason)
+    assert render is not None
+    return render(values)
+
+
+@functools.cache
+def _render_cached(values_json: str) -> tuple[Obj, ...]:
+    manifests = render_raw(json.loads(values_json))
+    objects = []
+    for name, text in sorted(manifests.items()):
+        if not name.endswith((".yaml", ".yml")):
+            continue  # NOTES.txt
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return tuple(objects)
+
+
+def render(values: Obj) -> list[Obj]:
+    """The chart's objects for these values (a fresh copy: tests may change them)."""
+    return json.loads(json.dumps(_render_cached(json.dumps(values, sort_keys=True))))
+
+
+def example(name: str) -> Obj:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+# The value sets every object check runs on.
+EVERYTHING: Obj = {
+    "image": {"registry": "registry.example.com/team", "tag": "1.2.3", "pullPolicy": "Always"},
+    "imagePullSecrets": ["regcred"],
+    "podAnnotations": {"example.com/owner": "plasma"},
+    "storageClassName": "standard",
+    "listenHost": "[::]",
+    "logLevel": "DEBUG",
+    "signing": {"create": True, "privateKeyPem": "-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n-----END PRIVATE KEY-----\n",
+                "publicKey": "9Wq0U0aHc8tSb0m2lUfW0i9s1H3xw1c1i9kqB0Zr7LQ=\n"},
+    "simulator": {"replicas": 3, "multiReplica": {"enabled": True, "sharedStore": {"storageClassName": "nfs"}},
+                  "env": {"PLASMA_SIMULATOR_MAX_SIMULATIONS": 8, "PLASMA_SIMULATOR_WORKERS": "16"}},
+    "trainer": {"env": {"PLASMA_TRAINER_SIMULATE_DEADLINE_SECONDS": "3600"}},
+    "compiler": {"store": {"existingClaim": "my-packets"}},
+    "edge": {"image": {"repository": "plasma/edge", "tag": "edge-9"}, "env": {"PLASMA_EDGE_MAX_BATCH": "64"},
+             "daemonset": {"enabled": True}},
+    "ray": {"enabled": True},
+}
+SCENARIOS: dict[str, Obj] = {
+    "defaults": {},
+    "everything": EVERYTHING,
+    "no-edge-deployment": {"edge": {"deployment": {"enabled": False}, "metrics": {"enabled": False}}},
+    **{f"examples/{path.name}": yaml.safe_load(path.read_text()) for path in sorted(EXAMPLES.glob("*.yaml"))},
+}
+
+
+@pytest.fixture(scope="module")
+def validator() -> Iterator[Callable[[Obj, str], None]]:
+    try:
+        import kubernetes_validate
+    except ImportError:
+        _unavailable("kubernetes-validate is not installed (dev extra)")
+
+    def validate(obj: Obj, version: str) -> None:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:  # its str() holds the whole schema: keep the point
+            where = "/".join(str(part) for part in exc.path)
+            raise AssertionError(
+                f"{obj['kind']} {obj['metadata']['name']} is not valid Kubernetes {version}: {exc.message} at {where}"
+            ) from None
+
+    yield validate
+
+
+def kubernetes_versions() -> tuple[str, str]:
+    """The oldest version Chart.yaml accepts and the newest kubernetes-validate has schemas for."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    oldest = re.fullmatch(r">=\s*(\d+\.\d+)(\.\d+)?(-0)?", chart["kubeVersion"])
+    assert oldest, chart["kubeVersion"]
+    try:
+        import kubernetes_validate
+    except ImportError:
+        return oldest.group(1), oldest.group(1)
+    newest = ".".join(kubernetes_validate.latest_version().split(".")[:2])
+    return oldest.group(1), newest
+
+
+# Helpers over rendered objects
+
+
+def of_kind(objects: list[Obj], *kinds: str) -> list[Obj]:
+    return [obj for obj in objects if obj["kind"] in kinds]
+
+
+def named(objects: list[Obj], kind: str, name: str) -> Obj:
+    found = [obj for obj in objects if obj["kind"] == kind and obj["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, got {[o['metadata']['name'] for o in of_kind(objects, kind)]}"
+    return found[0]
+
+
+def pod_spec(workload: Obj) -> Obj:
+    return workload["spec"]["template"]["spec"]
+
+
+def component(obj: Obj) -> str:
+    return obj["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def workload_of(objects: list[Obj], name: str) -> Obj:
+    found = [w for w in of_kind(objects, *WORKLOAD_KINDS) if component(w) == name]
+    assert len(found) == 1, f"expected one workload for {name}, got {len(found)}"
+    return found[0]
+
+
+def env_of(container: Obj) -> dict[str, str]:
+    values = {}
+    for item in container.get("env", []):
+        assert "value" in item, f"{container['name']}: {item['name']} must be a plain value"
+        assert item["name"] not in values, f"{container['name']}: {item['name']} set twice"
+        values[item["name"]] = item["value"]
+    return values
+
+
+def port_of(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def plasma_workloads(objects: list[Obj]) -> list[Obj]:
+    return [w for w in of_kind(objects, *WORKLOAD_KINDS) if component(w) != "ray"]
+
+
+def volume(spec: Obj, name: str) -> Obj:
+    found = [v for v in spec.get("volumes", []) if v["name"] == name]
+    assert len(found) == 1, f"volume {name}: {spec.get('volumes')}"
+    return found[0]
+
+
+def mount(container: Obj, name: str, path: str | None = None) -> Obj:
+    found = [m for m in container.get("volumeMounts", [])
+             if m["name"] == name and (path is None or m["mountPath"] == path)]
+    assert len(found) == 1, f"{container['name']}: mount of {name} at {path}: {container.get('volumeMounts')}"
+    return found[0]
+
+
+def ray_pod_templates(objects: list[Obj]) -> Iterator[Obj]:
+    for cluster in of_kind(objects, "RayCluster"):
+        yield cluster["spec"]["headGroupSpec"]["template"]
+        for group in cluster["spec"]["workerGroupSpecs"]:
+            yield group["template"]
+
+
+# Tests
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_object_is_valid_kubernetes(scenario: str, validator: Callable[[Obj, str], None]) -> None:
+    objects = render(SCENARIOS[scenario])
+    assert objects, "nothing rendered"
+    seen = set()
+    for obj in objects:
+        key = (obj["kind"], obj["metadata"]["name"])
+        assert key not in seen, f"{key} rendered twice"
+        seen.add(key)
+        assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "plasma"
+        for version in kubernetes_versions():
+            if obj["kind"] == "RayCluster":
+                assert obj["apiVersion"] == "ray.io/v1"
+                continue  # a custom resource: its pod templates are checked in test_raycluster_is_optional
+            validator(obj, version)
+
+
+def test_defaults_are_the_four_services_with_their_stores() -> None:
+    objects = render({})
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
+        [("Deployment", f"plasma-{s}") for s in SERVICES]
+        + [("Service", f"plasma-{s}") for s in SERVICES]
+        + [("PersistentVolumeClaim", f"plasma-{s}-store") for s in SERVICES]
+    )
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_grpc_probes_on_each_service_port(scenario: str) -> None:
+    objects = render(SCENARIOS[scenario])
+    for workload in plasma_workloads(objects):
+        spec = pod_spec(workload)
+        assert len(spec["containers"]) == 1
+        container = spec["containers"][0]
+        grpc_ports = [p["containerPort"] for p in container["ports"] if p["name"] == "grpc"]
+        assert len(grpc_ports) == 1
+        port = grpc_ports[0]
+        address = env_of(container)[f"PLASMA_{container['name'].upper()}_ADDRESS"]
+        assert port_of(address) == port, f"{container['name']} listens on {address}, port {port} declared"
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = container[kind]
+            assert set(probe) & {"grpc", "exec", "httpGet", "tcpSocket"} == {"grpc"}, f"{container['name']} {kind}"
+            assert probe["grpc"] == {"port": port}, f"{container['name']} {kind}: {probe['grpc']}"
+        # Longer than the server's own drain (PLASMA_*_GRACE_SECONDS: 10 s, edge 5 s), so SIGTERM ends it.
+        assert spec["terminationGracePeriodSeconds"] > (5 if container["name"] == "edge" else 10)
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_container_has_requests_and_limits(scenario: str) -> None:
+    objects = render(SCENARIOS[scenario])
+    specs = [pod_spec(w) for w in of_kind(objects, *WORKLOAD_KINDS)] + [t["spec"] for t in ray_pod_templates(objects)]
+    assert specs
+    for spec in specs:
+        for container in spec["containers"]:
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+            assert {"cpu", "memory"} <= set(resources["limits"]), container["name"]
+
+
+def test_torch_services_run_one_thread() -> None:
+    objects = render({})
+    for name in ("simulator", "trainer", "compiler"):
+        env = env_of(pod_spec(workload_of(objects, name))["containers"][0])
+        assert env[f"PLASMA_{name.upper()}_TORCH_THREADS"] == "1"
+    assert env_of(pod_spec(workload_of(objects, "edge"))["containers"][0])["PLASMA_EDGE_ORT_INTRA_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_pods_run_as_non_root_with_read_only_roots(scenario: str) -> None:
+    objects = render(SCENARIOS[scenario])
+    for workload in plasma_workloads(objects):
+        spec = pod_spec(workload)
+        assert spec["automountServiceAccountToken"] is False
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True
+        assert (pod["runAsUser"], pod["runAsGroup"], pod["fsGroup"]) == (UID, UID, UID)
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "hostNetwork" not in spec and "hostPID" not in spec
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["runAsNonRoot"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert security.get("privileged") is not True
+            # The one writable place besides the store: /tmp, an emptyDir (temporary bundle and adapter files).
+            assert "emptyDir" in volume(spec, mount(container, "tmp", "/tmp")["name"])
+    for template in ray_pod_templates(objects):
+        assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+        for container in template["spec"]["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_each_store_is_a_claim_mounted_where_the_service_looks() -> None:
+    objects = render({})
+    claims = {c["metadata"]["name"]: c for c in of_kind(objects, "PersistentVolumeClaim")}
+    for name in SERVICES:
+        workload = workload_of(objects, name)
+        assert workload["kind"] == "Deployment"
+        # Two pods must never open one store: the old pod goes before the new one starts.
+        assert workload["spec"]["strategy"] == {"type": "Recreate"}
+        assert workload["spec"]["replicas"] == 1
+        spec = pod_spec(workload)
+        container = spec["containers"][0]
+        store = env_of(container)[f"PLASMA_{name.upper()}_STORE"]
+        assert store == f"/var/lib/plasma/{name}"
+        claim_name = volume(spec, mount(container, "store", store)["name"])["persistentVolumeClaim"]["claimName"]
+        claim = claims[claim_name]
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert claim["spec"]["resources"]["requests"]["storage"]
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_an_existing_claim_replaces_the_charts() -> None:
+    objects = render({"compiler": {"store": {"existingClaim": "my-packets"}}})
+    assert "plasma-compiler-store" not in {c["metadata"]["name"] for c in of_kind(objects, "PersistentVolumeClaim")}
+    spec = pod_spec(workload_of(objects, "compiler"))
+    assert volume(spec, "store")["persistentVolumeClaim"]["claimName"] == "my-packets"
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "everything"])
+def test_signing_key_in_the_compiler_only_trusted_keys_in_the_edge(scenario: str) -> None:
+    values = SCENARIOS[scenario]
+    objects = render(values)
+    compiler = pod_spec(workload_of(objects, "compiler"))
+    container = compiler["containers"][0]
+    key_path = Path(env_of(container)["PLASMA_COMPILER_SIGNING_KEY"])
+    key_mount = mount(container, "signing-key", str(key_path.parent))
+    assert key_mount["readOnly"] is True
+    secret = volume(compiler, key_mount["name"])["secret"]
+    assert secret["secretName"] == "plasma-signing-key"
+    assert secret["items"] == [{"key": "ed25519.pem", "path": key_path.name}]
+    assert secret["defaultMode"] & 0o007 == 0, "the private key must not be world-readable"
+
+    for workload in plasma_workloads(objects):
+        spec = pod_spec(workload)
+        secrets = {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        if component(workload) == "compiler":
+            assert secrets == {"plasma-signing-key"}
+        elif component(workload) in ("edge", "edge-device"):
+            assert secrets == {"plasma-trusted-keys"}
+            edge = spec["containers"][0]
+            trusted = env_of(edge)["PLASMA_EDGE_TRUSTED_KEYS"].split(",")
+            keys_mount = mount(edge, "trusted-keys")
+            assert keys_mount["readOnly"] is True
+            items = volume(spec, "trusted-keys")["secret"]["items"]
+            assert [f"{keys_mount['mountPath']}/{item['path']}" for item in items] == trusted
+        else:
+            assert not secrets, f"{component(workload)} mounts {secrets}"
+
+    rendered_secrets = {s["metadata"]["name"]: s for s in of_kind(objects, "Secret")}
+    if values.get("signing", {}).get("create"):
+        private = base64.b64decode(rendered_secrets["plasma-signing-key"]["data"]["ed25519.pem"]).decode()
+        assert private == values["signing"]["privateKeyPem"]
+        public = base64.b64decode(rendered_secrets["plasma-trusted-keys"]["data"]["compiler.pub"]).decode()
+        assert public == values["signing"]["publicKey"].strip()
+    else:
+        assert not rendered_secrets, "by default the Secrets are made with kubectl, not by the chart"
+
+
+def test_several_trusted_keys_for_rotation() -> None:
+    objects = render({"signing": {"trustedKeyFiles": ["compiler.pub", "next.pub"]}})
+    edge = pod_spec(workload_of(objects, "edge"))["containers"][0]
+    assert env_of(edge)["PLASMA_EDGE_TRUSTED_KEYS"] == "/run/plasma/trusted/compiler.pub,/run/plasma/trusted/next.pub"
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_services_select_their_workload_and_targets_resolve(scenario: str) -> None:
+    objects = render(SCENARIOS[scenario])
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    workloads = of_kind(objects, *WORKLOAD_KINDS)
+    for service in services.values():
+        selector = service["spec"]["selector"]
+        selected = [w for w in workloads
+                    if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(selected) == 1, f"Service {service['metadata']['name']} selects {len(selected)} workloads"
+        assert selector.items() <= selected[0]["spec"]["selector"]["matchLabels"].items()
+        container_ports = {p["name"] for c in pod_spec(selected[0])["containers"] for p in c["ports"]}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in container_ports, f"{service['metadata']['name']}: {port}"
+    # Where the trainer and the compiler find the services they call.
+    calls = {"trainer": {"PLASMA_SIMULATOR_TARGET": "simulator"},
+             "compiler": {"PLASMA_TRAINER_TARGET": "trainer", "PLASMA_SIMULATOR_TARGET": "simulator"}}
+    for caller, targets in calls.items():
+        env = env_of(pod_spec(workload_of(objects, caller))["containers"][0])
+        for variable, callee in targets.items():
+            host, _, port = env[variable].rpartition(":")
+            service = services[host]
+            assert component(service) == callee
+            assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_environment_variables_are_read_by_the_code(scenario: str) -> None:
+    known = set()
+    for source in CONFIG_SOURCES:
+        known |= set(re.findall(r"PLASMA_[A-Z0-9_]+", (ROOT / source).read_text()))
+    for workload in plasma_workloads(render(SCENARIOS[scenario])):
+        # Service links would add PLASMA_SIMULATOR_PORT=tcp://... and the like (Services are named plasma-*),
+        # variables in the services' own namespace.
+        assert pod_spec(workload)["enableServiceLinks"] is False
+        for name in env_of(pod_spec(workload)["containers"][0]):
+            assert name in known, f"{component(workload)}: {name} is read by none of {CONFIG_SOURCES}"
+
+
+def test_image_names_and_tags_are_configurable() -> None:
+    objects = render(EVERYTHING)
+    images = {component(w): pod_spec(w)["containers"][0]["image"] for w in plasma_workloads(objects)}
+    assert images == {
+        "simulator": "registry.example.com/team/plasma/simulator:1.2.3",
+        "trainer": "registry.example.com/team/plasma/trainer:1.2.3",
+        "compiler": "registry.example.com/team/plasma/compiler:1.2.3",
+        "edge": "registry.example.com/team/plasma/edge:edge-9",
+        "edge-device": "registry.example.com/team/plasma/edge:edge-9",
+    }
+    for workload in plasma_workloads(objects):
+        assert pod_spec(workload)["imagePullSecrets"] == [{"name": "regcred"}]
+        assert pod_spec(workload)["containers"][0]["imagePullPolicy"] == "Always"
+    assert pod_spec(workload_of(render({}), "simulator"))["containers"][0]["image"] == "plasma/simulator:latest"
+
+
+def test_simulator_replicas_experimental_layout() -> None:
+    objects = render(EVERYTHING)
+    simulator = workload_of(objects, "simulator")
+    assert simulator["kind"] == "StatefulSet"
+    assert simulator["spec"]["replicas"] == 3
+    headless = named(objects, "Service", simulator["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    service = named(objects, "Service", "plasma-simulator")
+    # A job lives on the replica that runs it: a client's connections must keep reaching that replica.
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    shared_claim = named(objects, "PersistentVolumeClaim", "plasma-simulator-shared")
+    assert shared_claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert shared_claim["spec"]["storageClassName"] == "nfs"
+    spec = pod_spec(simulator)
+    container = spec["containers"][0]
+    store = env_of(container)["PLASMA_SIMULATOR_STORE"]
+    assert volume(spec, "shared")["persistentVolumeClaim"]["claimName"] == "plasma-simulator-shared"
+    # Datasets and models shared; simulations/ (job logs) and staging/ (uploads) on the replica's own claim.
+    for directory in ("datasets", "models"):
+        assert mount(container, "shared", f"{store}/{directory}")["subPath"] == directory
+    mount(container, "store", store)
+    (template,) = simulator["spec"]["volumeClaimTemplates"]
+    assert template["metadata"]["name"] == "store"
+    assert template["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"simulator": {"replicas": 2}}, "multiReplica"),
+        ({"simulator": {"replicas": 2, "multiReplica": {"enabled": True}, "store": {"existingClaim": "x"}}},
+         "existingClaim"),
+        ({"simulatr": {"replicas": 2}}, "simulatr"),
+        ({"simulator": {"replicas": 0}}, "replicas"),
+        ({"logLevel": "LOUD"}, "logLevel"),
+        ({"signing": {"create": True}}, "privateKeyPem"),
+    ],
+)
+def test_the_chart_refuses_bad_values(values: Obj, message: str) -> None:
+    with pytest.raises(RenderError, match=message):
+        render_raw(values)
+
+
+def test_edge_daemonset_on_labelled_nodes() -> None:
+    values = example("edge-devices.yaml")
+    objects = render(values)
+    daemonset = named(objects, "DaemonSet", "plasma-edge-device")
+    spec = pod_spec(daemonset)
+    assert spec["nodeSelector"] == {"plasma.dev/edge-device": "true"}
+    assert spec["tolerations"] == values["edge"]["daemonset"]["tolerations"]
+    container = spec["containers"][0]
+    store = volume(spec, mount(container, "store", env_of(container)["PLASMA_EDGE_STORE"])["name"])
+    assert store["hostPath"] == {"path": "/var/lib/plasma/edge", "type": "Directory"}
+    service = named(objects, "Service", "plasma-edge-device")
+    assert service["spec"]["internalTrafficPolicy"] == "Local"
+    # The Deployment stays, and its Service does not reach the device pods (nor the reverse).
+    assert named(objects, "Service", "plasma-edge")["spec"]["selector"]["app.kubernetes.io/component"] == "edge"
+    assert not of_kind(render({}), "DaemonSet")
+    # Labels given replace the default one (not merged with it).
+    custom = render({"edge": {"daemonset": {"enabled": True, "nodeSelector": {"example.com/device": "robot"}}}})
+    selector = pod_spec(named(custom, "DaemonSet", "plasma-edge-device"))["nodeSelector"]
+    assert selector == {"example.com/device": "robot"}
+    default = render({"edge": {"daemonset": {"enabled": True}}})
+    selector = pod_spec(named(default, "DaemonSet", "plasma-edge-device"))["nodeSelector"]
+    assert selector == {"plasma.dev/edge-device": "true"}
+    without_host_path = render({"edge": {"daemonset": {"enabled": True, "hostPath": ""}}})
+    assert "emptyDir" in volume(pod_spec(named(without_host_path, "DaemonSet", "plasma-edge-device")), "store")
+
+
+def test_raycluster_is_optional(validator: Callable[[Obj, str], None]) -> None:
+    assert not of_kind(render({}), "RayCluster")
+    objects = render(example("ray.yaml"))
+    (cluster,) = of_kind(objects, "RayCluster")
+    assert cluster["apiVersion"] == "ray.io/v1"
+    assert "not used" in cluster["metadata"]["annotations"]["plasma.dev/status"]
+    spec = cluster["spec"]
+    assert spec["rayVersion"] and spec["headGroupSpec"]["rayStartParams"] is not None
+    (group,) = spec["workerGroupSpecs"]
+    assert group["groupName"] and group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    # No RayCluster schema offline: each pod template must at least be a valid core PodTemplate.
+    templates = list(ray_pod_templates(objects))
+    assert len(templates) == 2
+    for index, template in enumerate(templates):
+        wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"ray-{index}"},
+                   "template": template}
+        for version in kubernetes_versions():
+            validator(wrapped, version)
+    # Nothing in the services points at it.
+    for workload in plasma_workloads(objects):
+        assert not any("ray" in value for value in env_of(pod_spec(workload)["containers"][0]).values())
+
+
+def test_helm_lint_finds_no_warnings() -> None:
+    try:
+        import helm_python
+    except ImportError:
+        helm = shutil.which("helm")
+        if helm is None:
+            _unavailable("neither helm-python-sdk nor helm is installed")
+        done = subprocess.run([str(helm), "lint", "--strict", str(CHART)], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return
+    report = helm_python.lint(str(CHART))
+    # Helm's severities: 1 info (e.g. "icon is recommended"), 2 warning, 3 error.
+    assert not report["errors"], report
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
+
+
+def test_renderer_is_helm() -> None:
+    """Names the engine in the test report (-v), so a run says what rendered the chart."""
+    render_fn, description = _renderer()
+    if render_fn is None:
+        _unavailable(description)
+    print(description)
+    assert "helm" in description.lower()
