@@ -27,14 +27,15 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from services.common import threads
-from services.common.types import MlpWeights, PhantomPath, Transitions
-from services.simulator.audit import AuditSettings, Support, support_of
-from services.simulator.collect import collect
-from services.simulator.planner import PlannerConfig
-from services.simulator.rollout import simulate, start_states
-from services.simulator.tasks import task_for
-from services.simulator.world_model import EnsembleWorldModel, WorldModelConfig, fit
+from plasma.mbrl import threads
+from plasma.mbrl.audit import AuditSettings, Support, support_of
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
+from plasma.mbrl.planning import PlannerConfig
+from plasma.mbrl.rollout import simulate, start_states
+from plasma.mbrl.tasks import task_for
+from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
 
 ENV_ID = "CartPole-v1"
 STATE_TOLERANCE = 0.1

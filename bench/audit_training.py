@@ -19,14 +19,15 @@ import numpy as np
 import torch
 
 from bench.sample_efficiency import EVAL_EPISODES, evaluate
-from plasma.core import logging as plog
-from services.common import threads
-from services.common.types import PhantomPath
-from services.simulator.collect import collect
-from services.simulator.inprocess import InProcessSource
-from services.simulator.mlp_policy import MlpPolicy
-from services.simulator.world_model import WorldModelConfig, fit
-from services.trainer.distill import DistillConfig, PolicyIO, mlp_weights_of, train
+from plasma import log as plog
+from plasma.mbrl import threads
+from plasma.mbrl.algorithms.distill import DistillConfig, PolicyIO, mlp_weights_of, train
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import WorldModelConfig
+from plasma.mbrl.policies import MlpPolicy
+from plasma.mbrl.sources import InProcessSource
+from plasma.mbrl.types import PhantomPath
 
 ENV_ID = "CartPole-v1"
 

@@ -35,8 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge_runtime.runtime import Runtime
 from edge_runtime.store import EdgeStore
-from plasma import packet, signing
-from plasma.core import blobs, grpc_client, tensors
+from plasma import blobs, channels, packet, signing, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +48,7 @@ def build_packet(key: signing.SigningKey) -> bytes:
     drawn around the origin, with the fp32 graph's answers)."""
     import torch
 
-    from services.common.policy_net import PolicyNet, PolicySpec
+    from plasma.mbrl.policy_net import PolicyNet, PolicySpec
     from services.compiler import export, precision
 
     torch.set_num_threads(1)
@@ -128,7 +127,7 @@ def echo_server() -> None:
 def control_ping_pong(stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: np.ndarray) -> np.ndarray:
     """One stream; each observation is sent only after the previous action came back."""
     outbox: queue.Queue[edge_pb2.ControlRequest | None] = queue.Queue()
-    responses = stub.Control(iter(outbox.get, None), timeout=grpc_client.STREAM_DEADLINE_S)
+    responses = stub.Control(iter(outbox.get, None), timeout=channels.STREAM_DEADLINE_S)
     sequence = iter(range(10**9))
 
     def call(obs: np.ndarray) -> None:
@@ -161,7 +160,7 @@ def control_pipelined(
 
     latencies = np.empty(len(messages))
     started = time.perf_counter()
-    for response in stub.Control(requests(), timeout=grpc_client.STREAM_DEADLINE_S):
+    for response in stub.Control(requests(), timeout=channels.STREAM_DEADLINE_S):
         latencies[response.sequence] = time.perf_counter() - sent_at[response.sequence]
         in_flight.release()
     return latencies * 1e3, len(messages) * per_message / (time.perf_counter() - started)
@@ -192,7 +191,7 @@ def cold_start(store: Path, key: signing.VerifyingKey, observation: np.ndarray) 
     started = time.perf_counter()
     process, address, _ = start_edge(store, key)
     try:
-        with grpc_client.channel(address) as channel:
+        with channels.channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != \
                     health_pb2.HealthCheckResponse.SERVING:
@@ -224,7 +223,7 @@ def grpc_paths(stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: np.ndar
     """One round of every gRPC path against one server: name -> (latencies ms, actions/s or None)."""
 
     def act(obs: np.ndarray) -> None:
-        reply = stub.Act(edge_pb2.ActRequest(observation=tensors.to_proto(obs)), timeout=grpc_client.UNARY_DEADLINE_S)
+        reply = stub.Act(edge_pb2.ActRequest(observation=tensors.to_proto(obs)), timeout=channels.UNARY_DEADLINE_S)
         tensors.from_proto(reply.action)
 
     return {
@@ -291,17 +290,17 @@ def main() -> None:
         echo, echo_address, _ = start_edge(store, verifying, echo=True)
         measured: dict[str, dict[str, list]] = {"edge": {}, "echo": {}}
         try:
-            with grpc_client.channel(address) as channel, grpc_client.channel(echo_address) as echo_channel:
+            with channels.channel(address) as channel, channels.channel(echo_address) as echo_channel:
                 stub = edge_pb2_grpc.EdgeRuntimeServiceStub(channel)
                 header = blobs.header_for(data, packet.MEDIA_TYPE)
                 stub.LoadPacket(iter([edge_pb2.LoadPacketRequest(header=header),
-                                      edge_pb2.LoadPacketRequest(chunk=data)]), timeout=grpc_client.UNARY_DEADLINE_S)
+                                      edge_pb2.LoadPacketRequest(chunk=data)]), timeout=channels.UNARY_DEADLINE_S)
                 stubs = {"edge": stub, "echo": edge_pb2_grpc.EdgeRuntimeServiceStub(echo_channel)}
                 for part in np.array_split(observations, args.rounds):
                     for label, client in stubs.items():
                         for name, (latencies, rate) in grpc_paths(client, part, args.window, args.batch).items():
                             measured[label].setdefault(name, []).append((latencies, rate))
-                server = stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=grpc_client.UNARY_DEADLINE_S)
+                server = stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=channels.UNARY_DEADLINE_S)
                 rss_now, rss_peak = rss_mb(process.pid)
         finally:
             for proc in (process, echo):

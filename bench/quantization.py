@@ -45,14 +45,15 @@ def train_policy(env_id: str, seed: int) -> tuple[bytes, np.ndarray, np.ndarray,
     """(fp32 graph, real observations, visited states, discrete) of a policy trained in process."""
     import torch
 
-    from services.common import threads
+    from plasma.mbrl import threads
+    from plasma.mbrl.algorithms.distill import DistillConfig, PlannerSettings, PolicyIO, train
+    from plasma.mbrl.collect import collect
+    from plasma.mbrl.fitting import fit
+    from plasma.mbrl.models.ensemble import WorldModelConfig
+    from plasma.mbrl.sources import InProcessSource
+    from plasma.mbrl.tasks import task_for
     from services.compiler import export
     from services.compiler.closed_loop import Scenario, rollout
-    from services.simulator.collect import collect
-    from services.simulator.inprocess import InProcessSource
-    from services.simulator.tasks import task_for
-    from services.simulator.world_model import WorldModelConfig, fit
-    from services.trainer.distill import DistillConfig, PlannerSettings, PolicyIO, train
 
     threads.configure_torch(1)
     torch.manual_seed(seed)

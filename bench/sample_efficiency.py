@@ -31,16 +31,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from plasma.core import logging as plog
-from services.common import threads
-from services.common.types import EnvSpecArrays, MlpWeights, Transitions
-from services.simulator.collect import collect
-from services.simulator.inprocess import InProcessSource
-from services.simulator.mlp_policy import MlpPolicy
-from services.simulator.tasks import task_for
-from services.simulator.world_model import WorldModelConfig, fit
-from services.trainer import backprop
-from services.trainer.distill import DistillConfig, PlannerSettings, PolicyIO, mlp_weights_of, train
+from plasma import log as plog
+from plasma.mbrl import threads
+from plasma.mbrl.algorithms import backprop
+from plasma.mbrl.algorithms.distill import DistillConfig, PlannerSettings, PolicyIO, mlp_weights_of, train
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import WorldModelConfig
+from plasma.mbrl.policies import MlpPolicy
+from plasma.mbrl.sources import InProcessSource
+from plasma.mbrl.tasks import task_for
+from plasma.mbrl.types import EnvSpecArrays, MlpWeights, Transitions
 
 ENVS = ("CartPole-v1", "Pendulum-v1")
 EVAL_EPISODES = 20

@@ -28,21 +28,24 @@ from pathlib import Path
 
 import torch
 
-from plasma.core import grpc_client, grpc_server
+from plasma import channels
+from plasma.mbrl import fitting, rollout
+from plasma.mbrl.collect import collect
+from plasma.mbrl.models import ensemble
+from plasma.server import grpc_server
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import wire
-from services.simulator import requests, rollout, world_model
+from services.simulator import requests
 from services.simulator import server as simulator_server
-from services.simulator.collect import collect
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore
 
 
-def build_store(root: Path, fit: world_model.WorldModelConfig) -> str:
+def build_store(root: Path, fit: ensemble.WorldModelConfig) -> str:
     """A store holding one CartPole world model fitted on data without terminations; returns its id."""
     spec, data = collect("CartPole-v1", 4000, seed=0)
     data = replace(data, terminated=data.terminated & False, truncated=data.terminated | data.truncated)
-    fitted, metrics = world_model.fit(spec, data, fit)
+    fitted, metrics = fitting.fit(spec, data, fit)
     store = SimulatorStore(root)
     dataset = simulator_pb2.Dataset(
         dataset_id="ds-bench0000000", env_spec=wire.env_spec_to_proto(spec), num_transitions=len(data),
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per way; the best is reported")
     parser.add_argument("--torch-threads", type=int, default=1, help="in this process and the simulator (default 1, "
                         "as the service's PLASMA_SIMULATOR_TORCH_THREADS)")
-    parser.add_argument("--hidden-size", type=int, default=world_model.WorldModelConfig.hidden_size,
+    parser.add_argument("--hidden-size", type=int, default=ensemble.WorldModelConfig.hidden_size,
                         help="world model width (default: the service's default)")
     parser.add_argument("--batch-paths", type=int, default=rollout.BATCH_PATHS,
                         help="paths rolled out together (rollout.BATCH_PATHS, set for this process, which runs the "
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     rollout.BATCH_PATHS = args.batch_paths
     with tempfile.TemporaryDirectory(prefix="plasma-bench-") as tmp:
         root = Path(tmp)
-        model_id = build_store(root, world_model.WorldModelConfig(hidden_size=args.hidden_size, train_steps=300))
+        model_id = build_store(root, ensemble.WorldModelConfig(hidden_size=args.hidden_size, train_steps=300))
         request = simulator_pb2.SimulateRequest(
             model_id=model_id, num_paths=args.paths, horizon=args.horizon, seed=1,
             reward_source=simulator_pb2.REWARD_SOURCE_LEARNED,
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         config = Config(address="127.0.0.1:0", store_dir=root, torch_threads=args.torch_threads)
         server, port, _ = simulator_server.create_server(config)
         server.start()
-        channel = grpc_client.channel(f"127.0.0.1:{port}")
+        channel = channels.channel(f"127.0.0.1:{port}")
         stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
 
         def simulate():  # type: ignore[no-untyped-def]

@@ -21,9 +21,9 @@ import gymnasium as gym
 import numpy as np
 
 from plasma.compiler.v1 import compiler_pb2
-from plasma.local import LocalStack
 from plasma.sdk import presets, tasks
 from plasma.sdk.client import PlasmaClient
+from plasma.sdk.local import LocalStack
 from plasma.simulator.v1 import simulator_pb2, task_pb2
 
 ENV_ID = "CartPole-v1"

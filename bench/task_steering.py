@@ -25,14 +25,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from plasma.mbrl import threads
+from plasma.mbrl.collect import env_spec_of
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
+from plasma.mbrl.planning import PlannerConfig, plan
+from plasma.mbrl.tasks import Task, task_for, task_from_spec
+from plasma.mbrl.types import Transitions
 from plasma.sdk import tasks as sdk_tasks
 from plasma.simulator.v1 import task_pb2
-from services.common import threads
-from services.common.types import Transitions
-from services.simulator.collect import env_spec_of
-from services.simulator.planner import PlannerConfig, plan
-from services.simulator.tasks import Task, task_for, task_from_spec
-from services.simulator.world_model import EnsembleWorldModel, WorldModelConfig, fit
 
 ENV_ID = "CartPole-v1"
 # Evaluation episodes reset with seeds from here on; collection uses the run's seed, far below.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plasma import signing
-from plasma.core import settings
+from plasma.server import settings
 
 
 @dataclass(frozen=True)

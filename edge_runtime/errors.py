@@ -9,7 +9,7 @@ from __future__ import annotations
 import grpc
 
 from plasma import packet
-from plasma.core.errors import FailedPrecondition, InvalidArgument, PlasmaError
+from plasma.server.errors import FailedPrecondition, InvalidArgument, PlasmaError
 
 REFUSAL_KEY = "plasma-refusal"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from plasma.core import logging as plog
+from plasma import log as plog
 
 if TYPE_CHECKING:
     from edge_runtime.session import ServedPacket

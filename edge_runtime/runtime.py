@@ -20,10 +20,10 @@ from edge_runtime import errors, self_test
 from edge_runtime.metrics import Metrics
 from edge_runtime.session import ServedPacket, new_session
 from edge_runtime.store import KEEP_BASES, EdgeStore, Entry, Staged, State, StoreError
+from plasma import log as plog
 from plasma import packet
 from plasma.common.v1 import common_pb2
-from plasma.core import logging as plog
-from plasma.core.errors import FailedPrecondition
+from plasma.server.errors import FailedPrecondition
 from plasma.signing import VerifyingKey, describe
 
 log = plog.get(__name__)

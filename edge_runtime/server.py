@@ -20,12 +20,12 @@ from edge_runtime.metrics import Metrics, start_http
 from edge_runtime.runtime import Runtime
 from edge_runtime.session import ServedPacket
 from edge_runtime.store import EdgeStore, Entry, StoreError
-from plasma import packet
+from plasma import blobs, packet, tensors
+from plasma import log as plog
 from plasma.common.v1 import common_pb2
-from plasma.core import blobs, grpc_server, service_main, tensors
-from plasma.core import logging as plog
-from plasma.core.errors import InvalidArgument, PlasmaError, translate_errors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.server import grpc_server, service_main
+from plasma.server.errors import InvalidArgument, PlasmaError, translate_errors
 
 log = plog.get(__name__)
 

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from edge_runtime import self_test
 from plasma import packet
 from plasma.common.v1 import common_pb2
-from plasma.core.errors import InvalidArgument
+from plasma.server.errors import InvalidArgument
 
 _ITEMSIZE = {common_pb2.DATA_TYPE_FLOAT32: 4, common_pb2.DATA_TYPE_FLOAT64: 8}
 _WIRE_DTYPE = {common_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"), common_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8")}

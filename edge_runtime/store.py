@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plasma import packet
-from plasma.core import blobs, files
+from plasma import blobs, files, packet
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PACKET_FILE = "packet.zip"

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import grpc
 import pytest
 
-from plasma.core import grpc_client, grpc_server
+from plasma import channels
+from plasma.server import grpc_server
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -51,7 +52,7 @@ def channel_to() -> Iterator[Callable[[str], grpc.Channel]]:
     opened: list[grpc.Channel] = []
 
     def open_channel(address: str) -> grpc.Channel:
-        ch = grpc_client.channel(address)
+        ch = channels.channel(address)
         opened.append(ch)
         return ch
 

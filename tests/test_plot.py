@@ -12,17 +12,17 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from plasma import cli, plot
-from plasma.sdk import real_rollouts
+from plasma import cli
+from plasma.mbrl import collect
+from plasma.mbrl.policies import MlpPolicy
+from plasma.mbrl.types import MlpWeights
+from plasma.sdk import plot, real_rollouts
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 from services.common import wire
-from services.common.types import MlpWeights
-from services.simulator import collect
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
-from services.simulator.mlp_policy import MlpPolicy
 from services.trainer import server as trainer_server
 from services.trainer.config import Config as TrainerConfig
 from tests.conftest import running
@@ -92,7 +92,7 @@ def test_client_mlp_acts_like_the_simulators_policy(env_id: str, activation: str
 
 
 def test_forecast_figure_with_real_rollouts(simulator: str, model_id: str, tmp_path: Path) -> None:
-    from plasma.plot_commands import forecast_with_real_rollouts
+    from plasma.cli.plots import forecast_with_real_rollouts
 
     with PlasmaClient(Endpoints(simulator=simulator)) as client:
         reply, real, env_id = forecast_with_real_rollouts(client, model_id, "random", seed=3, horizon=30,

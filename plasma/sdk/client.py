@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from plasma import blobs, channels, tensors
 from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
-from plasma.core import blobs, grpc_client, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
@@ -48,10 +48,10 @@ def _final(stream: Iterator[Any], result_field: str, on_progress: Progress | Non
 
 
 class PlasmaClient:
-    def __init__(self, endpoints: Endpoints, stream_deadline_s: float = grpc_client.STREAM_DEADLINE_S) -> None:
+    def __init__(self, endpoints: Endpoints, stream_deadline_s: float = channels.STREAM_DEADLINE_S) -> None:
         self.endpoints = endpoints
         self._stream_deadline_s = stream_deadline_s
-        self._channels = {name: grpc_client.channel(getattr(endpoints, name))
+        self._channels = {name: channels.channel(getattr(endpoints, name))
                           for name in ("simulator", "trainer", "compiler", "edge")}
         self.simulator = simulator_pb2_grpc.SimulatorServiceStub(self._channels["simulator"])
         self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._channels["trainer"])
@@ -70,7 +70,7 @@ class PlasmaClient:
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         for channel in self._channels.values():
-            grpc_client.wait_ready(channel, timeout_s)
+            channels.wait_ready(channel, timeout_s)
 
     # Simulator
 
@@ -156,7 +156,7 @@ class PlasmaClient:
 
     def download_packet(self, packet_id: str) -> bytes:
         stream = self.compiler.DownloadPacket(compiler_pb2.DownloadPacketRequest(packet_id=packet_id),
-                                              timeout=grpc_client.UNARY_DEADLINE_S)
+                                              timeout=channels.UNARY_DEADLINE_S)
         first = next(stream)
         if first.WhichOneof("part") != "header":
             raise RuntimeError("DownloadPacket did not start with a header")
@@ -170,7 +170,7 @@ class PlasmaClient:
             for chunk in blobs.chunks(packet):
                 yield edge_pb2.LoadPacketRequest(chunk=chunk)
 
-        return self.edge.LoadPacket(requests(), timeout=grpc_client.UNARY_DEADLINE_S).packet
+        return self.edge.LoadPacket(requests(), timeout=channels.UNARY_DEADLINE_S).packet
 
     def act(self, observation: np.ndarray, timeout_s: float = 1.0) -> np.ndarray:
         response = self.edge.Act(
@@ -180,4 +180,4 @@ class PlasmaClient:
         return tensors.from_proto(response.action, "action")
 
     def edge_status(self) -> edge_pb2.GetStatusResponse:
-        return self.edge.GetStatus(edge_pb2.GetStatusRequest(), timeout=grpc_client.UNARY_DEADLINE_S)
+        return self.edge.GetStatus(edge_pb2.GetStatusRequest(), timeout=channels.UNARY_DEADLINE_S)

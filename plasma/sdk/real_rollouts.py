@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from plasma.core import tensors
+from plasma import tensors
 from plasma.simulator.v1 import simulator_pb2
 
 _ACTIVATIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {

@@ -25,7 +25,7 @@ from peft import PeftModel
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from services.common.policy_net import PolicyNet, PolicySpec
+from plasma.mbrl.policy_net import PolicyNet, PolicySpec
 
 MEDIA_TYPE = "application/vnd.plasma.policy-bundle+zip"
 # Fixed timestamps make the archive's bytes (and so its sha256) depend only on its content.

@@ -10,16 +10,16 @@ from typing import Protocol
 
 import grpc
 
+from plasma import blobs, channels
 from plasma.common.v1 import common_pb2
-from plasma.core import blobs, grpc_client
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-from services.common import transitions_archive
-from services.common.types import Transitions
 
 # The simulator's own archive reader and model class: a caller needs the exact network to run or
 # differentiate through, and importing it keeps one definition of the format.
-from services.simulator import model_archive
-from services.simulator.world_model import EnsembleWorldModel
+from plasma.mbrl.models import archive
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.types import Transitions
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from services.common import transitions_archive
 
 
 class _Part(Protocol):
@@ -41,20 +41,20 @@ def fetch_model(channel: grpc.Channel, model_id: str) -> EnsembleWorldModel:
     unpacked files live only as long as the call)."""
     stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
     stream = stub.ExportWorldModel(simulator_pb2.ExportWorldModelRequest(model_id=model_id),
-                                   timeout=grpc_client.STREAM_DEADLINE_S)
+                                   timeout=channels.STREAM_DEADLINE_S)
     data = _receive(stream, "ExportWorldModel")
     with tempfile.TemporaryDirectory(prefix="plasma-world-model-") as scratch:
-        return model_archive.load(data, Path(scratch))
+        return archive.load(data, Path(scratch))
 
 
 def fetch_model_record(channel: grpc.Channel, model_id: str) -> simulator_pb2.WorldModel:
     stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
     return stub.GetWorldModel(simulator_pb2.GetWorldModelRequest(model_id=model_id),
-                              timeout=grpc_client.UNARY_DEADLINE_S).model
+                              timeout=channels.UNARY_DEADLINE_S).model
 
 
 def fetch_transitions(channel: grpc.Channel, dataset_id: str) -> Transitions:
     stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
     stream = stub.ExportDataset(simulator_pb2.ExportDatasetRequest(dataset_id=dataset_id),
-                                timeout=grpc_client.STREAM_DEADLINE_S)
+                                timeout=channels.STREAM_DEADLINE_S)
     return transitions_archive.load(_receive(stream, "ExportDataset"))

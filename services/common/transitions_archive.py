@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 
-from services.common.types import Transitions
+from plasma.mbrl.types import Transitions
 
 MEDIA_TYPE = "application/vnd.plasma.transitions+npz"
 FIELDS = tuple(f.name for f in dataclasses.fields(Transitions))

@@ -8,11 +8,9 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import Message
 
+from plasma import tensors
 from plasma.common.v1 import common_pb2
-from plasma.core import tensors
-from plasma.core.errors import InvalidArgument
-from plasma.simulator.v1 import audit_pb2, simulator_pb2, task_pb2
-from services.common.types import (
+from plasma.mbrl.types import (
     AuditFinding,
     EnvSpecArrays,
     MlpWeights,
@@ -22,6 +20,8 @@ from services.common.types import (
     TaskSpecData,
     TrackingSpec,
 )
+from plasma.server.errors import InvalidArgument
+from plasma.simulator.v1 import audit_pb2, simulator_pb2, task_pb2
 
 _ACTIVATIONS = {
     "tanh": simulator_pb2.ACTIVATION_TANH,

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from services.common.types import Transitions
-from services.simulator.planner import rewards_and_dones
-from services.simulator.rollout import start_states
-from services.simulator.tasks import Task
-from services.simulator.world_model import EnsembleWorldModel
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.planning import rewards_and_dones
+from plasma.mbrl.rollout import start_states
+from plasma.mbrl.tasks import Task
+from plasma.mbrl.types import Transitions
 
 # Paths per graph: enough visited states (up to paths x horizon) to measure agreement on, in well under a second.
 PATHS = 16

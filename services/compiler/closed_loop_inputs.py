@@ -6,13 +6,14 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from plasma.core.errors import FailedPrecondition
+from plasma.mbrl import tasks
+from plasma.mbrl.types import EnvSpecArrays
+from plasma.server.errors import FailedPrecondition
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 from services.common import simulator_client
-from services.common.types import EnvSpecArrays
 from services.compiler.closed_loop import Scenario
-from services.simulator import requests, tasks
+from services.simulator import requests
 
 # The trainer's default path length (TrainConfig.horizon = 0).
 _DEFAULT_HORIZON = 200

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from plasma import packet
-from plasma.core.errors import FailedPrecondition, PlasmaError
+from plasma.mbrl.policy_net import PolicyNet, actions_from_output, linear_layer_names
+from plasma.server.errors import FailedPrecondition, PlasmaError
 from services.common.bundle import PolicyBundle
-from services.common.policy_net import PolicyNet, actions_from_output, linear_layer_names
 
 # The dynamo exporter's lowest opset; onnxruntime 1.32 runs it.
 OPSET = 18

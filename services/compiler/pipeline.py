@@ -12,9 +12,9 @@ import numpy as np
 import onnxruntime as ort
 
 from plasma import packet, parity
-from plasma.core.errors import FailedPrecondition
+from plasma.mbrl.policy_net import PolicyNet, PolicySpec
+from plasma.server.errors import FailedPrecondition
 from services.common.bundle import PolicyBundle
-from services.common.policy_net import PolicyNet, PolicySpec
 from services.compiler import export, gate, precision
 from services.compiler.closed_loop import Scenario
 

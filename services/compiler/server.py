@@ -12,16 +12,17 @@ import grpc
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
-from plasma import packet, signing
+from plasma import blobs, channels, packet, signing
+from plasma import log as plog
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
-from plasma.core import blobs, grpc_client, grpc_server, service_main, settings
-from plasma.core import logging as plog
-from plasma.core.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, translate_errors
-from plasma.core.streaming import ProgressJob
+from plasma.mbrl import threads
+from plasma.mbrl.policy_net import PolicySpec
+from plasma.mbrl.types import EnvSpecArrays
+from plasma.server import grpc_server, service_main, settings
+from plasma.server.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, translate_errors
+from plasma.server.streaming import ProgressJob
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common import bundle, threads, wire
-from services.common.policy_net import PolicySpec
-from services.common.types import EnvSpecArrays
+from services.common import bundle, wire
 from services.compiler import closed_loop_inputs, export, pipeline, precision
 from services.compiler.config import Config
 from services.compiler.store import PacketStore
@@ -167,7 +168,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
     def _get_run(self, run_id: str) -> trainer_pb2.Run:
         try:
             run = self._trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id),
-                                       timeout=grpc_client.UNARY_DEADLINE_S).run
+                                       timeout=channels.UNARY_DEADLINE_S).run
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
                 raise NotFound(f"the trainer has no run {run_id!r}: {exc.details()}") from exc  # type: ignore[attr-defined]
@@ -274,12 +275,12 @@ def create_server(
     threads.configure_torch(config.torch_threads)
     server = grpc_server.build_server(config.workers)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
-    stub = trainer_pb2_grpc.TrainerServiceStub(trainer or grpc_client.channel(config.trainer_address))
+    stub = trainer_pb2_grpc.TrainerServiceStub(trainer or channels.channel(config.trainer_address))
     store = PacketStore(config.store_dir)
     signer, generated = load_signing_key(config)
     # The public half is what edge runtimes must trust (PLASMA_EDGE_TRUSTED_KEYS); it is no secret.
     log.info("signing key_id=%s public_key=%s generated=%s", signer.key_id, signer.public.base64, generated)
-    servicer = CompilerServicer(store, stub, simulator or grpc_client.channel(config.simulator_address), config,
+    servicer = CompilerServicer(store, stub, simulator or channels.channel(config.simulator_address), config,
                                 signer, generated)
     compiler_pb2_grpc.add_CompilerServiceServicer_to_server(servicer, server)
     port = grpc_server.bind(server, config.address)

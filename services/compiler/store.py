@@ -14,9 +14,9 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from plasma import blobs, files
 from plasma.compiler.v1 import compiler_pb2
-from plasma.core import blobs, files
-from plasma.core.errors import DataLoss, InvalidArgument, NotFound
+from plasma.server.errors import DataLoss, InvalidArgument, NotFound
 
 _PACKET_ID = re.compile(r"pkt-[0-9a-f]{12}")
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from plasma.core import settings
+from plasma.server import settings
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from plasma.mbrl.types import EnvSpecArrays, SpaceSpec, Transitions
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
-from services.common.types import EnvSpecArrays, SpaceSpec, Transitions
 
 
 def concatenate(first: Transitions, second: Transitions) -> Transitions:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from plasma.core.errors import FailedPrecondition
+from plasma.mbrl.models import ensemble
+from plasma.mbrl.types import EnvSpecArrays
+from plasma.server.errors import FailedPrecondition
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
-from services.common.types import EnvSpecArrays
-from services.simulator import datasets, requests, world_model
+from services.simulator import datasets, requests
 from services.simulator.store import SimulatorStore
 
 # Fields that fix the shape of the weights: a fine-tuned model inherits them from its parent.
@@ -21,8 +22,8 @@ def parent_model(
     model_id: str,
     spec: EnvSpecArrays,
     requested: simulator_pb2.WorldModelConfig,
-    config: world_model.WorldModelConfig,
-) -> tuple[world_model.EnsembleWorldModel, world_model.WorldModelConfig]:
+    config: ensemble.WorldModelConfig,
+) -> tuple[ensemble.EnsembleWorldModel, ensemble.WorldModelConfig]:
     """The model to start from and `config` with the parent's architecture. Raises NotFound for an unknown
     id and FailedPrecondition when the spec or an explicitly requested architecture field differs."""
     stored = store.model(model_id)

@@ -30,9 +30,10 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from plasma.core import files, grpc_server
-from plasma.core import logging as plog
-from plasma.core.errors import Aborted, Cancelled, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
+from plasma import files
+from plasma import log as plog
+from plasma.server import grpc_server
+from plasma.server.errors import Aborted, Cancelled, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
 from services.simulator import requests

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from plasma.core import files
+from plasma import files
 
 _HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
 _SUFFIX = ".seg"

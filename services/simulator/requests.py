@@ -7,12 +7,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from plasma.core.errors import InvalidArgument, bad_input
+from plasma.mbrl import audit, rollout, tasks
+from plasma.mbrl.models import ensemble
+from plasma.mbrl.planning import PlannerConfig
+from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
+from plasma.server.errors import InvalidArgument, bad_input
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
-from services.common.types import MlpWeights, PhantomPath, Transitions
-from services.simulator import audit, rollout, tasks, world_model
-from services.simulator.planner import PlannerConfig
 from services.simulator.store import SimulatorStore
 
 MAX_PATHS = 100_000
@@ -32,16 +33,16 @@ class ModelCache:
     def __init__(self, store: SimulatorStore, capacity: int) -> None:
         self._store = store
         self._capacity = capacity
-        self._models: OrderedDict[str, world_model.EnsembleWorldModel] = OrderedDict()
+        self._models: OrderedDict[str, ensemble.EnsembleWorldModel] = OrderedDict()
         self._supports: dict[str, audit.Support] = {}
         self._lock = threading.Lock()
 
-    def get(self, model_id: str) -> world_model.EnsembleWorldModel:
+    def get(self, model_id: str) -> ensemble.EnsembleWorldModel:
         with self._lock:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
-        loaded = world_model.EnsembleWorldModel.load(self._store.model_weights_dir(model_id))
+        loaded = ensemble.EnsembleWorldModel.load(self._store.model_weights_dir(model_id))
         with self._lock:
             self._models[model_id] = loaded
             while len(self._models) > self._capacity:

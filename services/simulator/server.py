@@ -9,25 +9,17 @@ from collections.abc import Callable, Iterator, Mapping
 import grpc
 from grpc_health.v1 import health
 
-from plasma.core import blobs, grpc_server, service_main
-from plasma.core import logging as plog
-from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
-from plasma.core.streaming import ProgressJob
+from plasma import blobs
+from plasma import log as plog
+from plasma.mbrl import collect, fitting, forecast, quality, threads
+from plasma.mbrl.models import archive, ensemble
+from plasma.mbrl.types import EnvSpecArrays, Transitions
+from plasma.server import grpc_server, service_main
+from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
+from plasma.server.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-from services.common import threads, transitions_archive, wire
-from services.common.types import EnvSpecArrays, Transitions
-from services.simulator import (
-    collect,
-    datasets,
-    fine_tune,
-    forecast,
-    jobs,
-    model_archive,
-    quality,
-    requests,
-    upload,
-    world_model,
-)
+from services.common import transitions_archive, wire
+from services.simulator import datasets, fine_tune, jobs, requests, upload
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore, new_id
 
@@ -40,7 +32,7 @@ _FIT_LIMITS = {
 }
 
 
-def _fit_config(message: simulator_pb2.WorldModelConfig) -> world_model.WorldModelConfig:
+def _fit_config(message: simulator_pb2.WorldModelConfig) -> ensemble.WorldModelConfig:
     fields = wire.fields_within(message, _FIT_LIMITS, "world model")
     if not 0.0 <= fields.get("holdout_fraction", 0.0) <= 0.5:
         raise InvalidArgument(
@@ -49,7 +41,7 @@ def _fit_config(message: simulator_pb2.WorldModelConfig) -> world_model.WorldMod
     if fields.get("learning_rate", 0.0) < 0:
         raise InvalidArgument(f"learning_rate={fields['learning_rate']} must be positive (0 for the default)")
     with bad_input():
-        return world_model.WorldModelConfig(**fields)
+        return ensemble.WorldModelConfig(**fields)
 
 
 class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
@@ -141,7 +133,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                 self._store, self._models, request.init_from_model_id, spec, request.config, config
             )
         started = time.monotonic()
-        fit_job = ProgressJob(lambda report: world_model.fit(spec, transitions, config, report, init=parent))
+        fit_job = ProgressJob(lambda report: fitting.fit(spec, transitions, config, report, init=parent))
         with bad_input():
             for step in fit_job.events():
                 yield simulator_pb2.FitWorldModelResponse(
@@ -152,7 +144,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                 )
         fitted, metrics = fit_job.result
         reports = quality.fit_reports(
-            fitted, parent, transitions, world_model.holdout_rows(transitions, config), request.dataset_id
+            fitted, parent, transitions, fitting.holdout_rows(transitions, config), request.dataset_id
         )
         for report in reports:
             yield simulator_pb2.FitWorldModelResponse(quality=report)
@@ -188,8 +180,8 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def ExportWorldModel(
         self, request: simulator_pb2.ExportWorldModelRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.ExportWorldModelResponse]:
-        data = model_archive.pack(self._store.model_weights_dir(request.model_id))
-        yield simulator_pb2.ExportWorldModelResponse(header=blobs.header_for(data, model_archive.MEDIA_TYPE))
+        data = archive.pack(self._store.model_weights_dir(request.model_id))
+        yield simulator_pb2.ExportWorldModelResponse(header=blobs.header_for(data, archive.MEDIA_TYPE))
         for chunk in blobs.chunks(data):
             yield simulator_pb2.ExportWorldModelResponse(chunk=chunk)
 

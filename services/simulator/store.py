@@ -23,11 +23,11 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from plasma.core import files
-from plasma.core.errors import NotFound
+from plasma import files
+from plasma.mbrl.types import EnvSpecArrays, Transitions
+from plasma.server.errors import NotFound
 from plasma.simulator.v1 import simulator_pb2
 from services.common import transitions_archive, wire
-from services.common.types import EnvSpecArrays, Transitions
 
 
 def new_id(prefix: str) -> str:

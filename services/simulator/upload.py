@@ -25,13 +25,14 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from plasma import files, tensors
+from plasma import log as plog
 from plasma.common.v1 import common_pb2
-from plasma.core import files, grpc_server, tensors
-from plasma.core import logging as plog
-from plasma.core.errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted
+from plasma.mbrl.types import EnvSpecArrays, SpaceSpec, Transitions
+from plasma.server import grpc_server
+from plasma.server.errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
-from services.common.types import EnvSpecArrays, SpaceSpec, Transitions
 from services.simulator import datasets
 from services.simulator.store import SimulatorStore, new_id
 

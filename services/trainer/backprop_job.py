@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import grpc
 
-from plasma.core.errors import FailedPrecondition, InvalidArgument, bad_input
+from plasma.mbrl.algorithms import backprop
+from plasma.mbrl.algorithms.distill import DistillConfig, DistillResult, PhantomSource, PolicyIO, TrainProgress
+from plasma.mbrl.tasks import task_for
+from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input
 from plasma.trainer.v1 import trainer_pb2
 from services.common import simulator_client
-from services.simulator.tasks import task_for  # the simulator's known tasks: the gradient needs their reward
-from services.trainer import backprop
-from services.trainer.distill import DistillConfig, DistillResult, PhantomSource, PolicyIO, TrainProgress
 
 # Limits of the fields only this algorithm reads (the shared ones are checked with the distillation's).
 LIMITS = {"backprop_horizon": 1_000, "backprop_steps": 1_000_000}

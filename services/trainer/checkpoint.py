@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from services.common.policy_net import PolicySpec
-from services.trainer.distill import TrainProgress, TrainState
+from plasma.mbrl.algorithms.distill import TrainProgress, TrainState
+from plasma.mbrl.policy_net import PolicySpec
 
 FORMAT = "plasma-train-state-1"
 

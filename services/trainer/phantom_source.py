@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import grpc
 
+from plasma.mbrl.algorithms.distill import PlannerSettings
+from plasma.mbrl.types import MlpWeights, PhantomPath
 from plasma.simulator.v1 import simulator_pb2, task_pb2
 from services.common import wire
-from services.common.types import MlpWeights, PhantomPath
-from services.trainer.distill import PlannerSettings
 from services.trainer.subscription import DEFAULT_RECONNECT, DurablePaths, Reconnect
 
 _START_STATES = {name: value for value, name in wire.START_STATE_NAMES.items()}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 
+from plasma.mbrl.algorithms.distill import TrainProgress, TrainState
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 from services.trainer import checkpoint
-from services.trainer.distill import TrainProgress, TrainState
 from services.trainer.store import TrainerStore
 
 

@@ -12,15 +12,18 @@ import numpy as np
 import torch
 from grpc_health.v1 import health
 
-from plasma.core import blobs, grpc_client, grpc_server, service_main
-from plasma.core import logging as plog
-from plasma.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, bad_input, translate_errors
-from plasma.core.streaming import Cancelled, ProgressJob
+from plasma import blobs, channels
+from plasma import log as plog
+from plasma.mbrl import threads
+from plasma.mbrl.algorithms import distill
+from plasma.mbrl.types import EnvSpecArrays
+from plasma.server import grpc_server, service_main
+from plasma.server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, bad_input, translate_errors
+from plasma.server.streaming import Cancelled, ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common import bundle, threads, wire
-from services.common.types import EnvSpecArrays
-from services.trainer import backprop_job, checkpoint, distill
+from services.common import bundle, wire
+from services.trainer import backprop_job, checkpoint
 from services.trainer.config import Config
 from services.trainer.phantom_source import GrpcPhantomSource
 from services.trainer.recorder import RunRecorder, progress_to_proto
@@ -99,7 +102,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if not request.model_id:
             raise InvalidArgument("model_id is required: the simulator's world model to train against")
         model = self._simulator.GetWorldModel(
-            simulator_pb2.GetWorldModelRequest(model_id=request.model_id), timeout=grpc_client.UNARY_DEADLINE_S
+            simulator_pb2.GetWorldModelRequest(model_id=request.model_id), timeout=channels.UNARY_DEADLINE_S
         ).model
         env = wire.env_spec_from_proto(model.env_spec)
         io = policy_io_for(env)
@@ -158,7 +161,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         against the world model's spec, and its error (INVALID_ARGUMENT naming the field) reaches the client."""
         probe = simulator_pb2.SimulateRequest(model_id=model_id, num_paths=1, horizon=1, task=task)
         probe.policy.random.SetInParent()
-        for _ in self._simulator.Simulate(probe, timeout=grpc_client.UNARY_DEADLINE_S):
+        for _ in self._simulator.Simulate(probe, timeout=channels.UNARY_DEADLINE_S):
             pass
 
     def _base_policy(self, base_run_id: str, model: simulator_pb2.WorldModel,
@@ -283,7 +286,7 @@ def create_server(
     threads.configure_torch(config.torch_threads)
     server = grpc_server.build_server(config.workers)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
-    channel = simulator or grpc_client.channel(config.simulator_address)
+    channel = simulator or channels.channel(config.simulator_address)
     servicer = TrainerServicer(TrainerStore(config.store_dir), channel, config, stopping)
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server)
     threading.Thread(target=servicer.resume_interrupted, name="resume-runs", daemon=True).start()

@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from plasma.core import logging as plog
-from plasma.core.streaming import Cancelled
-from services.common.types import PhantomPath
-from services.trainer.distill import PhantomSource
+from plasma import log as plog
+from plasma.mbrl.algorithms.distill import PhantomSource
+from plasma.mbrl.types import PhantomPath
+from plasma.server.streaming import Cancelled
 
 log = plog.get(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from plasma.core import files
-from plasma.core import logging as plog
-from plasma.core.errors import FailedPrecondition, NotFound
+from plasma import files
+from plasma import log as plog
+from plasma.server.errors import FailedPrecondition, NotFound
 from plasma.trainer.v1 import trainer_pb2
 
 log = plog.get(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from plasma.core import logging as plog
+from plasma import log as plog
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 
 log = plog.get(__name__)

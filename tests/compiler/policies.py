@@ -15,12 +15,11 @@ import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
 
-from plasma import packet, signing
+from plasma import blobs, packet, signing
 from plasma.common.v1 import common_pb2
-from plasma.core import blobs
+from plasma.mbrl.policy_net import PolicyNet, PolicySpec, linear_layer_names
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle
-from services.common.policy_net import PolicyNet, PolicySpec, linear_layer_names
 from services.compiler import export, pipeline, precision
 from tests.support import worlds
 

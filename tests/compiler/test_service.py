@@ -14,10 +14,10 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from plasma import packet, parity, signing
+from plasma import blobs, packet, parity, signing
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
-from plasma.core import blobs, grpc_server
-from plasma.core.settings import ConfigError
+from plasma.server import grpc_server
+from plasma.server.settings import ConfigError
 from plasma.trainer.v1 import trainer_pb2_grpc
 from services.common import bundle
 from services.compiler import export

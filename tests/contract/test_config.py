@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plasma.core.settings import ConfigError
+from plasma.server.settings import ConfigError
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer.config import Config as TrainerConfig
 

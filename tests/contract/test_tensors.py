@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from plasma import tensors
 from plasma.common.v1 import common_pb2
-from plasma.core import tensors
 
 
 @pytest.mark.parametrize(

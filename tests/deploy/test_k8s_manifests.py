@@ -48,7 +48,7 @@ CONFIG_SOURCES = (
     "services/trainer/config.py",
     "services/compiler/config.py",
     "edge_runtime/config.py",
-    "plasma/core/logging.py",
+    "plasma/log.py",
 )
 
 Obj = dict[str, Any]

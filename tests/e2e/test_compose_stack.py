@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from plasma import channels
 from plasma.compiler.v1 import compiler_pb2
-from plasma.core import grpc_client
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import random_baseline
 from plasma.sdk.workflow import EVAL_SEED_OFFSET
@@ -106,7 +106,7 @@ def test_compose_stack_runs_the_workflow_and_keeps_its_stores(stack: Stack, tmp_
     assert summary["mean_return"] >= max(100.0, 3 * random.mean_return), (
         f"packet scored {summary['mean_return']:.1f}, random {random.mean_return:.1f}")
 
-    deadline = grpc_client.UNARY_DEADLINE_S
+    deadline = channels.UNARY_DEADLINE_S
     with PlasmaClient(ep) as client:
         # The edge container serves the new packet, and answers a known observation as the packet's graph does.
         status = client.edge_status()

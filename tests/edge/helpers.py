@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import grpc
 
 from edge_runtime import errors
-from plasma import packet, signing
+from plasma import blobs, packet, signing
 from plasma.common.v1 import common_pb2
-from plasma.core import blobs
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from tests.compiler import policies
 

@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 import pytest
 
-from plasma.core import tensors
+from plasma import tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from tests.edge.helpers import T, load, status, trusted_env
 

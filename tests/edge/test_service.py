@@ -21,11 +21,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge_runtime import server as edge_server
 from edge_runtime.config import Config
-from plasma import packet, signing
+from plasma import blobs, packet, signing, tensors
 from plasma.common.v1 import common_pb2
-from plasma.core import blobs, tensors
-from plasma.core.settings import ConfigError
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.server.settings import ConfigError
 from services.compiler import export
 from tests.compiler import policies
 from tests.conftest import rpc_error, running

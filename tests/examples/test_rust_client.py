@@ -16,7 +16,7 @@ import pytest
 
 from edge_runtime import server as edge_server
 from edge_runtime.config import Config
-from plasma.core import grpc_client, tensors
+from plasma import channels, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from tests.compiler import policies
 from tests.conftest import running
@@ -59,7 +59,7 @@ def edge(store: Path) -> Iterator[tuple[str, edge_pb2_grpc.EdgeRuntimeServiceStu
     """A real edge runtime in this process on a free port, trusting the test key (as tests/edge does)."""
     config = Config(address="127.0.0.1:0", store_dir=store, trusted_keys=TRUSTED)
     with running(lambda: edge_server.create_server(config), edge_server.SERVICE_NAME) as address, \
-            grpc_client.channel(address) as channel:
+            channels.channel(address) as channel:
         yield address, edge_pb2_grpc.EdgeRuntimeServiceStub(channel)
 
 

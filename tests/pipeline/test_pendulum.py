@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plasma.core import grpc_client
-from plasma.local import LocalStack
+from plasma import channels
 from plasma.sdk import presets
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.evaluate import random_baseline
+from plasma.sdk.local import LocalStack
 from plasma.sdk.workflow import EVAL_SEED_OFFSET, train_and_deploy
 from plasma.simulator.v1 import simulator_pb2
 
@@ -30,7 +30,7 @@ def test_pendulum_from_400_real_steps_swings_up_through_the_services(tmp_path: P
         # Far outside anything seen: the packet's own squashing must still keep the torque inside the bounds.
         extreme = [client.act(np.array(obs, dtype=np.float32)) for obs in ([1, 0, 50], [-1, 0, -50], [0, 1, 1e4])]
         versions = client.simulator.ListDatasets(simulator_pb2.ListDatasetsRequest(name="Pendulum-v1"),
-                                                 timeout=grpc_client.UNARY_DEADLINE_S).datasets
+                                                 timeout=channels.UNARY_DEADLINE_S).datasets
 
     random = random_baseline(cfg.env_id, EPISODES, cfg.seed + EVAL_SEED_OFFSET)
     assert summary.real_steps_used == 400

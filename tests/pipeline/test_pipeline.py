@@ -12,12 +12,12 @@ import grpc
 import numpy as np
 import pytest
 
+from plasma import channels
 from plasma.compiler.v1 import compiler_pb2
-from plasma.core import grpc_client
-from plasma.local import LocalStack
 from plasma.sdk import presets
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.evaluate import random_baseline, run_episodes
+from plasma.sdk.local import LocalStack
 from plasma.sdk.workflow import EVAL_SEED_OFFSET, train_and_deploy
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
@@ -49,7 +49,7 @@ def test_small_budget_pipeline_beats_random_and_survives_restart(tmp_path: Path)
     # A restarted stack on the same stores still has every object and serves the same packet.
     restarted = LocalStack(tmp_path)
     with restarted, PlasmaClient(restarted.endpoints) as client:
-        deadline = grpc_client.UNARY_DEADLINE_S
+        deadline = channels.UNARY_DEADLINE_S
         datasets = client.simulator.ListDatasets(simulator_pb2.ListDatasetsRequest(), timeout=deadline).datasets
         models = client.simulator.ListWorldModels(simulator_pb2.ListWorldModelsRequest(), timeout=deadline).models
         runs = client.trainer.ListRuns(trainer_pb2.ListRunsRequest(), timeout=deadline).runs

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from plasma import tensors
 from plasma.common.v1 import common_pb2
-from plasma.core import tensors
 from plasma.simulator.v1 import simulator_pb2
 
 # s' = A s + B a + noise: a slowly rotating, slightly damped state driven by one bounded action.

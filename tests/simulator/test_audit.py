@@ -13,18 +13,19 @@ import pytest
 import torch
 
 from bench.audit_detection import KINDS, measure
-from plasma.core import tensors
+from plasma import tensors
+from plasma.mbrl.algorithms.audit_filter import trusted
+from plasma.mbrl.audit import AuditSettings, Support, audit_path, settings_from_proto, support_of
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
+from plasma.mbrl.rollout import simulate, start_states
+from plasma.mbrl.tasks import task_for
+from plasma.mbrl.types import PhantomPath, Transitions
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, simulator_pb2_grpc
 from services.common import wire
-from services.common.types import PhantomPath, Transitions
 from services.simulator import server as simulator_server
-from services.simulator.audit import AuditSettings, Support, audit_path, settings_from_proto, support_of
-from services.simulator.collect import collect
 from services.simulator.config import Config
-from services.simulator.rollout import simulate, start_states
-from services.simulator.tasks import task_for
-from services.simulator.world_model import EnsembleWorldModel, WorldModelConfig, fit
-from services.trainer.audit_filter import trusted
 from tests.conftest import rpc_error, running
 
 T = 60.0

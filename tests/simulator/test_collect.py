@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.common.types import MlpWeights
-from services.simulator.collect import UnknownEnvironment, collect
-from services.simulator.mlp_policy import MlpPolicy
+from plasma.mbrl.collect import UnknownEnvironment, collect
+from plasma.mbrl.policies import MlpPolicy
+from plasma.mbrl.types import MlpWeights
 
 
 def _constant_policy(obs_dim: int, logits: list[float]) -> MlpWeights:

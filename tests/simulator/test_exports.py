@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from plasma.core import blobs
+from plasma import blobs
+from plasma.mbrl.models import archive
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import transitions_archive
-from services.simulator import model_archive
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
-from services.simulator.world_model import EnsembleWorldModel
 from tests.conftest import rpc_error, running
 
 T = 60.0
@@ -51,9 +51,9 @@ def test_exported_model_predicts_identically(
     model_id = _fitted_model(stub)
     responses = list(stub.ExportWorldModel(simulator_pb2.ExportWorldModelRequest(model_id=model_id), timeout=T))
     assert responses[0].WhichOneof("part") == "header"
-    assert responses[0].header.media_type == model_archive.MEDIA_TYPE
+    assert responses[0].header.media_type == archive.MEDIA_TYPE
     data = blobs.assemble(responses[0].header, (r.chunk for r in responses[1:]))
-    exported = model_archive.load(data, tmp_path)
+    exported = archive.load(data, tmp_path)
 
     # The simulator's own copy, as it loads it to serve Simulate.
     reference = EnsembleWorldModel.load(simulator[1] / "models" / model_id / "weights")
@@ -78,7 +78,7 @@ def test_export_of_an_unknown_model_is_not_found(
 
 def test_bytes_that_are_no_archive_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a world model archive"):
-        model_archive.load(b"not a zip", tmp_path)
+        archive.load(b"not a zip", tmp_path)
 
 
 def test_an_exported_dataset_holds_the_stored_transitions(

@@ -9,10 +9,11 @@ import grpc
 import numpy as np
 import pytest
 
-from plasma.core import tensors
-from plasma.core.errors import Cancelled
+from plasma import tensors
+from plasma.mbrl import forecast
+from plasma.server.errors import Cancelled
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, simulator_pb2_grpc
-from services.simulator import forecast, requests
+from services.simulator import requests
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from services.common.types import MlpWeights, PhantomPath, Transitions
-from services.simulator.collect import collect
-from services.simulator.planner import PlannerConfig, plan
-from services.simulator.rollout import simulate, start_states
-from services.simulator.tasks import task_for
-from services.simulator.world_model import EnsembleWorldModel, WorldModelConfig, fit
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
+from plasma.mbrl.planning import PlannerConfig, plan
+from plasma.mbrl.rollout import simulate, start_states
+from plasma.mbrl.tasks import task_for
+from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
 
 SMALL_MODEL = WorldModelConfig(ensemble_size=3, hidden_size=64, num_layers=2, train_steps=500, batch_size=128)
 SMALL_PLANNER = PlannerConfig(horizon=10, num_samples=16, num_iterations=2, num_elites=4)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from plasma.common.v1 import common_pb2
+from plasma.mbrl import quality
 from plasma.sdk.quality_table import format_quality
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-from services.simulator import quality
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from tests.conftest import rpc_error, running

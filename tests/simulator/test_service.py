@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from plasma.core import tensors
+from plasma import tensors
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.simulator import server as simulator_server
 from services.simulator.config import Config

@@ -14,22 +14,23 @@ import pytest
 import torch
 
 from bench.task_steering import spread_random_steps
+from plasma import tensors
 from plasma.cli import build_parser
-from plasma.core import tensors
-from plasma.core.errors import FailedPrecondition, InvalidArgument
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import WorldModelConfig
+from plasma.mbrl.planning import PlannerConfig
+from plasma.mbrl.rollout import simulate, start_states
+from plasma.mbrl.sources import InProcessSource
+from plasma.mbrl.tasks import task_for, task_from_spec
+from plasma.mbrl.types import EnvSpecArrays, SpaceSpec, TaskSpecData, TrackingSpec
 from plasma.sdk import tasks as sdk_tasks
 from plasma.sdk.evaluate import run_episodes
+from plasma.server.errors import FailedPrecondition, InvalidArgument
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from services.common import wire
-from services.common.types import EnvSpecArrays, SpaceSpec, TaskSpecData, TrackingSpec
 from services.simulator import server as simulator_server
-from services.simulator.collect import collect
 from services.simulator.config import Config
-from services.simulator.inprocess import InProcessSource
-from services.simulator.planner import PlannerConfig
-from services.simulator.rollout import simulate, start_states
-from services.simulator.tasks import task_for, task_from_spec
-from services.simulator.world_model import WorldModelConfig, fit
 from tests.conftest import rpc_error, running
 
 T = 60.0  # deadline for every call in these tests

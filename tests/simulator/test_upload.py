@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from plasma import cli
+from plasma import cli, tensors
 from plasma.common.v1 import common_pb2
-from plasma.core import tensors
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.simulator import server as simulator_server
 from services.simulator.config import Config

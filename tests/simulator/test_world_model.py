@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from services.common.types import EnvSpecArrays, Transitions
-from services.simulator.collect import collect
-from services.simulator.world_model import EnsembleWorldModel, FitProgress, WorldModelConfig, fit
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import FitProgress, fit
+from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
+from plasma.mbrl.types import EnvSpecArrays, Transitions
 
 SMALL = WorldModelConfig(ensemble_size=3, hidden_size=64, num_layers=2, train_steps=400, batch_size=128)
 METRIC_KEYS = {

@@ -11,15 +11,16 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
+from plasma.mbrl.tasks import Task, task_for
+from plasma.mbrl.types import EnvSpecArrays, Transitions
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
-from services.common.types import EnvSpecArrays, Transitions
 from services.compiler.closed_loop import Scenario
 from services.simulator import datasets
-from services.simulator.collect import collect
 from services.simulator.store import SimulatorStore
-from services.simulator.tasks import Task, task_for
-from services.simulator.world_model import EnsembleWorldModel, WorldModelConfig, fit
 
 ENV_IDS = {"discrete": "CartPole-v1", "box": "Pendulum-v1"}
 # Enough real steps and fitting for closed-loop paths that behave like the environment over a short horizon.

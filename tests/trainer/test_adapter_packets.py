@@ -15,16 +15,15 @@ import torch
 
 from edge_runtime import server as edge_server
 from edge_runtime.config import Config as EdgeConfig
-from plasma import packet, signing
+from plasma import blobs, packet, signing, tensors
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
-from plasma.core import blobs, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.mbrl.algorithms.distill import mlp_weights_of
 from plasma.simulator.v1 import task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, wire
 from services.compiler import server as compiler_server
 from services.compiler.config import Config as CompilerConfig
-from services.trainer.distill import mlp_weights_of
 from tests.conftest import running
 from tests.edge.helpers import load
 from tests.trainer.test_service import TINY_TRAIN, T, model_id, services  # noqa: F401  (module fixtures)

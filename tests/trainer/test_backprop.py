@@ -9,19 +9,20 @@ import gymnasium
 import pytest
 import torch
 
+from plasma.mbrl.algorithms import backprop
+from plasma.mbrl.algorithms.distill import PolicyIO
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import WorldModelConfig
+from plasma.mbrl.policy_net import PolicyNet
+from plasma.mbrl.sources import InProcessSource
+from plasma.mbrl.tasks import task_for
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common.policy_net import PolicyNet
 from services.simulator import server as simulator_server
-from services.simulator.collect import collect
 from services.simulator.config import Config as SimulatorConfig
-from services.simulator.inprocess import InProcessSource
-from services.simulator.tasks import task_for
-from services.simulator.world_model import WorldModelConfig, fit
-from services.trainer import backprop
 from services.trainer import server as trainer_server
 from services.trainer.config import Config as TrainerConfig
-from services.trainer.distill import PolicyIO
 from tests.conftest import rpc_error, running
 
 T = 120.0

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.trainer import checkpoint
-from services.trainer.distill import (
+from plasma.mbrl.algorithms.distill import (
     BasePolicy,
     DistillConfig,
     PlannerSettings,
@@ -19,6 +18,7 @@ from services.trainer.distill import (
     mlp_weights_of,
     train,
 )
+from services.trainer import checkpoint
 from tests.trainer.test_distill import RuleSource, _sign_rule
 
 IO = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)

@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.common.types import MlpWeights, PhantomPath
-from services.simulator.collect import collect
-from services.simulator.inprocess import InProcessSource
-from services.simulator.tasks import task_for
-from services.simulator.world_model import WorldModelConfig, fit
-from services.trainer.distill import (
+from plasma.mbrl.algorithms.distill import (
     DistillConfig,
     PlannerSettings,
     PolicyIO,
@@ -21,6 +16,12 @@ from services.trainer.distill import (
     mlp_weights_of,
     train,
 )
+from plasma.mbrl.collect import collect
+from plasma.mbrl.fitting import fit
+from plasma.mbrl.models.ensemble import WorldModelConfig
+from plasma.mbrl.sources import InProcessSource
+from plasma.mbrl.tasks import task_for
+from plasma.mbrl.types import MlpWeights, PhantomPath
 
 QUICK = DistillConfig(base_paths=8, adapter_rounds=2, paths_per_round=4, horizon=25, epochs=20,
                       learning_rate=3e-3, planner=PlannerSettings(horizon=8, num_samples=16, num_elites=4))

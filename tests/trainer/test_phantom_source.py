@@ -12,9 +12,9 @@ import grpc
 import numpy as np
 import pytest
 
-from plasma.core import grpc_client
+from plasma import channels
+from plasma.mbrl.types import PhantomPath
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-from services.common.types import PhantomPath
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from services.trainer.phantom_source import GrpcPhantomSource
@@ -74,7 +74,7 @@ def _same(first: list[PhantomPath], second: list[PhantomPath]) -> bool:
 
 @pytest.mark.slow
 def test_the_source_survives_a_simulator_restart_mid_stream(store: Path, address: str, model_id: str) -> None:
-    channel = grpc_client.channel(address)
+    channel = channels.channel(address)
     try:
         with _simulator(store, address):
             uninterrupted = list(_simulate(GrpcPhantomSource(channel, model_id, T)))
@@ -93,7 +93,7 @@ def test_the_source_survives_a_simulator_restart_mid_stream(store: Path, address
 
 
 def test_the_source_gives_up_on_a_simulator_that_stays_down(address: str, model_id: str) -> None:
-    channel = grpc_client.channel(address)  # nothing listens there outside the other test's `with` blocks
+    channel = channels.channel(address)  # nothing listens there outside the other test's `with` blocks
     try:
         quick = Reconnect(attempts=2, first_backoff_seconds=0.01, connect_seconds=0.1)
         source = GrpcPhantomSource(channel, model_id, T, quick)
@@ -105,7 +105,7 @@ def test_the_source_gives_up_on_a_simulator_that_stays_down(address: str, model_
 
 
 def test_a_bad_request_is_not_retried(store: Path, address: str, model_id: str) -> None:
-    channel = grpc_client.channel(address)
+    channel = channels.channel(address)
     try:
         with _simulator(store, address):
             source = GrpcPhantomSource(channel, "wm-000000000000", T)
@@ -118,7 +118,7 @@ def test_a_bad_request_is_not_retried(store: Path, address: str, model_id: str) 
 
 
 def test_a_consumer_that_stops_early_cancels_its_simulation(store: Path, address: str, model_id: str) -> None:
-    channel = grpc_client.channel(address)
+    channel = channels.channel(address)
     try:
         with _simulator(store, address):
             paths = _simulate(GrpcPhantomSource(channel, model_id, T))

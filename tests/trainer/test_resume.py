@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
-from plasma.local import free_port, wait_serving
+from plasma.sdk.local import free_port, wait_serving
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import wire

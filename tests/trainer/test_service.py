@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from plasma.core import blobs
+from plasma import blobs
+from plasma.mbrl.algorithms.distill import mlp_weights_of
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, wire
@@ -19,7 +20,6 @@ from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer import server as trainer_server
 from services.trainer.config import Config as TrainerConfig
-from services.trainer.distill import mlp_weights_of
 from services.trainer.store import TrainerStore
 from tests.conftest import rpc_error, running
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from plasma.core.errors import InvalidArgument
+from plasma.mbrl.algorithms.distill import PolicyIO
+from plasma.server.errors import InvalidArgument
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 from services.trainer import backprop_job
-from services.trainer.distill import PolicyIO
 from services.trainer.server import distill_config
 
 PENDULUM_IO = PolicyIO(obs_dim=3, action_kind="box", action_dim=1, action_low=(-2.0,), action_high=(2.0,))

@@ -22,9 +22,9 @@ import math
 import numpy as np
 import torch
 
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.types import Transitions
 from plasma.simulator.v1 import simulator_pb2
-from services.common.types import Transitions
-from services.simulator.world_model import EnsembleWorldModel
 
 HORIZONS = (1, 10, 50)
 # Open-loop windows per horizon, evenly spaced over all valid starts: bounds the cost on big datasets.

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from plasma.core import logging as plog
-from plasma.core.settings import ConfigError
+from plasma import log as plog
+from plasma.server.settings import ConfigError
 
 ConfigT = TypeVar("ConfigT")
 

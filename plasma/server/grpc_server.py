@@ -12,16 +12,11 @@ from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from plasma.core import logging as plog
+from plasma import log as plog
+from plasma.channels import MESSAGE_OPTIONS
 
 log = plog.get(__name__)
 
-# Packets and bundles stream in 64 KiB chunks; anything near this bound is a client bug.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-MESSAGE_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
 
 
 def build_server(max_workers: int, max_concurrent_rpcs: int | None = None) -> grpc.Server:

@@ -1,5 +1,5 @@
 """`plasma plot KIND`: fetches what a figure needs from the services (and real rollouts from Gymnasium), then
-draws it with plasma.plot. Kinds: forecast, learning-curves, run."""
+draws it with plasma.sdk.plot. Kinds: forecast, learning-curves, run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from plasma.core import grpc_client, tensors
+from plasma import channels, tensors
 from plasma.sdk import real_rollouts
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.simulator.v1 import simulator_pb2
@@ -39,7 +39,7 @@ def register(commands: Any, endpoints_from: EndpointsFrom) -> None:
     forecast.set_defaults(handler=lambda args: _forecast(args, endpoints_from(args)))
 
     curves = kinds.add_parser("learning-curves", help="real and imagined return against real steps, from JSON")
-    curves.add_argument("file", help="JSON in the schema of plasma.plot (bench.sample_efficiency writes it)")
+    curves.add_argument("file", help="JSON in the schema of plasma.sdk.plot (bench.sample_efficiency writes it)")
     curves.add_argument("--out", required=True, help="PNG file to write")
     curves.set_defaults(handler=_learning_curves)
 
@@ -64,7 +64,7 @@ def rollout_policy(text: str, client: PlasmaClient) -> simulator_pb2.RolloutPoli
     if text.startswith("run:"):
         run_id = text.removeprefix("run:")
         run = client.trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id),
-                                    timeout=grpc_client.UNARY_DEADLINE_S).run
+                                    timeout=channels.UNARY_DEADLINE_S).run
         if not run.HasField("policy"):
             raise ValueError(f"run {run_id!r} has no trained policy (state "
                              f"{trainer_pb2.RunState.Name(run.state)}); wait until it has succeeded")
@@ -80,7 +80,7 @@ def forecast_with_real_rollouts(
     with: the MLP policy run in the real env, or each sample path's actions replayed there (random,
     planner). Returns (forecast, real paths, env_id)."""
     model = client.simulator.GetWorldModel(simulator_pb2.GetWorldModelRequest(model_id=model_id),
-                                           timeout=grpc_client.UNARY_DEADLINE_S).model
+                                           timeout=channels.UNARY_DEADLINE_S).model
     env_id = model.env_spec.env_id
     if start is None:
         if not env_id:
@@ -101,7 +101,7 @@ def forecast_with_real_rollouts(
 
 
 def _forecast(args: argparse.Namespace, endpoints: Endpoints) -> int:
-    from plasma import plot  # matplotlib: imported only by the commands that draw
+    from plasma.sdk import plot
 
     with PlasmaClient(endpoints) as client:
         try:
@@ -120,7 +120,7 @@ def _forecast(args: argparse.Namespace, endpoints: Endpoints) -> int:
 
 
 def _learning_curves(args: argparse.Namespace) -> int:
-    from plasma import plot
+    from plasma.sdk import plot
 
     try:
         record = json.loads(Path(args.file).read_text())
@@ -132,11 +132,11 @@ def _learning_curves(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, endpoints: Endpoints) -> int:
-    from plasma import plot
+    from plasma.sdk import plot
 
     with PlasmaClient(endpoints) as client:
         run = client.trainer.GetRun(trainer_pb2.GetRunRequest(run_id=args.run_id),
-                                    timeout=grpc_client.UNARY_DEADLINE_S).run
+                                    timeout=channels.UNARY_DEADLINE_S).run
     try:
         out = plot.save(plot.run_history_figure(run), args.out)
     except ValueError as exc:

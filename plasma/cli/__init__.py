@@ -16,14 +16,14 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from plasma import plot_commands
+from plasma import channels
+from plasma.cli import plots
 from plasma.compiler.v1 import compiler_pb2
-from plasma.core import grpc_client
 from plasma.edge.v1 import edge_pb2
-from plasma.local import LocalStack
 from plasma.sdk import presets, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import run_episodes
+from plasma.sdk.local import LocalStack
 from plasma.sdk.logged import load_npz
 from plasma.sdk.quality_table import format_quality
 from plasma.sdk.workflow import EVAL_SEED_OFFSET, StageDone, WorkflowSummary, train_and_deploy
@@ -250,7 +250,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    deadline = grpc_client.UNARY_DEADLINE_S
+    deadline = channels.UNARY_DEADLINE_S
     with PlasmaClient(_endpoints(args)) as client:
         calls = {
             "datasets": lambda: client.simulator.ListDatasets(simulator_pb2.ListDatasetsRequest(), timeout=deadline),
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "the edge runtime's status")
     add("list", cmd_list, "list stored objects").add_argument(
         "what", choices=("datasets", "models", "runs", "packets"))
-    plot_commands.register(commands, _endpoints)
+    plots.register(commands, _endpoints)
     return parser
 
 

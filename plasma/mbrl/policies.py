@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from services.common.types import EnvSpecArrays, MlpWeights
+from plasma.mbrl.types import EnvSpecArrays, MlpWeights
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "silu": F.silu}
 

@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from services.common.types import MlpWeights, PhantomPath, Transitions
-from services.simulator.audit import AuditSettings, Support, audit_batch
-from services.simulator.mlp_policy import MlpPolicy
-from services.simulator.planner import PlannerConfig, check_reward_source, plan, rewards_and_dones
-from services.simulator.tasks import Task
-from services.simulator.world_model import EnsembleWorldModel
+from plasma.mbrl.audit import AuditSettings, Support, audit_batch
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.planning import PlannerConfig, check_reward_source, plan, rewards_and_dones
+from plasma.mbrl.policies import MlpPolicy
+from plasma.mbrl.tasks import Task
+from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
 
 # Paths rolled out together; large enough to amortise per-step overhead, small enough to stream early.
 BATCH_PATHS = 64

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from services.simulator.tasks import Task
-from services.simulator.world_model import EnsembleWorldModel
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.tasks import Task
 
 
 @dataclass(frozen=True)

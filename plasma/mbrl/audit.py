@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.types import AuditFinding, PathAuditResult, PhantomPath, Transitions
 from plasma.simulator.v1 import audit_pb2
-from services.common.types import AuditFinding, PathAuditResult, PhantomPath, Transitions
-from services.simulator.world_model import EnsembleWorldModel
 
 # The quantile of the ensemble's disagreement on the real transitions that calibrates the threshold, and
 # the factor above it. Measured on CartPole (seed 0, 400 random steps, 5 members, 300 fit steps): on the real rows

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from plasma.core import logging as plog
-from services.common.types import PhantomPath
+from plasma import log as plog
+from plasma.mbrl.types import PhantomPath
 
 log = plog.get(__name__)
 

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
-from plasma.core import logging as plog
-from services.common.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
-from services.common.types import MlpWeights, PhantomPath
-from services.trainer import audit_filter
+from plasma import log as plog
+from plasma.mbrl.algorithms import audit_filter
+from plasma.mbrl.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
+from plasma.mbrl.types import MlpWeights, PhantomPath
 
 log = plog.get(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from plasma.core.errors import FailedPrecondition, InvalidArgument
+from plasma.mbrl.types import EnvSpecArrays, TaskSpecData, TrackingSpec
+from plasma.server.errors import FailedPrecondition, InvalidArgument
 from plasma.simulator.v1 import task_pb2
 from services.common import wire
-from services.common.types import EnvSpecArrays, TaskSpecData, TrackingSpec
 
 # (obs [B, obs_dim], actions [B] or [B, act_dim], next_obs [B, obs_dim]) -> reward [B]
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -14,8 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from plasma import signing
-from plasma.core import grpc_client
+from plasma import channels, signing
 from plasma.sdk.client import Endpoints
 
 _MODULES = {
@@ -35,7 +34,7 @@ def free_port() -> int:
 def wait_serving(address: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
     """Polls the standard health service until it answers SERVING."""
     deadline = time.monotonic() + timeout_s
-    with grpc_client.channel(address) as channel:
+    with channels.channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:

@@ -11,7 +11,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from services.simulator.world_model import EnsembleWorldModel
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
 
 MEDIA_TYPE = "application/vnd.plasma.world-model+zip"
 # The files EnsembleWorldModel.save writes; nothing else is packed or unpacked.

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plasma.core import tensors
-from plasma.core.errors import Cancelled, InvalidArgument, bad_input
+from plasma import tensors
+from plasma.mbrl import audit, rollout
+from plasma.mbrl.types import PhantomPath
+from plasma.server.errors import Cancelled, InvalidArgument, bad_input
 from plasma.simulator.v1 import simulator_pb2
 from services.common import wire
-from services.common.types import PhantomPath
-from services.simulator import audit, requests, rollout
+from services.simulator import requests
 from services.simulator.store import SimulatorStore
 
 DEFAULT_SAMPLES = 256

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from plasma.core import files, tensors
+from plasma import files, tensors
 from plasma.sdk.real_rollouts import RealPath
 from plasma.simulator.v1 import audit_pb2, simulator_pb2
 from plasma.trainer.v1 import trainer_pb2

@@ -25,15 +25,15 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from plasma.core import logging as plog
-from services.common.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
-from services.common.types import PhantomPath
+from plasma import log as plog
+from plasma.mbrl.algorithms.distill import DistillResult, PhantomSource, PolicyIO, TrainProgress, mlp_weights_of
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
 
 # The trainer imports the simulator's model class (and its known tasks) to differentiate through them:
 # the archive that ExportWorldModel streams is that class's saved directory, so this is the matching reader.
-from services.simulator.tasks import Task
-from services.simulator.world_model import EnsembleWorldModel
-from services.trainer.distill import DistillResult, PhantomSource, PolicyIO, TrainProgress, mlp_weights_of
+from plasma.mbrl.tasks import Task
+from plasma.mbrl.types import PhantomPath
 
 log = plog.get(__name__)
 

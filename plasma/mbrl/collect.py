@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from services.common.types import EnvSpecArrays, MlpWeights, SpaceSpec, Transitions
-from services.simulator.mlp_policy import MlpPolicy
+from plasma.mbrl.policies import MlpPolicy
+from plasma.mbrl.types import EnvSpecArrays, MlpWeights, SpaceSpec, Transitions
 
 # progress(steps_done, steps_total, episodes_done)
 Progress = Callable[[int, int, int], None]

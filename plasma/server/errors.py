@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from plasma.core import logging as plog
-from plasma.core.blobs import BlobError
-from plasma.core.tensors import TensorError
+from plasma import log as plog
+from plasma.blobs import BlobError
+from plasma.tensors import TensorError
 
 log = plog.get(__name__)
 

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
-from services.common.types import MlpWeights, PhantomPath, TaskSpecData, Transitions
-from services.simulator import audit, rollout
-from services.simulator.planner import PlannerConfig
-from services.simulator.tasks import Task, task_from_spec
-from services.simulator.world_model import EnsembleWorldModel
+from plasma.mbrl import audit, rollout
+from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.planning import PlannerConfig
+from plasma.mbrl.tasks import Task, task_from_spec
+from plasma.mbrl.types import MlpWeights, PhantomPath, TaskSpecData, Transitions
 
 
 def planner_config_of(settings: Any) -> PlannerConfig:

@@ -1,0 +1,1 @@
+"""Algorithms that train a policy from phantom paths only: planner distillation and model backpropagation."""

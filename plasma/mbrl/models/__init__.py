@@ -1,0 +1,1 @@
+"""World models: the probabilistic ensemble and its archive format."""
