@@ -21,7 +21,8 @@ import torch
 from bench.sample_efficiency import EVAL_EPISODES, evaluate
 from plasma import log as plog
 from plasma.mbrl import threads
-from plasma.mbrl.algorithms.distill import DistillConfig, PolicyIO, mlp_weights_of, train
+from plasma.mbrl.algorithms.base import PolicyIO, mlp_weights_of
+from plasma.mbrl.algorithms.distill import DistillConfig, train
 from plasma.mbrl.collect import collect
 from plasma.mbrl.fitting import fit
 from plasma.mbrl.models.ensemble import WorldModelConfig

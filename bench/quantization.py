@@ -46,10 +46,12 @@ def train_policy(env_id: str, seed: int) -> tuple[bytes, np.ndarray, np.ndarray,
     import torch
 
     from plasma.mbrl import threads
-    from plasma.mbrl.algorithms.distill import DistillConfig, PlannerSettings, PolicyIO, train
+    from plasma.mbrl.algorithms.base import PolicyIO
+    from plasma.mbrl.algorithms.distill import DistillConfig, train
     from plasma.mbrl.collect import collect
     from plasma.mbrl.fitting import fit
     from plasma.mbrl.models.ensemble import WorldModelConfig
+    from plasma.mbrl.planning import PlannerConfig
     from plasma.mbrl.sources import InProcessSource
     from plasma.mbrl.tasks import task_for
     from services.compiler import export
@@ -65,7 +67,7 @@ def train_policy(env_id: str, seed: int) -> tuple[bytes, np.ndarray, np.ndarray,
     io = (PolicyIO(spec.observation.flat_dim, "discrete", spec.action.n) if discrete else
           PolicyIO(spec.observation.flat_dim, "box", spec.action.flat_dim, spec.action.low, spec.action.high))
     cfg = DistillConfig(seed=seed) if discrete else DistillConfig(
-        seed=seed, start_states="any", planner=PlannerSettings(horizon=25, num_samples=64, num_iterations=3,
+        seed=seed, start_states="any", planner=PlannerConfig(horizon=25, num_samples=64, num_iterations=3,
                                                                 num_elites=8))
     result = train(InProcessSource(model, data, task), io, cfg)
     net = result.peft_model.merge_and_unload().eval()

@@ -34,10 +34,12 @@ import torch
 from plasma import log as plog
 from plasma.mbrl import threads
 from plasma.mbrl.algorithms import backprop
-from plasma.mbrl.algorithms.distill import DistillConfig, PlannerSettings, PolicyIO, mlp_weights_of, train
+from plasma.mbrl.algorithms.base import PolicyIO, mlp_weights_of
+from plasma.mbrl.algorithms.distill import DistillConfig, train
 from plasma.mbrl.collect import collect
 from plasma.mbrl.fitting import fit
 from plasma.mbrl.models.ensemble import WorldModelConfig
+from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.policies import MlpPolicy
 from plasma.mbrl.sources import InProcessSource
 from plasma.mbrl.tasks import task_for
@@ -69,7 +71,7 @@ class Recipe:
 # two episodes give only two episode starts. Planner distillation with the services' defaults (horizon 20, 48
 # samples, 2 iterations) did not swing up (-1158 with 400 random steps, seed 0).
 PENDULUM_DISTILL = DistillConfig(
-    start_states="any", planner=PlannerSettings(horizon=25, num_samples=64, num_iterations=3, num_elites=8)
+    start_states="any", planner=PlannerConfig(horizon=25, num_samples=64, num_iterations=3, num_elites=8)
 )
 RECIPES = {
     "CartPole-v1": Recipe(rounds=(250,), world_model=WorldModelConfig(), distill=DistillConfig()),
@@ -131,13 +133,6 @@ def _join(first: Transitions | None, second: Transitions) -> Transitions:
                          for f in dataclasses.fields(Transitions)))
 
 
-def _policy_io(spec: EnvSpecArrays) -> PolicyIO:
-    if spec.action.kind == "discrete":
-        return PolicyIO(obs_dim=spec.observation.flat_dim, action_kind="discrete", action_dim=spec.action.n)
-    return PolicyIO(obs_dim=spec.observation.flat_dim, action_kind="box", action_dim=spec.action.flat_dim,
-                    action_low=spec.action.low, action_high=spec.action.high)
-
-
 def _env_act(spec: EnvSpecArrays, policy: MlpPolicy) -> Callable[[np.ndarray], np.ndarray | int]:
     if spec.action.kind == "discrete":
         return lambda obs: int(policy.act_numpy(obs[None])[0])
@@ -164,13 +159,12 @@ def run_plasma(env_id: str, recipe: Recipe, seed: int, reward_source: str) -> Ou
                               epsilon=recipe.epsilon if weights is not None else 0.0)
         data = _join(data, fresh)
         model, metrics = fit(spec, data, model_cfg)
-        source = InProcessSource(model, data, task)
         if recipe.algorithm == "backprop":
-            result = backprop.train(source, model, _policy_io(spec),
-                                    dataclasses.replace(recipe.backprop, seed=seed, reward_source=reward_source),
-                                    task if reward_source == "task" else None)
+            source = InProcessSource(model, data, task if reward_source == "task" else None)
+            result = backprop.train(source, PolicyIO.of(spec),
+                                    dataclasses.replace(recipe.backprop, seed=seed, reward_source=reward_source))
         else:
-            result = train(source, _policy_io(spec), distill_cfg)
+            result = train(InProcessSource(model, data, task), PolicyIO.of(spec), distill_cfg)
         weights = mlp_weights_of(result.peft_model)
         learning += time.monotonic() - started
         real_return = evaluate(env_id, _env_act(spec, MlpPolicy(weights, spec)), seed)

@@ -17,7 +17,6 @@ import torch
 
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.types import AuditFinding, PathAuditResult, PhantomPath, Transitions
-from plasma.simulator.v1 import audit_pb2
 
 # The quantile of the ensemble's disagreement on the real transitions that calibrates the threshold, and
 # the factor above it. Measured on CartPole (seed 0, 400 random steps, 5 members, 300 fit steps): on the real rows
@@ -70,23 +69,6 @@ class AuditSettings:
                 raise ValueError(f"audit {name}={value} must be a finite number >= 0")
         if not 0 <= self.min_valid_steps <= 1000:
             raise ValueError(f"audit min_valid_steps={self.min_valid_steps} must be in 0..1000")
-
-
-def settings_from_proto(message: audit_pb2.AuditConfig) -> AuditSettings:
-    """AuditConfig -> AuditSettings, zero fields taking the defaults; ValueError names a bad field."""
-    defaults = AuditSettings()
-    if message.disagreement_threshold < 0 or message.penalty_coefficient < 0 or message.support_margin < 0:
-        raise ValueError("audit disagreement_threshold, penalty_coefficient and support_margin must not be "
-                         "negative (0 for the default)")
-    if message.min_valid_steps < 0:
-        raise ValueError(f"audit min_valid_steps={message.min_valid_steps} must not be negative (0 for the default)")
-    return AuditSettings(
-        disabled=message.disabled,
-        disagreement_threshold=message.disagreement_threshold or defaults.disagreement_threshold,
-        penalty_coefficient=message.penalty_coefficient or defaults.penalty_coefficient,
-        support_margin=message.support_margin or defaults.support_margin,
-        min_valid_steps=message.min_valid_steps or defaults.min_valid_steps,
-    )
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ the same `obs_scale`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.types import Transitions
-from plasma.simulator.v1 import simulator_pb2
 
 HORIZONS = (1, 10, 50)
 # Open-loop windows per horizon, evenly spaced over all valid starts: bounds the cost on big datasets.
@@ -33,6 +33,30 @@ MAX_WINDOWS = 4096
 _CHUNK = 4096
 # Half-width of the central 90 % interval of a standard normal.
 _Z90 = 1.6448536269514722
+
+
+@dataclass(frozen=True)
+class HorizonError:
+    """Open-loop error `steps` ahead, normalized RMSE, against "next = current"."""
+
+    steps: int
+    model_rmse: float
+    naive_rmse: float
+    model_rmse_per_dim: list[float]
+    naive_rmse_per_dim: list[float]
+    windows: int
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What `measure` finds; the fields are those of the proto's WorldModelQuality."""
+
+    horizons: list[HorizonError]
+    nll: float
+    coverage_90: float
+    coverage_90_per_dim: list[float]
+    holdout_transitions: int
+    dataset_id: str
 
 
 def window_starts(episode_ids: np.ndarray, held_rows: np.ndarray, steps: int) -> np.ndarray:
@@ -50,7 +74,7 @@ def window_starts(episode_ids: np.ndarray, held_rows: np.ndarray, steps: int) ->
 
 @torch.no_grad()
 def horizon_error(model: EnsembleWorldModel, data: Transitions, held_rows: np.ndarray, steps: int,
-                  scale: torch.Tensor) -> simulator_pb2.HorizonError | None:
+                  scale: torch.Tensor) -> HorizonError | None:
     """Open-loop error `steps` ahead on held-out windows; None when there is no window that long."""
     starts = window_starts(data.episode_ids, held_rows, steps)
     if not len(starts):
@@ -63,7 +87,7 @@ def horizon_error(model: EnsembleWorldModel, data: Transitions, held_rows: np.nd
     target = torch.as_tensor(data.next_obs[starts + steps - 1], dtype=torch.float32)
     model_sq = (((state - target) / scale) ** 2).double()  # [W, obs_dim]
     naive_sq = (((obs[starts] - target) / scale) ** 2).double()
-    return simulator_pb2.HorizonError(
+    return HorizonError(
         steps=steps,
         model_rmse=float(model_sq.mean().sqrt()),
         naive_rmse=float(naive_sq.mean().sqrt()),
@@ -93,7 +117,7 @@ def _calibration(model: EnsembleWorldModel, data: Transitions, held_rows: np.nda
 
 
 def measure(model: EnsembleWorldModel, data: Transitions, held_rows: np.ndarray, dataset_id: str,
-            obs_scale: torch.Tensor | None = None) -> simulator_pb2.WorldModelQuality:
+            obs_scale: torch.Tensor | None = None) -> Quality:
     """All quality figures of `model` on the rows `held_rows` of `data` (held-out episodes), in units of
     `obs_scale` [obs_dim] (default: the model's own training std)."""
     held_rows = np.sort(np.asarray(held_rows, dtype=np.int64))
@@ -102,7 +126,7 @@ def measure(model: EnsembleWorldModel, data: Transitions, held_rows: np.ndarray,
     horizons = [error for steps in HORIZONS
                 if (error := horizon_error(model, data, held_rows, steps, scale)) is not None]
     nll, coverage = _calibration(model, data, held_rows, scale)
-    return simulator_pb2.WorldModelQuality(
+    return Quality(
         horizons=horizons,
         nll=nll,
         coverage_90=float(np.mean(coverage)),
@@ -118,13 +142,11 @@ def fit_reports(
     data: Transitions,
     held_rows: np.ndarray,
     dataset_id: str,
-) -> list[simulator_pb2.QualityReport]:
-    """What a fit streams: "before" (the parent on the new held-out rows, in the new model's units, when
-    fine-tuning) then "after" (the new model)."""
+) -> list[tuple[str, Quality]]:
+    """What a fit reports: ("before", the parent on the new held-out rows, in the new model's units) when
+    fine-tuning, then ("after", the new model)."""
     reports = []
     if parent is not None:
-        before = measure(parent, data, held_rows, dataset_id, obs_scale=fitted.obs_scale)
-        reports.append(simulator_pb2.QualityReport(stage="before", quality=before))
-    after = measure(fitted, data, held_rows, dataset_id)
-    reports.append(simulator_pb2.QualityReport(stage="after", quality=after))
+        reports.append(("before", measure(parent, data, held_rows, dataset_id, obs_scale=fitted.obs_scale)))
+    reports.append(("after", measure(fitted, data, held_rows, dataset_id)))
     return reports

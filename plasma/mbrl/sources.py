@@ -1,22 +1,16 @@
-"""A PhantomSource over a world model in this process: what the gRPC Simulate stream does, for tests
-and benchmarks that run the trainer's algorithm without servers."""
+"""A phantom source over a world model in this process: what the simulator's Simulate stream does, for using the
+library without servers (tests, benchmarks, notebooks). It is a `ModelSource`: algorithms that differentiate
+through the dynamics get the model and task from it too."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import fields
-from typing import Any
 
 from plasma.mbrl import audit, rollout
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.tasks import Task, task_from_spec
 from plasma.mbrl.types import MlpWeights, PhantomPath, TaskSpecData, Transitions
-
-
-def planner_config_of(settings: Any) -> PlannerConfig:
-    """Any object with PlannerConfig's fields (e.g. the trainer's PlannerSettings) as a PlannerConfig."""
-    return PlannerConfig(**{f.name: getattr(settings, f.name) for f in fields(PlannerConfig)})
 
 
 class InProcessSource:
@@ -38,25 +32,30 @@ class InProcessSource:
         self._from_spec = isinstance(task, TaskSpecData)
         self._task = task_from_spec(task, model.spec) if isinstance(task, TaskSpecData) else task
 
+    @property
+    def model(self) -> EnsembleWorldModel:
+        return self._model
+
+    @property
+    def task(self) -> Task | None:
+        return self._task
+
     def simulate(
         self,
         *,
-        policy: Any,
+        policy: MlpWeights | PlannerConfig | None,
         num_paths: int,
         horizon: int,
         seed: int,
         start_states: str,
-        label_with_planner: Any,
+        label_with_planner: PlannerConfig | None,
         reward_source: str,
     ) -> Iterator[PhantomPath]:
-        rollout_policy = policy if policy is None or isinstance(policy, MlpWeights) else planner_config_of(policy)
-        label = None if label_with_planner is None else planner_config_of(label_with_planner)
         # "" is the Simulate RPC's default: the task's reward where it is known, else the learned heads.
         if self._from_spec or not reward_source:
             reward_source = "task" if self._task is not None else "learned"
         return rollout.simulate(
-            self._model, policy=rollout_policy, num_paths=num_paths, horizon=horizon, seed=seed,
-            start_pool=rollout.start_states(self._transitions, start_states), label_with_planner=label,
+            self._model, policy=policy, num_paths=num_paths, horizon=horizon, seed=seed,
+            start_pool=rollout.start_states(self._transitions, start_states), label_with_planner=label_with_planner,
             reward_source=reward_source, task=self._task, support=self._support, audit=self._audit,
         )
-

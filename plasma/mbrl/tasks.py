@@ -15,14 +15,19 @@ from dataclasses import dataclass
 import torch
 
 from plasma.mbrl.types import EnvSpecArrays, TaskSpecData, TrackingSpec
-from plasma.server.errors import FailedPrecondition, InvalidArgument
-from plasma.simulator.v1 import task_pb2
-from services.common import wire
 
 # (obs [B, obs_dim], actions [B] or [B, act_dim], next_obs [B, obs_dim]) -> reward [B]
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # next_obs [B, obs_dim] -> terminated [B] bool
 TerminationFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class TaskError(ValueError):
+    """A malformed task spec; the message names the field and what to send instead."""
+
+
+class UnknownObjective(LookupError):
+    """An environment objective for an environment Plasma knows no reward and termination for."""
 
 
 @dataclass(frozen=True)
@@ -75,26 +80,36 @@ def task_for(env_id: str) -> Task | None:
     return _TASKS.get(env_id)
 
 
-def task_from_spec(spec: TaskSpecData | task_pb2.TaskSpec, env_spec: EnvSpecArrays) -> Task | None:
+def resolve_reward_source(requested: str, known: Task | None, env_id: str) -> str:
+    """"task" or "learned" for a requested reward source: "" (no preference) is the task's reward where Plasma
+    knows one, else the learned heads. Raises ValueError for "task" where there is none."""
+    if requested not in ("", "task", "learned"):
+        raise ValueError(f"reward_source must be 'task', 'learned' or '', got {requested!r}")
+    if requested == "task" and known is None:
+        raise ValueError(f"reward_source task needs a reward Plasma knows, and {env_id or 'logged data'!r} has none; "
+                         "use the learned reward")
+    return requested or ("task" if known is not None else "learned")
+
+
+def task_from_spec(data: TaskSpecData, env_spec: EnvSpecArrays) -> Task | None:
     """Compiles a task spec for a model of `env_spec`; None means the world model's learned heads.
 
-    Raises InvalidArgument for a malformed spec and FailedPrecondition for an environment objective that
-    Plasma does not know, each saying what to send instead.
+    Raises TaskError for a malformed spec and UnknownObjective for an environment objective that Plasma does
+    not know, each saying what to send instead.
     """
-    data = wire.task_spec_from_proto(spec) if isinstance(spec, task_pb2.TaskSpec) else spec
     if data.objective == "learned":
         return None
     if data.objective == "environment":
         known = task_for(env_spec.env_id)
         if known is None:
-            raise FailedPrecondition(
+            raise UnknownObjective(
                 f"task objective 'environment' needs an environment Plasma knows ({', '.join(sorted(_TASKS))}), "
                 f"and this model was fitted on {env_spec.env_id or 'logged data'!r}; use a tracking objective "
                 "or the learned one"
             )
         return known
     if data.objective != "tracking" or data.tracking is None:
-        raise InvalidArgument(
+        raise TaskError(
             f"task objective must be environment, learned or tracking (with its spec), got {data.objective!r}"
         )
     return _tracking_task(data.tracking, env_spec)
@@ -115,11 +130,11 @@ def _tracking_task(spec: TrackingSpec, env_spec: EnvSpecArrays) -> Task:
     below = _values("terminate_below", spec.terminate_below, obs_size, what, default=-math.inf)
     above = _values("terminate_above", spec.terminate_above, obs_size, what, default=math.inf)
     if not math.isfinite(spec.alive_bonus):
-        raise InvalidArgument(f"task tracking.alive_bonus must be finite, got {spec.alive_bonus}")
+        raise TaskError(f"task tracking.alive_bonus must be finite, got {spec.alive_bonus}")
     crossed = torch.nonzero(below >= above).flatten().tolist()
     if crossed:
         i = crossed[0]
-        raise InvalidArgument(
+        raise TaskError(
             f"task tracking.terminate_below[{i}]={below[i].item()} must be below terminate_above[{i}]="
             f"{above[i].item()}; use -inf/+inf to switch a bound off"
         )
@@ -156,10 +171,10 @@ def _values(
         return torch.full((size,), default, dtype=torch.float32)
     if len(values) != size:
         optional = " (or none)" if default is not None else ""
-        raise InvalidArgument(f"task tracking.{name} has {len(values)} values, and {what}: send {size}{optional}")
+        raise TaskError(f"task tracking.{name} has {len(values)} values, and {what}: send {size}{optional}")
     for i, value in enumerate(values):
         if math.isnan(value) or (finite and not math.isfinite(value)):
-            raise InvalidArgument(f"task tracking.{name}[{i}]={value} must be {'finite' if finite else 'a number'}")
+            raise TaskError(f"task tracking.{name}[{i}]={value} must be {'finite' if finite else 'a number'}")
         if non_negative and value < 0:
-            raise InvalidArgument(f"task tracking.{name}[{i}]={value} must not be negative (0 ignores the element)")
+            raise TaskError(f"task tracking.{name}[{i}]={value} must not be negative (0 ignores the element)")
     return torch.tensor(values, dtype=torch.float32)

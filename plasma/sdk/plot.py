@@ -193,7 +193,7 @@ def learning_curves_figure(record: Mapping[str, Any]) -> Figure:
 
 
 def run_history_figure(run: trainer_pb2.Run) -> Figure:
-    """A run's TrainProgress history: imagined return and planner agreement per round, phases side by side."""
+    """A run's Progress history: imagined return and planner agreement per round, phases side by side."""
     if not run.history:
         raise ValueError(f"run {run.run_id!r} has no progress history yet")
     figure, (return_ax, agreement_ax) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)

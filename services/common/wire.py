@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -10,6 +11,9 @@ from google.protobuf.message import Message
 
 from plasma import tensors
 from plasma.common.v1 import common_pb2
+from plasma.mbrl import quality, tasks
+from plasma.mbrl.audit import AuditSettings
+from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.types import (
     AuditFinding,
     EnvSpecArrays,
@@ -20,7 +24,7 @@ from plasma.mbrl.types import (
     TaskSpecData,
     TrackingSpec,
 )
-from plasma.server.errors import InvalidArgument
+from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, task_pb2
 
 _ACTIVATIONS = {
@@ -41,17 +45,53 @@ _REASONS = {
 }
 
 
-# Simulator enums as the trainer's configs name them ("" for unspecified: the simulator's choice).
-REWARD_SOURCE_NAMES = {
+# The one table of each enum's names as the library uses them. A reward source "" leaves the choice to the
+# simulator (the task's reward where it knows one, else the learned heads).
+_REWARD_SOURCES = {
     simulator_pb2.REWARD_SOURCE_UNSPECIFIED: "",
     simulator_pb2.REWARD_SOURCE_TASK: "task",
     simulator_pb2.REWARD_SOURCE_LEARNED: "learned",
 }
-START_STATE_NAMES = {
-    simulator_pb2.START_STATES_UNSPECIFIED: "",
+_START_STATES = {
+    simulator_pb2.START_STATES_UNSPECIFIED: "episode_starts",
     simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
     simulator_pb2.START_STATES_ANY: "any",
 }
+# Upper bounds on planner settings: beyond these one Simulate call would tie up the service for hours.
+_PLANNER_LIMITS = {"horizon": 200, "num_samples": 4096, "num_iterations": 20, "num_elites": 4096}
+
+
+def reward_source_from_proto(value: int) -> str:
+    if value not in _REWARD_SOURCES:
+        raise InvalidArgument(f"unknown reward_source {value}; use REWARD_SOURCE_TASK or REWARD_SOURCE_LEARNED")
+    return _REWARD_SOURCES[value]
+
+
+def reward_source_to_proto(name: str) -> simulator_pb2.RewardSource.ValueType:
+    return next(value for value, known in _REWARD_SOURCES.items() if known == name)
+
+
+def start_states_from_proto(value: int) -> str:
+    if value not in _START_STATES:
+        raise InvalidArgument(f"unknown start_states {value}; use START_STATES_EPISODE_STARTS or START_STATES_ANY")
+    return _START_STATES[value]
+
+
+def start_states_to_proto(name: str) -> simulator_pb2.StartStates.ValueType:
+    return simulator_pb2.START_STATES_ANY if name == "any" else simulator_pb2.START_STATES_EPISODE_STARTS
+
+
+def planner_from_proto(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
+    """PlannerConfig message -> the library's PlannerConfig, zero fields taking the defaults, within limits."""
+    fields = fields_within(message, _PLANNER_LIMITS, "planner")
+    if not 0.0 <= fields.get("discount", 0.0) <= 1.0:
+        raise InvalidArgument(f"planner discount={fields['discount']} must be in (0, 1] (0 for the default)")
+    with bad_input():
+        return PlannerConfig(**fields)
+
+
+def planner_to_proto(config: PlannerConfig) -> simulator_pb2.PlannerConfig:
+    return simulator_pb2.PlannerConfig(**dataclasses.asdict(config))
 
 def set_fields(message: Message) -> dict[str, Any]:
     """The fields of a message that differ from their zero value ("zero means default")."""
@@ -232,3 +272,39 @@ def task_spec_from_proto(message: task_pb2.TaskSpec) -> TaskSpecData:
         terminate_above=tuple(t.terminate_above),
     )
     return TaskSpecData(objective=objective, name=message.name, tracking=tracking)
+
+
+def audit_settings_from_proto(message: audit_pb2.AuditConfig) -> AuditSettings:
+    """AuditConfig -> AuditSettings, zero fields taking the defaults; ValueError names a bad field."""
+    defaults = AuditSettings()
+    if message.disagreement_threshold < 0 or message.penalty_coefficient < 0 or message.support_margin < 0:
+        raise ValueError("audit disagreement_threshold, penalty_coefficient and support_margin must not be "
+                         "negative (0 for the default)")
+    if message.min_valid_steps < 0:
+        raise ValueError(f"audit min_valid_steps={message.min_valid_steps} must not be negative (0 for the default)")
+    return AuditSettings(
+        disabled=message.disabled,
+        disagreement_threshold=message.disagreement_threshold or defaults.disagreement_threshold,
+        penalty_coefficient=message.penalty_coefficient or defaults.penalty_coefficient,
+        support_margin=message.support_margin or defaults.support_margin,
+        min_valid_steps=message.min_valid_steps or defaults.min_valid_steps,
+    )
+
+
+def task_from_proto(message: task_pb2.TaskSpec, env_spec: EnvSpecArrays) -> tasks.Task | None:
+    """A TaskSpec decoded and compiled for a model of `env_spec` (None: the learned heads): INVALID_ARGUMENT for
+    a malformed spec, FAILED_PRECONDITION for an environment objective Plasma does not know."""
+    try:
+        return tasks.task_from_spec(task_spec_from_proto(message), env_spec)
+    except tasks.TaskError as exc:
+        raise InvalidArgument(str(exc)) from exc
+    except tasks.UnknownObjective as exc:
+        raise FailedPrecondition(str(exc)) from exc
+
+
+def quality_to_proto(measured: quality.Quality) -> simulator_pb2.WorldModelQuality:
+    return simulator_pb2.WorldModelQuality(
+        horizons=[simulator_pb2.HorizonError(**vars(error)) for error in measured.horizons],
+        nll=measured.nll, coverage_90=measured.coverage_90, coverage_90_per_dim=measured.coverage_90_per_dim,
+        holdout_transitions=measured.holdout_transitions, dataset_id=measured.dataset_id,
+    )

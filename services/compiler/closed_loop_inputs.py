@@ -8,16 +8,13 @@ import numpy as np
 
 from plasma.mbrl import tasks
 from plasma.mbrl.types import EnvSpecArrays
-from plasma.server.errors import FailedPrecondition
-from plasma.simulator.v1 import simulator_pb2
+from plasma.server.errors import FailedPrecondition, bad_input
 from plasma.trainer.v1 import trainer_pb2
-from services.common import simulator_client
+from services.common import simulator_client, wire
 from services.compiler.closed_loop import Scenario
-from services.simulator import requests
 
 # The trainer's default path length (TrainConfig.horizon = 0).
 _DEFAULT_HORIZON = 200
-_START_STATES = {simulator_pb2.START_STATES_ANY: "any"}
 
 
 def gather(simulator: grpc.Channel, run: trainer_pb2.Run, env: EnvSpecArrays) -> tuple[Scenario, np.ndarray]:
@@ -35,7 +32,7 @@ def gather(simulator: grpc.Channel, run: trainer_pb2.Run, env: EnvSpecArrays) ->
         raise
     config = run.config
     horizon = config.horizon or _DEFAULT_HORIZON
-    which = _START_STATES.get(config.start_states, "episode_starts")
+    which = wire.start_states_from_proto(config.start_states)
     scenario = Scenario.draw(model, _task(run, env), data, which, horizon, seed=int(config.seed))
     return scenario, data.obs
 
@@ -44,7 +41,9 @@ def _task(run: trainer_pb2.Run, env: EnvSpecArrays) -> tasks.Task | None:
     """The objective the run trained on: its task, else the environment's known one unless it learned the
     reward; None means the world model's learned heads (as in the trainer's phantom paths)."""
     if run.HasField("task"):
-        return tasks.task_from_spec(run.task, env)
+        return wire.task_from_proto(run.task, env)
     known = tasks.task_for(env.env_id)
-    source = requests.reward_source(run.config.reward_source, known is not None, env.env_id)
+    with bad_input():
+        source = tasks.resolve_reward_source(wire.reward_source_from_proto(run.config.reward_source), known,
+                                             env.env_id)
     return known if source == "task" else None

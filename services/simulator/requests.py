@@ -18,13 +18,6 @@ from services.simulator.store import SimulatorStore
 
 MAX_PATHS = 100_000
 MAX_HORIZON = 1_000
-_START_STATES = {
-    simulator_pb2.START_STATES_UNSPECIFIED: "episode_starts",
-    simulator_pb2.START_STATES_EPISODE_STARTS: "episode_starts",
-    simulator_pb2.START_STATES_ANY: "any",
-}
-# Upper bounds on planner settings: beyond these one Simulate call would tie up the service for hours.
-_PLANNER_LIMITS = {"horizon": 200, "num_samples": 4096, "num_iterations": 20, "num_elites": 4096}
 
 
 class ModelCache:
@@ -63,14 +56,6 @@ class ModelCache:
         return computed
 
 
-def planner_config(message: simulator_pb2.PlannerConfig) -> PlannerConfig:
-    fields = wire.fields_within(message, _PLANNER_LIMITS, "planner")
-    if not 0.0 <= fields.get("discount", 0.0) <= 1.0:
-        raise InvalidArgument(f"planner discount={fields['discount']} must be in (0, 1] (0 for the default)")
-    with bad_input():
-        return PlannerConfig(**fields)
-
-
 def decode_mlp(message: simulator_pb2.MlpPolicy) -> MlpWeights:
     try:
         return wire.mlp_from_proto(message)
@@ -83,21 +68,8 @@ def rollout_policy(message: simulator_pb2.RolloutPolicy) -> MlpWeights | Planner
     if kind in (None, "random"):
         return None
     if kind == "planner":
-        return planner_config(message.planner)
+        return wire.planner_from_proto(message.planner)
     return decode_mlp(message.mlp)
-
-
-def reward_source(value: int, task_known: bool, env_id: str) -> str:
-    if value == simulator_pb2.REWARD_SOURCE_LEARNED:
-        return "learned"
-    if value == simulator_pb2.REWARD_SOURCE_TASK:
-        if not task_known:
-            raise InvalidArgument(
-                f"reward_source TASK needs a known task, and {env_id or 'logged data'!r} has none; "
-                "use REWARD_SOURCE_LEARNED"
-            )
-        return "task"
-    return "task" if task_known else "learned"
 
 
 def task_and_source(
@@ -107,14 +79,15 @@ def task_and_source(
     reward_source: the request's TaskSpec when set (None for its learned objective), else the
     environment's known task or the learned heads as `reward_source` (where the request has one) says."""
     if request.HasField("task"):
-        task = tasks.task_from_spec(request.task, wire.env_spec_from_proto(meta.env_spec))
+        task = wire.task_from_proto(request.task, wire.env_spec_from_proto(meta.env_spec))
         return task, "task" if task is not None else "learned"
     env_id = meta.env_spec.env_id
     task = tasks.task_for(env_id)
     # ForecastErrorsRequest has no reward_source: its default is that of REWARD_SOURCE_UNSPECIFIED.
     value = (request.reward_source if isinstance(request, simulator_pb2.SimulateRequest)
              else simulator_pb2.REWARD_SOURCE_UNSPECIFIED)
-    return task, reward_source(value, task is not None, env_id)
+    with bad_input():
+        return task, tasks.resolve_reward_source(wire.reward_source_from_proto(value), task, env_id)
 
 
 def open_paths(
@@ -126,16 +99,14 @@ def open_paths(
         raise InvalidArgument(f"num_paths={request.num_paths} must be in 1..{MAX_PATHS}")
     if not 1 <= request.horizon <= MAX_HORIZON:
         raise InvalidArgument(f"horizon={request.horizon} must be in 1..{MAX_HORIZON}")
-    if request.start_states not in _START_STATES:
-        raise InvalidArgument(f"unknown start_states value {request.start_states}")
     policy = rollout_policy(request.policy)
-    label = planner_config(request.label_with_planner) if request.HasField("label_with_planner") else None
+    label = wire.planner_from_proto(request.label_with_planner) if request.HasField("label_with_planner") else None
     task, source = task_and_source(request, meta)
     _, data = store.transitions(meta.dataset_id)
-    start_pool = rollout.start_states(data, _START_STATES[request.start_states])
+    start_pool = rollout.start_states(data, wire.start_states_from_proto(request.start_states))
     model = models.get(request.model_id)
     with bad_input():
-        settings = audit.settings_from_proto(request.audit)
+        settings = wire.audit_settings_from_proto(request.audit)
         return rollout.simulate(
             model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
             seed=int(request.seed), start_pool=start_pool, label_with_planner=label,

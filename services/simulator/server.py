@@ -11,7 +11,7 @@ from grpc_health.v1 import health
 
 from plasma import blobs
 from plasma import log as plog
-from plasma.mbrl import collect, fitting, forecast, quality, threads
+from plasma.mbrl import collect, fitting, quality, threads
 from plasma.mbrl.models import archive, ensemble
 from plasma.mbrl.types import EnvSpecArrays, Transitions
 from plasma.server import grpc_server, service_main
@@ -19,7 +19,7 @@ from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input,
 from plasma.server.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import transitions_archive, wire
-from services.simulator import datasets, fine_tune, jobs, requests, upload
+from services.simulator import datasets, fine_tune, forecasts, jobs, requests, upload
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore, new_id
 
@@ -143,9 +143,9 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                     )
                 )
         fitted, metrics = fit_job.result
-        reports = quality.fit_reports(
-            fitted, parent, transitions, fitting.holdout_rows(transitions, config), request.dataset_id
-        )
+        reports = [simulator_pb2.QualityReport(stage=stage, quality=wire.quality_to_proto(measured))
+                   for stage, measured in quality.fit_reports(
+                       fitted, parent, transitions, fitting.holdout_rows(transitions, config), request.dataset_id)]
         for report in reports:
             yield simulator_pb2.FitWorldModelResponse(quality=report)
         model = simulator_pb2.WorldModel(
@@ -237,7 +237,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def ForecastErrors(
         self, request: simulator_pb2.ForecastErrorsRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.ForecastErrorsResponse:
-        return forecast.to_proto(forecast.forecast(request, self._store, self._models, context.is_active))
+        return forecasts.to_proto(forecasts.forecast(request, self._store, self._models, context.is_active))
 
 
 def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:

@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from plasma.mbrl.algorithms.distill import TrainProgress, TrainState
+from plasma.mbrl.algorithms.base import Progress
+from plasma.mbrl.algorithms.distill import TrainState
 from plasma.mbrl.policy_net import PolicySpec
 
 FORMAT = "plasma-train-state-1"
@@ -53,7 +54,7 @@ def unpack(data: bytes) -> TrainState:
         return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
     return TrainState(
-        progress=TrainProgress(**json.loads(metadata["progress"])),
+        progress=_progress(json.loads(metadata["progress"])),
         spec=PolicySpec.from_json(metadata["spec"]),
         base_state=group("base/"),
         adapter_state=group("adapter/"),
@@ -63,6 +64,15 @@ def unpack(data: bytes) -> TrainState:
         steps_used=int(metadata["steps_used"]),
         generator_rng=tensors["rng/generator"],
     )
+
+
+def _progress(raw: dict) -> Progress:
+    """A checkpoint's progress event; those written before Progress had `figures` name loss and agreement."""
+    figures = raw.pop("figures", {})
+    for name in ("loss", "planner_agreement"):
+        if name in raw:
+            figures[name] = raw.pop(name)
+    return Progress(**raw, figures=figures)
 
 
 def _metadata(data: bytes) -> dict[str, str]:

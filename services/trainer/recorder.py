@@ -1,7 +1,7 @@
 """The one writer of a run's record while it trains: checkpoints, history, and how it ended.
 
-Training runs in a worker thread while the Train handler (or the resume thread) decides how the run
-ends; a lock orders their writes, and once the run has ended a late checkpoint from the worker is
+Training runs in its own thread (runs.py) while a cancel or a stop may end the run; a lock orders their
+writes, and once the run has ended a late checkpoint from the training thread is
 dropped, so that a cancelled run never turns RUNNING again (and so resumable) on disk.
 """
 
@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import threading
 
-from plasma.mbrl.algorithms.distill import TrainProgress, TrainState
+from plasma.mbrl.algorithms.base import Progress
+from plasma.mbrl.algorithms.distill import TrainState
 from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 from services.trainer import checkpoint
 from services.trainer.store import TrainerStore
 
 
-def progress_to_proto(progress: TrainProgress) -> trainer_pb2.TrainProgress:
+def progress_to_proto(progress: Progress) -> trainer_pb2.TrainProgress:
+    """The library's progress as the proto reports it: distillation's loss and planner agreement have fields of
+    their own; model backprop's short-horizon return goes into `loss` negated (what it minimizes)."""
+    figures = progress.figures
     return trainer_pb2.TrainProgress(
-        phase=progress.phase, round=progress.round, total_rounds=progress.total_rounds, loss=progress.loss,
-        imagined_return=progress.imagined_return, planner_agreement=progress.planner_agreement,
-        phantom_paths_used=progress.phantom_paths_used,
+        phase=progress.phase, round=progress.round, total_rounds=progress.total_rounds,
+        loss=figures.get("loss", -figures.get("short_return", 0.0)), imagined_return=progress.imagined_return,
+        planner_agreement=figures.get("planner_agreement", 0.0), phantom_paths_used=progress.phantom_paths_used,
     )
 
 

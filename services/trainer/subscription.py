@@ -8,6 +8,7 @@ the last sequence number it received + 1 and gets every path exactly once, in or
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ log = plog.get(__name__)
 # (INVALID_ARGUMENT, NOT_FOUND, ABORTED for a failed job, CANCELLED for a cancelled one, ...) are final.
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _CANCEL_DEADLINE_S = 2.0
+
+
+class Aborted(Exception):
+    """The consumer called DurablePaths.abort: its simulation is cancelled and no more paths come."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,28 @@ class DurablePaths:
         self._deadline_seconds = deadline_seconds
         self._reconnect = reconnect
         self.reconnects = 0  # resubscriptions after a broken stream, over this object's life
+        # What `abort` ends: the simulation being streamed and its stream (guarded: abort comes from another thread).
+        self._lock = threading.Lock()
+        self._aborted = False
+        self._simulation_id = ""
+        self._stream: grpc.Future | None = None
+
+    def abort(self) -> None:
+        """Cancels the simulation being streamed and its stream; every later call raises Aborted."""
+        with self._lock:
+            self._aborted = True
+            simulation_id, stream = self._simulation_id, self._stream
+        if stream is not None:
+            stream.cancel()
+        if simulation_id:
+            self._cancel_quietly(simulation_id)
+
+    def _check_aborted(self) -> None:
+        if self._aborted:
+            raise Aborted("the consumer aborted: no more phantom paths")
 
     def paths(self, request: simulator_pb2.SimulateRequest) -> Iterator[simulator_pb2.PhantomPath]:
+        self._check_aborted()
         deadline = time.monotonic() + self._deadline_seconds
         simulation_id = self._call_with_retries(
             lambda: self._stub.StartSimulation(
@@ -67,6 +92,11 @@ class DurablePaths:
             ).simulation.simulation_id,
             deadline,
         )
+        with self._lock:
+            self._simulation_id = simulation_id
+        if self._aborted:  # aborted while the simulation started, before abort() could see it
+            self._cancel_quietly(simulation_id)
+            self._check_aborted()
         next_sequence = 0
         failures = 0
         while True:
@@ -74,6 +104,10 @@ class DurablePaths:
                 simulator_pb2.SubscribeRequest(simulation_id=simulation_id, from_sequence=next_sequence),
                 timeout=self._remaining(deadline),
             )
+            with self._lock:
+                self._stream = stream
+            if self._aborted:
+                stream.cancel()
             try:
                 for response in stream:
                     if response.path.index != next_sequence:
@@ -88,6 +122,7 @@ class DurablePaths:
                 self._cancel_quietly(simulation_id)  # the consumer has enough: stop computing paths for it
                 raise
             except grpc.RpcError as error:
+                self._check_aborted()
                 if not _retryable(error):
                     raise
                 failures += 1
@@ -97,6 +132,8 @@ class DurablePaths:
                          error.code())  # type: ignore[attr-defined]
             finally:
                 stream.cancel()
+                with self._lock:
+                    self._stream = None
 
     def _cancel_quietly(self, simulation_id: str) -> None:
         # The simulator flags the job the moment the request arrives; waiting for the job to stop (the reply)

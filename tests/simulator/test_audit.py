@@ -15,7 +15,7 @@ import torch
 from bench.audit_detection import KINDS, measure
 from plasma import tensors
 from plasma.mbrl.algorithms.audit_filter import trusted
-from plasma.mbrl.audit import AuditSettings, Support, audit_path, settings_from_proto, support_of
+from plasma.mbrl.audit import AuditSettings, Support, audit_path, support_of
 from plasma.mbrl.collect import collect
 from plasma.mbrl.fitting import fit
 from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
@@ -24,6 +24,7 @@ from plasma.mbrl.tasks import task_for
 from plasma.mbrl.types import PhantomPath, Transitions
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, simulator_pb2_grpc
 from services.common import wire
+from services.common.wire import audit_settings_from_proto
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from tests.conftest import rpc_error, running
@@ -118,11 +119,11 @@ def test_disabled_audit_passes_everything_without_penalty() -> None:
 
 
 def test_settings_from_proto_fills_defaults_and_rejects_negative_values() -> None:
-    assert settings_from_proto(audit_pb2.AuditConfig()) == AuditSettings()
-    custom = settings_from_proto(audit_pb2.AuditConfig(support_margin=0.3, min_valid_steps=2))
+    assert audit_settings_from_proto(audit_pb2.AuditConfig()) == AuditSettings()
+    custom = audit_settings_from_proto(audit_pb2.AuditConfig(support_margin=0.3, min_valid_steps=2))
     assert (custom.support_margin, custom.min_valid_steps) == (0.3, 2)
     with pytest.raises(ValueError, match="must not be negative"):
-        settings_from_proto(audit_pb2.AuditConfig(support_margin=-0.1))
+        audit_settings_from_proto(audit_pb2.AuditConfig(support_margin=-0.1))
 
 
 def test_trainer_drops_rejected_paths_and_cuts_truncated_ones() -> None:

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from plasma import tensors
-from plasma.mbrl import forecast
 from plasma.server.errors import Cancelled
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, simulator_pb2_grpc
-from services.simulator import requests
+from services.simulator import forecasts, requests
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore
@@ -153,7 +152,7 @@ def test_a_forecast_nobody_waits_for_stops(store_dir: Path, model_id: str) -> No
         return len(asked) < 2  # the caller leaves after the first batch
 
     with pytest.raises(Cancelled, match="after 64 of 256 paths"):
-        forecast.forecast(request, store, requests.ModelCache(store, capacity=1), active)
+        forecasts.forecast(request, store, requests.ModelCache(store, capacity=1), active)
 
 
 @pytest.mark.parametrize(

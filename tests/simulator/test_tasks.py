@@ -1,4 +1,5 @@
-"""Task specs: compiled and validated (task_from_spec), served by Simulate, planned on, and matched by the
+"""Task specs: compiled and validated (tasks.task_from_spec, wire.task_from_proto), served by Simulate, planned on,
+and matched by the
 SDK's numpy reward on real transitions."""
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ NAN = math.nan
         (_tracking(alive_bonus=INF), "alive_bonus must be finite"),
     ],
 )
-def test_task_from_spec_rejects_malformed_specs(spec: task_pb2.TaskSpec, fragment: str) -> None:
+def test_task_specs_are_checked_and_malformed_ones_rejected(spec: task_pb2.TaskSpec, fragment: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        task_from_spec(spec, CARTPOLE_SPEC)
+        wire.task_from_proto(spec, CARTPOLE_SPEC)
     assert fragment in str(caught.value)
 
 
@@ -92,19 +93,19 @@ def test_box_actions_need_one_weight_per_element() -> None:
     spec = task_pb2.TaskSpec(tracking=task_pb2.TrackingObjective(
         target_observation=[1, 0, 0], state_weights=[1, 1, 0], action_weights=[0.1, 0.1]))
     with pytest.raises(InvalidArgument, match="action_weights has 2 values, and the action has 1 element"):
-        task_from_spec(spec, PENDULUM_SPEC)
+        wire.task_from_proto(spec, PENDULUM_SPEC)
 
 
 def test_environment_objective_needs_an_environment_plasma_knows() -> None:
     spec = task_pb2.TaskSpec(environment=task_pb2.EnvironmentObjective())
-    assert task_from_spec(spec, CARTPOLE_SPEC) is task_for("CartPole-v1")
-    assert task_from_spec(spec, PENDULUM_SPEC) is task_for("Pendulum-v1")
+    assert wire.task_from_proto(spec, CARTPOLE_SPEC) is task_for("CartPole-v1")
+    assert wire.task_from_proto(spec, PENDULUM_SPEC) is task_for("Pendulum-v1")
     with pytest.raises(FailedPrecondition, match="use a tracking objective or the learned one"):
-        task_from_spec(spec, LOGGED_SPEC)
+        wire.task_from_proto(spec, LOGGED_SPEC)
 
 
 def test_learned_objective_means_the_world_models_heads() -> None:
-    assert task_from_spec(task_pb2.TaskSpec(learned=task_pb2.LearnedObjective()), LOGGED_SPEC) is None
+    assert wire.task_from_proto(task_pb2.TaskSpec(learned=task_pb2.LearnedObjective()), LOGGED_SPEC) is None
 
 
 def test_domain_specs_round_trip_through_the_wire_and_compile_alike() -> None:
@@ -115,7 +116,7 @@ def test_domain_specs_round_trip_through_the_wire_and_compile_alike() -> None:
     for objective in ("environment", "learned"):
         assert wire.task_spec_to_proto(TaskSpecData(objective)).WhichOneof("objective") == objective
     obs = torch.tensor([[0.3, 0.1, 0.05, -0.2]])
-    from_proto = task_from_spec(message, CARTPOLE_SPEC)
+    from_proto = wire.task_from_proto(message, CARTPOLE_SPEC)
     from_data = task_from_spec(data, CARTPOLE_SPEC)
     assert from_proto is not None and from_data is not None
     assert torch.equal(from_proto.reward(obs, torch.tensor([1]), obs), from_data.reward(obs, torch.tensor([1]), obs))
@@ -139,7 +140,7 @@ def test_tracking_reward_and_termination_match_a_hand_computation() -> None:
 
 
 def test_discrete_actions_are_charged_as_their_index_and_no_bounds_never_terminate() -> None:
-    task = task_from_spec(_tracking(action_weights=[0.5], target_action=[0.0], alive_bonus=1.0), CARTPOLE_SPEC)
+    task = wire.task_from_proto(_tracking(action_weights=[0.5], target_action=[0.0], alive_bonus=1.0), CARTPOLE_SPEC)
     assert task is not None
     obs = torch.tensor([[1.0, 5.0, 0.0, 5.0]] * 2)  # on target where weighted: only actions cost
     np.testing.assert_allclose(task.reward(obs, torch.tensor([0, 1]), obs).numpy(), [1.0, 0.5])
@@ -160,7 +161,7 @@ def test_numpy_real_reward_equals_the_simulators_task_reward(
     env_id: str, env_spec: EnvSpecArrays, spec: task_pb2.TaskSpec
 ) -> None:
     obs, actions, next_obs = _real_transitions(env_id, 300)
-    task = task_from_spec(spec, env_spec)
+    task = wire.task_from_proto(spec, env_spec)
     assert task is not None
     torch_reward = task.reward(torch.as_tensor(obs), torch.as_tensor(actions), torch.as_tensor(next_obs)).numpy()
     np.testing.assert_allclose(sdk_tasks.real_reward(spec, obs, actions, next_obs), torch_reward, rtol=1e-5, atol=1e-5)
@@ -297,7 +298,7 @@ def test_planner_on_a_balance_at_x_task_moves_the_imagined_cart_there() -> None:
     planner = PlannerConfig(horizon=15, num_samples=32, num_iterations=2, num_elites=4)
     final_x = {}
     for target in (1.0, -1.0):
-        task = task_from_spec(sdk_tasks.cartpole_balance_at(target), CARTPOLE_SPEC)
+        task = wire.task_from_proto(sdk_tasks.cartpole_balance_at(target), CARTPOLE_SPEC)
         paths = list(simulate(model, policy=planner, num_paths=12, horizon=250, seed=0, reward_source="task",
                               task=task, start_pool=start_states(near_zero, "episode_starts")))
         final_x[target] = float(np.mean([p.observations[-1, 0] for p in paths]))

@@ -18,7 +18,7 @@ from edge_runtime.config import Config as EdgeConfig
 from plasma import blobs, packet, signing, tensors
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
-from plasma.mbrl.algorithms.distill import mlp_weights_of
+from plasma.mbrl.algorithms.base import mlp_weights_of
 from plasma.simulator.v1 import task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, wire

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from plasma.mbrl.algorithms import backprop
-from plasma.mbrl.algorithms.distill import PolicyIO
+from plasma.mbrl.algorithms.base import PolicyIO, TrainResult
 from plasma.mbrl.collect import collect
 from plasma.mbrl.fitting import fit
 from plasma.mbrl.models.ensemble import WorldModelConfig
@@ -29,7 +29,7 @@ T = 120.0
 PENDULUM_IO = PolicyIO(obs_dim=3, action_kind="box", action_dim=1, action_low=(-2.0,), action_high=(2.0,))
 
 
-def _mean_return(policy: torch.nn.Module, result: backprop.DistillResult, model: object, starts: torch.Tensor) -> float:
+def _mean_return(policy: torch.nn.Module, result: TrainResult, model: object, starts: torch.Tensor) -> float:
     _, rewards, _ = backprop.imagine(policy, result.spec, model, task_for("Pendulum-v1"), starts, 30,
                                           torch.Generator().manual_seed(0))
     return float(rewards.sum(0).mean())
@@ -41,7 +41,7 @@ def test_backprop_improves_the_imagined_return() -> None:
     cfg = backprop.BackpropConfig(hidden_size=16, paths_per_round=4, horizon=50, backprop_horizon=10,
                                   backprop_steps=60, learning_rate=3e-3)
     task = task_for("Pendulum-v1")
-    result = backprop.train(InProcessSource(model, data, task), model, PENDULUM_IO, cfg, task)
+    result = backprop.train(InProcessSource(model, data, task), PENDULUM_IO, cfg)
 
     starts = torch.as_tensor(data.obs[::10])
     untrained = PolicyNet(result.spec)  # the same architecture and normalization, fresh weights

@@ -9,21 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from plasma.mbrl.algorithms.distill import (
-    BasePolicy,
-    DistillConfig,
-    PlannerSettings,
-    PolicyIO,
-    TrainState,
-    mlp_weights_of,
-    train,
-)
+from plasma.mbrl.algorithms.base import PolicyIO, mlp_weights_of
+from plasma.mbrl.algorithms.distill import BasePolicy, DistillConfig, TrainState, train
+from plasma.mbrl.planning import PlannerConfig
 from services.trainer import checkpoint
 from tests.trainer.test_distill import RuleSource, _sign_rule
 
 IO = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
 CFG = DistillConfig(seed=5, base_paths=6, adapter_rounds=3, paths_per_round=3, horizon=20, epochs=8,
-                    learning_rate=3e-3, planner=PlannerSettings(horizon=8, num_samples=16, num_elites=4))
+                    learning_rate=3e-3, planner=PlannerConfig(horizon=8, num_samples=16, num_elites=4))
 
 
 
@@ -55,7 +49,7 @@ def test_resuming_from_any_checkpoint_trains_the_same_policy(after_round: int) -
     assert len(source.calls) == CFG.adapter_rounds - after_round + 1
     for key in ("imagined_return", "planner_agreement", "phantom_paths_used", "phantom_steps_used"):
         assert resumed.metrics[key] == uninterrupted.metrics[key], key
-    np.testing.assert_array_equal(resumed.parity_observations, uninterrupted.parity_observations)
+    np.testing.assert_array_equal(resumed.held_out_states, uninterrupted.held_out_states)
 
 
 def test_an_adapter_only_run_keeps_the_base_weights_and_learns_a_new_adapter() -> None:

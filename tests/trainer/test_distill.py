@@ -8,23 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from plasma.mbrl.algorithms.distill import (
-    DistillConfig,
-    PlannerSettings,
-    PolicyIO,
-    TrainProgress,
-    mlp_weights_of,
-    train,
-)
+from plasma.mbrl.algorithms.base import PolicyIO, Progress, mlp_weights_of
+from plasma.mbrl.algorithms.distill import DistillConfig, train
 from plasma.mbrl.collect import collect
 from plasma.mbrl.fitting import fit
 from plasma.mbrl.models.ensemble import WorldModelConfig
+from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.sources import InProcessSource
 from plasma.mbrl.tasks import task_for
 from plasma.mbrl.types import MlpWeights, PhantomPath
 
 QUICK = DistillConfig(base_paths=8, adapter_rounds=2, paths_per_round=4, horizon=25, epochs=20,
-                      learning_rate=3e-3, planner=PlannerSettings(horizon=8, num_samples=16, num_elites=4))
+                      learning_rate=3e-3, planner=PlannerConfig(horizon=8, num_samples=16, num_elites=4))
 METRIC_KEYS = {"imagined_return", "planner_agreement", "phantom_paths_used", "phantom_steps_used",
                "training_seconds", "base_parameters", "adapter_parameters"}
 
@@ -75,7 +70,7 @@ def _sign_rule(obs: np.ndarray) -> np.ndarray:
 def test_discrete_distillation_trains_only_the_adapter_and_exports_its_weights() -> None:
     io = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
     source = RuleSource(io, _sign_rule)
-    reports: list[TrainProgress] = []
+    reports: list[Progress] = []
     result = train(source, io, QUICK, progress=reports.append)
 
     assert [(r.phase, r.round) for r in reports] == [("base", 0), ("adapter", 1), ("adapter", 2)]
@@ -89,7 +84,7 @@ def test_discrete_distillation_trains_only_the_adapter_and_exports_its_weights()
     # Every call asked for the planner's labels, with its own seed, from the episode starts.
     assert all(c["label"] == QUICK.planner and c["reward_source"] == "task" for c in source.calls)
     assert len({c["seed"] for c in source.calls}) == len(source.calls) == 4
-    assert isinstance(source.calls[0]["policy"], PlannerSettings)
+    assert isinstance(source.calls[0]["policy"], PlannerConfig)
     assert all(isinstance(c["policy"], MlpWeights) for c in source.calls[1:])
 
     # LoRA-only: the frozen base layers inside the adapted model still hold the base weights.
@@ -102,7 +97,7 @@ def test_discrete_distillation_trains_only_the_adapter_and_exports_its_weights()
     assert any(name.endswith("lora_B.default.weight") and p.abs().sum() > 0 for name, p in adapted.items())
 
     # The exported weights compute what the adapted model computes, and exporting changes nothing.
-    obs = torch.as_tensor(result.parity_observations)
+    obs = torch.as_tensor(result.held_out_states)
     weights = mlp_weights_of(result.peft_model)
     with torch.no_grad():
         expected = result.peft_model(obs).numpy()
@@ -110,8 +105,8 @@ def test_discrete_distillation_trains_only_the_adapter_and_exports_its_weights()
     assert any("lora_A" in name for name, _ in result.peft_model.named_parameters())
 
     # Parity observations: phantom states of the final evaluation paths, never trained on.
-    assert result.parity_observations.shape[1] == 3 and 0 < len(result.parity_observations) <= 256
-    assert result.parity_observations.dtype == np.float32
+    assert result.held_out_states.shape[1] == 3 and 0 < len(result.held_out_states) <= 256
+    assert result.held_out_states.dtype == np.float32
     np.testing.assert_allclose(result.spec.obs_mean, [1, 1, 1], atol=0.3)
 
 

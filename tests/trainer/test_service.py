@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from plasma import blobs
-from plasma.mbrl.algorithms.distill import mlp_weights_of
+from plasma.mbrl.algorithms.base import mlp_weights_of
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, wire

@@ -10,14 +10,13 @@ keeps the return differentiable in the action.
 2. A LoRA adapter on it is trained the same way from start states of the base policy's own phantom
    paths: the "base + adapter" structure that the compiler and the edge expect.
 
-Start states come from phantom paths of a `PhantomSource` like planner distillation; the world model
-itself is needed for its gradient, and is passed in (the trainer fetches it with ExportWorldModel).
+Start states come from phantom paths like planner distillation's; the world model itself is needed for its
+gradient, so the source is a `ModelSource`, which hands it over (the trainer fetches it with ExportWorldModel).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,19 +25,24 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from plasma import log as plog
-from plasma.mbrl.algorithms.distill import DistillResult, PhantomSource, PolicyIO, TrainProgress, mlp_weights_of
+from plasma.mbrl.algorithms.base import (
+    ModelSource,
+    PolicyIO,
+    Progress,
+    Report,
+    TrainResult,
+    held_out_states,
+    mean_return,
+    mlp_weights_of,
+    parameter_counts,
+)
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
-
-# The trainer imports the simulator's model class (and its known tasks) to differentiate through them:
-# the archive that ExportWorldModel streams is that class's saved directory, so this is the matching reader.
 from plasma.mbrl.tasks import Task
 from plasma.mbrl.types import PhantomPath
 
 log = plog.get(__name__)
 
-# Phantom states kept for the compiler's int8-vs-fp32 parity check.
-_MAX_PARITY_OBSERVATIONS = 256
 # Start states per gradient step.
 _BATCH_SIZE = 256
 # Gradient norm clip: backpropagation through many model steps can produce rare huge gradients.
@@ -152,20 +156,14 @@ def lambda_returns(
     return torch.stack(returns[::-1])
 
 
-def train(
-    source: PhantomSource,
-    model: EnsembleWorldModel,
-    io: PolicyIO,
-    cfg: BackpropConfig,
-    task: Task | None,
-    progress: Callable[[TrainProgress], None] | None = None,
-) -> DistillResult:
-    """`task` gives the reward and termination when cfg.reward_source resolves to "task" (the caller
-    resolves "" as the simulator does); None uses the model's learned heads."""
+def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Report | None = None) -> TrainResult:
+    """The source's task gives the reward and termination (None: the model's learned heads); cfg.reward_source
+    is what the phantom paths that give the start states are scored with."""
     check_io(io)
     started = time.monotonic()
     report = progress or (lambda _: None)
-    model = model.eval().requires_grad_(False)
+    model = source.model.eval().requires_grad_(False)
+    task = source.task
     paths_used = steps_used = 0
 
     def phantom(policy: PolicyNet | None, call: int) -> list[PhantomPath]:
@@ -224,7 +222,7 @@ def train(
         critic = Critic(spec, cfg.hidden_size, scale=max(reward_size, 1e-3) / (1 - cfg.discount * _LAMBDA))
         short_return = optimize(base, critic, spec, starts, "base")
         base_paths = phantom(base, call=1)
-        report(TrainProgress("base", 0, 1, -short_return, _mean_return(base_paths), 0.0, paths_used))
+        report(Progress("base", 0, 1, mean_return(base_paths), paths_used, {"short_return": short_return}))
         base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
 
         # 2. The LoRA adapter, from the states the base policy itself reaches.
@@ -236,23 +234,14 @@ def train(
 
         # 3. The final policy's own phantom paths: metrics, and parity states it was never trained on.
         final_paths = phantom(peft_model, call=2)
-        final_return = _mean_return(final_paths)
-        report(TrainProgress("adapter", 1, 1, -short_return, final_return, 0.0, paths_used))
-        states = np.concatenate([p.observations for p in final_paths]).astype(np.float32)
-        pick = np.random.default_rng(cfg.seed).permutation(len(states))[:_MAX_PARITY_OBSERVATIONS]
+        final_return = mean_return(final_paths)
+        report(Progress("adapter", 1, 1, final_return, paths_used, {"short_return": short_return}))
 
     metrics = {
         "imagined_return": final_return,
-        # No planner labels this algorithm's states.
-        "planner_agreement": 0.0,
         "phantom_paths_used": paths_used,
         "phantom_steps_used": steps_used,
         "training_seconds": time.monotonic() - started,
-        "base_parameters": sum(v.numel() for k, v in base_state.items() if k.startswith("body.")),
-        "adapter_parameters": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
+        **parameter_counts(base_state, peft_model),
     }
-    return DistillResult(spec, base_state, peft_model, states[np.sort(pick)], metrics)
-
-
-def _mean_return(paths: list[PhantomPath]) -> float:
-    return float(np.mean([p.rewards.sum() for p in paths]))
+    return TrainResult(spec, base_state, peft_model, held_out_states(final_paths, cfg.seed), metrics)

@@ -4,18 +4,16 @@
 2. A LoRA adapter on that policy is trained over DAgger rounds: the current policy's own phantom
    paths are labelled by the planner, the labels aggregated, and only the adapter fitted to them.
 
-Phantom paths come only through a `PhantomSource` (the gRPC Simulate stream in production), so this
-module never imports simulator code.
+Phantom paths come only through a `PhantomSource` (plasma.mbrl.algorithms.base).
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +23,17 @@ from torch import nn
 
 from plasma import log as plog
 from plasma.mbrl.algorithms import audit_filter
+from plasma.mbrl.algorithms.base import (
+    PhantomSource,
+    PolicyIO,
+    Progress,
+    Report,
+    TrainResult,
+    held_out_states,
+    mlp_weights_of,
+    parameter_counts,
+)
+from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
 from plasma.mbrl.types import MlpWeights, PhantomPath
 
@@ -32,46 +41,8 @@ log = plog.get(__name__)
 
 # Rows per supervised gradient step.
 _BATCH_SIZE = 256
-# Phantom states kept for the compiler's int8-vs-fp32 parity check.
-_MAX_PARITY_OBSERVATIONS = 256
 # A box action "agrees" with the planner's when every dimension is within this share of its range.
 _BOX_AGREEMENT_TOLERANCE = 0.1
-
-
-@dataclass(frozen=True)
-class PlannerSettings:
-    """The simulator's CEM planner settings, as the trainer sends them (fields of the proto's PlannerConfig)."""
-
-    horizon: int = 20
-    num_samples: int = 48
-    num_iterations: int = 2
-    num_elites: int = 6
-    discount: float = 0.99
-
-
-class PhantomSource(Protocol):
-    def simulate(
-        self,
-        *,
-        policy: MlpWeights | PlannerSettings | None,
-        num_paths: int,
-        horizon: int,
-        seed: int,
-        start_states: str,  # "episode_starts" or "any"
-        label_with_planner: PlannerSettings | None,
-        reward_source: str,  # "task", "learned" or "" (the simulator's default)
-    ) -> Iterator[PhantomPath]: ...
-
-
-@dataclass(frozen=True)
-class PolicyIO:
-    """What the policy reads and writes, from the environment spec of the world model."""
-
-    obs_dim: int
-    action_kind: str  # "discrete" or "box"
-    action_dim: int  # choices (discrete) or values (box)
-    action_low: tuple[float, ...] = ()
-    action_high: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +67,7 @@ class DistillConfig:
     # Supervised epochs over the aggregated labels, per phase and per round.
     epochs: int = 30
     learning_rate: float = 1e-3
-    planner: PlannerSettings = field(default_factory=PlannerSettings)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
     # "task" (the environment's known reward/termination), "learned" (the world model's heads) or ""
     # (the simulator's choice).
     reward_source: str = "task"
@@ -127,26 +98,6 @@ class DistillConfig:
 
 
 @dataclass
-class TrainProgress:
-    phase: str  # "base" or "adapter"
-    round: int  # 0 for the base phase, then 1..total_rounds
-    total_rounds: int
-    loss: float  # supervised loss after this phase's fit
-    imagined_return: float  # mean return of the paths this round rolled out (the planner's, in "base")
-    planner_agreement: float  # share of those paths' states where the policy picked the planner's action
-    phantom_paths_used: int
-
-
-@dataclass
-class DistillResult:
-    spec: PolicySpec
-    base_state: dict[str, torch.Tensor]  # state_dict of the base PolicyNet, without the adapter
-    peft_model: PeftModel
-    parity_observations: np.ndarray  # [n, obs_dim] float32 phantom states never trained on
-    metrics: dict[str, float]  # the proto's RunMetrics fields
-
-
-@dataclass
 class _Labels:
     """Aggregated (state, planner action) pairs: obs [N, obs_dim], actions [N] or [N, act_dim]."""
 
@@ -166,21 +117,6 @@ class _Labels:
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.as_tensor(np.concatenate(self.obs)), torch.as_tensor(np.concatenate(self.actions))
-
-
-def mlp_weights_of(module: PolicyNet | PeftModel) -> MlpWeights:
-    """The effective weights of a policy (LoRA merged into a copy, the module itself untouched)."""
-    net = copy.deepcopy(module)
-    if isinstance(net, PeftModel):
-        net = net.merge_and_unload()
-    linears = [layer for layer in net.body if isinstance(layer, nn.Linear)]
-    return MlpWeights(
-        weights=[layer.weight.detach().numpy().astype(np.float32) for layer in linears],
-        biases=[layer.bias.detach().numpy().astype(np.float32) for layer in linears],
-        activation="tanh",
-        obs_mean=net.obs_mean.numpy().astype(np.float32),
-        obs_std=net.obs_std.numpy().astype(np.float32),
-    )
 
 
 def _loss(spec: PolicySpec, raw: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -274,7 +210,7 @@ class TrainState:
     steps as an uninterrupted one (phantom paths depend only on the run seed and the call index).
     """
 
-    progress: TrainProgress  # the event of the completed phase ("base", round 0) or adapter round
+    progress: Progress  # the event of the completed phase ("base", round 0) or adapter round
     spec: PolicySpec
     base_state: dict[str, torch.Tensor]  # PolicyNet state_dict, never changed by the adapter rounds
     adapter_state: dict[str, torch.Tensor]  # peft LoRA weights (get_peft_model_state_dict)
@@ -289,7 +225,7 @@ class TrainState:
         return self.progress.round
 
 
-def _snapshot(progress: TrainProgress, spec: PolicySpec, base_state: dict[str, torch.Tensor], model: PeftModel,
+def _snapshot(progress: Progress, spec: PolicySpec, base_state: dict[str, torch.Tensor], model: PeftModel,
               labels: _Labels, paths_used: int, steps_used: int, generator: torch.Generator) -> TrainState:
     obs, actions = labels.tensors()
     return TrainState(
@@ -327,12 +263,12 @@ def train(
     source: PhantomSource,
     io: PolicyIO,
     cfg: DistillConfig,
-    progress: Callable[[TrainProgress], None] | None = None,
+    progress: Report | None = None,
     *,
     base: BasePolicy | None = None,
     resume_from: TrainState | None = None,
     on_checkpoint: Callable[[TrainState], None] | None = None,
-) -> DistillResult:
+) -> TrainResult:
     """Trains a policy: the base phase (skipped with `base`, whose network the adapter then adapts), then the
     adapter rounds. `on_checkpoint` receives the state after the base phase and after every round, before
     `progress` hears of it; `resume_from` goes on after such a state."""
@@ -344,7 +280,7 @@ def train(
     paths_used = resume_from.paths_used if resume_from else 0
     steps_used = resume_from.steps_used if resume_from else 0
 
-    def phantom(policy: MlpWeights | PlannerSettings, num_paths: int, call: int) -> list[PhantomPath]:
+    def phantom(policy: MlpWeights | PlannerConfig, num_paths: int, call: int) -> list[PhantomPath]:
         nonlocal paths_used, steps_used
         paths = list(source.simulate(
             policy=policy, num_paths=num_paths, horizon=cfg.horizon, seed=_seed(cfg.seed, call),
@@ -388,7 +324,8 @@ def train(
                  agreement)
         base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         model = _adapted(spec, base_state, cfg)
-        event = TrainProgress("base", 0, rounds, loss, planner_return, agreement, paths_used)
+        event = Progress("base", 0, rounds, planner_return, paths_used,
+                         {"loss": loss, "planner_agreement": agreement})
         checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
         report(event)
         first_round = 1
@@ -401,23 +338,20 @@ def train(
         loss = _fit(model, spec, labels, cfg, generator)
         log.info("adapter round=%d/%d loss=%.4f imagined_return=%.1f agreement=%.3f", round_index, rounds,
                  loss, imagined_return, agreement)
-        event = TrainProgress("adapter", round_index, rounds, loss, imagined_return, agreement, paths_used)
+        event = Progress("adapter", round_index, rounds, imagined_return, paths_used,
+                         {"loss": loss, "planner_agreement": agreement})
         checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
         report(event)
 
-    # 3. The final policy on fresh paths: metrics, and parity states it was never trained on.
+    # 3. The final policy on fresh paths: metrics, and held-out states it was never trained on.
     final_paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=rounds + 1)
     imagined_return, agreement = _path_stats(spec, final_paths)
-    states = np.concatenate([p.observations for p in final_paths]).astype(np.float32)
-    pick = np.random.default_rng(cfg.seed).permutation(len(states))[:_MAX_PARITY_OBSERVATIONS]
-
     metrics = {
         "imagined_return": imagined_return,
         "planner_agreement": agreement,
         "phantom_paths_used": paths_used,
         "phantom_steps_used": steps_used,
         "training_seconds": time.monotonic() - started,
-        "base_parameters": sum(v.numel() for k, v in base_state.items() if k.startswith("body.")),
-        "adapter_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **parameter_counts(base_state, model),
     }
-    return DistillResult(spec, base_state, model, states[np.sort(pick)], metrics)
+    return TrainResult(spec, base_state, model, held_out_states(final_paths, cfg.seed), metrics)
