@@ -37,6 +37,7 @@ from edge_runtime.runtime import Runtime
 from edge_runtime.store import EdgeStore
 from plasma import blobs, channels, packet, signing, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.spaces import Space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +66,8 @@ def build_packet(key: signing.SigningKey) -> bytes:
     inf = float("inf")
     return packet.build(
         packet_id="pkt-bench0000000", name="bench", version=1, created_at="2026-01-01T00:00:00Z",
-        source_run_id="bench", env_id="CartPole-v1", action_space=packet.Space(kind="discrete", n=2),
-        observation_space=packet.Space(kind="box", shape=(4,), low=(-4.8, -inf, -0.42, -inf),
+        source_run_id="bench", env_id="CartPole-v1", action_space=Space(kind="discrete", n=2),
+        observation_space=Space(kind="box", shape=(4,), low=(-4.8, -inf, -0.42, -inf),
                                        high=(4.8, inf, 0.42, inf)),
         payload=int8, opset=export.OPSET, signer=key, quantization={"precision": precision.INT8},
         self_test=self_test,

@@ -43,7 +43,8 @@ from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.policies import MlpPolicy
 from plasma.mbrl.sources import InProcessSource
 from plasma.mbrl.tasks import task_for
-from plasma.mbrl.types import EnvSpecArrays, MlpWeights, Transitions
+from plasma.mbrl.types import MlpWeights, Transitions
+from plasma.spaces import EnvSpec
 
 ENVS = ("CartPole-v1", "Pendulum-v1")
 EVAL_EPISODES = 20
@@ -133,7 +134,7 @@ def _join(first: Transitions | None, second: Transitions) -> Transitions:
                          for f in dataclasses.fields(Transitions)))
 
 
-def _env_act(spec: EnvSpecArrays, policy: MlpPolicy) -> Callable[[np.ndarray], np.ndarray | int]:
+def _env_act(spec: EnvSpec, policy: MlpPolicy) -> Callable[[np.ndarray], np.ndarray | int]:
     if spec.action.kind == "discrete":
         return lambda obs: int(policy.act_numpy(obs[None])[0])
     return lambda obs: np.asarray(policy.act_numpy(obs[None])[0], dtype=np.float32)

@@ -34,7 +34,6 @@ from plasma.mbrl.collect import collect
 from plasma.mbrl.models import ensemble
 from plasma.server import grpc_server
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
-from services.common import wire
 from services.simulator import requests
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
@@ -48,7 +47,7 @@ def build_store(root: Path, fit: ensemble.WorldModelConfig) -> str:
     fitted, metrics = fitting.fit(spec, data, fit)
     store = SimulatorStore(root)
     dataset = simulator_pb2.Dataset(
-        dataset_id="ds-bench0000000", env_spec=wire.env_spec_to_proto(spec), num_transitions=len(data),
+        dataset_id="ds-bench0000000", env_spec=spec.to_proto(), num_transitions=len(data),
         name="bench-cartpole", origin="gymnasium", create_time=grpc_server.now_timestamp(),
     )
     store.save_dataset(dataset, data)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from plasma import packet, parity
+from plasma.spaces import Space
 
 # numpy's names for the CPU features int8 and float kernels dispatch on (x86, then Arm).
 _RELEVANT = ("SSE41", "AVX", "AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VNNI", "AVX512_SPR",
@@ -42,7 +43,7 @@ class Report:
 Answer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # observations -> (action, output)
 
 
-def run(test: packet.SelfTest, answer: Answer, discrete: bool, action_space: packet.Space) -> Report:
+def run(test: packet.SelfTest, answer: Answer, discrete: bool, action_space: Space) -> Report:
     """`answer` runs the graph under test, here on one observation at a time as a control loop sends them (the
     answers of a graph with dynamic int8 activations depend on the batch; the compiler judges them this way too)."""
     rows = [answer(test.observations[i : i + 1]) for i in range(len(test.observations))]

@@ -42,19 +42,13 @@ def _timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def _space_proto(space: packet.Space) -> common_pb2.Space:
-    if space.kind == "discrete":
-        return common_pb2.Space(kind=common_pb2.SPACE_KIND_DISCRETE, n=space.n)
-    return common_pb2.Space(kind=common_pb2.SPACE_KIND_BOX, shape=space.shape, low=space.low, high=space.high)
-
-
 def packet_info(served: ServedPacket) -> edge_pb2.PacketInfo:
     manifest = served.manifest
     base = manifest.base
     return edge_pb2.PacketInfo(
         packet_id=manifest.packet_id, name=manifest.name, sha256=served.sha256, size_bytes=served.size_bytes,
-        env_spec=common_pb2.EnvSpec(env_id=manifest.env_id, observation_space=_space_proto(manifest.observation_space),
-                                    action_space=_space_proto(manifest.action_space)),
+        env_spec=common_pb2.EnvSpec(env_id=manifest.env_id, observation_space=manifest.observation_space.to_proto(),
+                                    action_space=manifest.action_space.to_proto()),
         load_time=_timestamp(served.loaded_at), version=manifest.version, kind=_KIND[manifest.kind],
         signing_key_id=served.key_id, base_packet_id=base.packet_id if base else "",
         base_version=base.version if base else 0, self_test=_self_test_report(served), precision=served.precision,

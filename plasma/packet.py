@@ -26,13 +26,14 @@ import io
 import json
 import math
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from plasma.signing import ALGORITHM, SigningKey, VerifyingKey, describe
+from plasma.spaces import Space, SpaceError
 
 FORMAT_VERSION = 2
 # Version 1 packets (no self-test, no fallback) are still read.
@@ -58,6 +59,7 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 _PAYLOAD_FILE = {KIND_MODEL: MODEL_FILE, KIND_ADAPTER: ADAPTER_FILE}
 
 
+_T = TypeVar("_T")
 # A graph's inputs or outputs: [{"name": ..., "dtype": ..., "shape": [...]}, ...]
 TensorList = list[dict[str, Any]]
 
@@ -84,67 +86,6 @@ class PacketTampered(PacketError):
     """The signature does not match the manifest, or a file does not match the signed manifest."""
 
     reason = "tampered"
-
-
-@dataclass(frozen=True)
-class Space:
-    """An observation or action space: "discrete" (n choices) or "box" (shape, per-element bounds)."""
-
-    kind: str
-    shape: tuple[int, ...] = ()
-    n: int = 0
-    low: tuple[float, ...] = ()
-    high: tuple[float, ...] = ()
-
-    @property
-    def flat_dim(self) -> int:
-        return self.n if self.kind == "discrete" else int(np.prod(self.shape, dtype=np.int64))
-
-    def to_json(self) -> dict[str, Any]:
-        if self.kind == "discrete":
-            return {"kind": "discrete", "n": self.n}
-        # JSON has no infinity: unbounded elements are written as the strings "inf" / "-inf".
-        return {"kind": "box", "shape": list(self.shape), "low": [_bound_out(v) for v in self.low],
-                "high": [_bound_out(v) for v in self.high]}
-
-    @classmethod
-    def from_json(cls, raw: Any, where: str) -> Space:
-        if not isinstance(raw, dict) or raw.get("kind") not in ("discrete", "box"):
-            raise PacketError(f"manifest {where}: expected an object with kind 'discrete' or 'box', "
-                              f"got {raw!r}")
-        try:
-            if raw["kind"] == "discrete":
-                space = cls(kind="discrete", n=int(raw["n"]))
-            else:
-                space = cls(kind="box", shape=tuple(int(d) for d in raw["shape"]),
-                            low=tuple(_bound_in(v) for v in raw["low"]),
-                            high=tuple(_bound_in(v) for v in raw["high"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PacketError(f"manifest {where} is malformed: {exc!r}") from exc
-        space.check(where)
-        return space
-
-    def check(self, where: str) -> None:
-        if self.kind == "discrete" and self.n < 1:
-            raise PacketError(f"{where}: a discrete space needs n >= 1, got {self.n}")
-        if self.kind == "box":
-            if not self.shape or any(d < 1 for d in self.shape):
-                raise PacketError(f"{where}: a box needs a non-empty shape of positive sizes, "
-                                  f"got {list(self.shape)}")
-            if not len(self.low) == len(self.high) == self.flat_dim:
-                raise PacketError(f"{where}: low and high need {self.flat_dim} entries each, "
-                                  f"got {len(self.low)} and {len(self.high)}")
-
-
-def _bound_out(value: float) -> float | str:
-    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-
-
-def _bound_in(value: float | str) -> float:
-    number = float(value)
-    if math.isnan(number):
-        raise ValueError("a bound cannot be NaN")
-    return number
 
 
 @dataclass(frozen=True)
@@ -182,6 +123,14 @@ class BaseRef:
     def to_json(self) -> dict[str, Any]:
         return {"packet_id": self.packet_id, "name": self.name, "version": self.version,
                 "model_sha256": self.model_sha256}
+
+
+def _checked(read: Callable[[], _T]) -> _T:
+    """A space read or checked for a manifest: its SpaceError as the packet's."""
+    try:
+        return read()
+    except SpaceError as exc:
+        raise PacketError(f"manifest {exc}") from exc
 
 
 def _tensor_out(array: np.ndarray) -> dict[str, Any]:
@@ -403,8 +352,8 @@ def build(
         raise PacketError(f"kind must be {KIND_MODEL!r} or {KIND_ADAPTER!r}, got {kind!r}")
     if observation_space.kind != "box":
         raise PacketError("observation_space: packets need a box observation space")
-    observation_space.check("observation_space")
-    action_space.check("action_space")
+    _checked(lambda: observation_space.check("observation_space"))
+    _checked(lambda: action_space.check("action_space"))
     if (kind == KIND_ADAPTER) != (base is not None):
         raise PacketError("an adapter packet needs a base, and only an adapter packet has one")
     if fallback is not None and kind != KIND_MODEL:
@@ -583,8 +532,8 @@ def _manifest_from_json(raw: Any) -> Manifest:
     env = raw["env_spec"]
     if not isinstance(env, dict):
         raise PacketError(f"{MANIFEST_FILE}: env_spec must be an object")
-    observation_space = Space.from_json(env.get("observation_space"), "env_spec.observation_space")
-    action_space = Space.from_json(env.get("action_space"), "env_spec.action_space")
+    observation_space = _checked(lambda: Space.from_json(env.get("observation_space"), "env_spec.observation_space"))
+    action_space = _checked(lambda: Space.from_json(env.get("action_space"), "env_spec.action_space"))
     if observation_space.kind != "box":
         raise PacketError("env_spec.observation_space: packets need a box observation space")
     inputs, outputs = model_io(observation_space, action_space)

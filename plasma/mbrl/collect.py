@@ -10,7 +10,8 @@ import numpy as np
 from gymnasium import spaces
 
 from plasma.mbrl.policies import MlpPolicy
-from plasma.mbrl.types import EnvSpecArrays, MlpWeights, SpaceSpec, Transitions
+from plasma.mbrl.types import MlpWeights, Transitions
+from plasma.spaces import EnvSpec, Space
 
 # progress(steps_done, steps_total, episodes_done)
 Progress = Callable[[int, int, int], None]
@@ -20,11 +21,11 @@ class UnknownEnvironment(ValueError):
     """The id names no registered Gymnasium environment."""
 
 
-def _space_spec(space: gym.Space, what: str) -> SpaceSpec:
+def _space_spec(space: gym.Space, what: str) -> Space:
     if isinstance(space, spaces.Discrete):
-        return SpaceSpec(kind="discrete", n=int(space.n))
+        return Space(kind="discrete", n=int(space.n))
     if isinstance(space, spaces.Box):
-        return SpaceSpec(
+        return Space(
             kind="box",
             shape=tuple(int(d) for d in space.shape),
             low=tuple(float(v) for v in space.low.ravel()),
@@ -33,12 +34,12 @@ def _space_spec(space: gym.Space, what: str) -> SpaceSpec:
     raise ValueError(f"{what} space {space} is not supported; Plasma handles Discrete and Box spaces")
 
 
-def env_spec_of(env: gym.Env) -> EnvSpecArrays:
+def env_spec_of(env: gym.Env) -> EnvSpec:
     observation = _space_spec(env.observation_space, "observation")
     if observation.kind != "box":
         raise ValueError(f"observation space {env.observation_space} is not supported; it must be a Box")
     env_id = env.spec.id if env.spec is not None else ""
-    return EnvSpecArrays(env_id=env_id, observation=observation, action=_space_spec(env.action_space, "action"))
+    return EnvSpec(env_id=env_id, observation=observation, action=_space_spec(env.action_space, "action"))
 
 
 def make_env(env_id: str) -> gym.Env:
@@ -57,7 +58,7 @@ def collect(
     policy: MlpWeights | None = None,
     epsilon: float = 0.0,
     progress: Progress | None = None,
-) -> tuple[EnvSpecArrays, Transitions]:
+) -> tuple[EnvSpec, Transitions]:
     """Steps the environment `num_steps` times with random actions (policy None) or the MLP policy,
     which takes a random action instead with probability `epsilon`. The same seed gives the same data.
     """
@@ -76,7 +77,7 @@ def collect(
 
 def _run(
     env: gym.Env,
-    spec: EnvSpecArrays,
+    spec: EnvSpec,
     num_steps: int,
     seed: int,
     actor: MlpPolicy | None,

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from plasma import log as plog
 from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
-from plasma.mbrl.types import EnvSpecArrays, Transitions
+from plasma.mbrl.types import Transitions
+from plasma.spaces import EnvSpec
 
 log = plog.get(__name__)
 
@@ -108,7 +109,7 @@ def holdout_rows(transitions: Transitions, cfg: WorldModelConfig) -> np.ndarray:
 
 
 def fit(
-    spec: EnvSpecArrays,
+    spec: EnvSpec,
     transitions: Transitions,
     cfg: WorldModelConfig | None = None,
     progress: Callable[[FitProgress], None] | None = None,

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from plasma.mbrl.types import EnvSpecArrays, MlpWeights
+from plasma.mbrl.types import MlpWeights
+from plasma.spaces import EnvSpec
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "silu": F.silu}
 
@@ -15,7 +16,7 @@ def _shape(array: np.ndarray) -> str:
     return str(list(np.shape(array)))
 
 
-def validate(weights: MlpWeights, spec: EnvSpecArrays) -> None:
+def validate(weights: MlpWeights, spec: EnvSpec) -> None:
     """Raises ValueError, naming the layer and the expected size, when `weights` cannot act in `spec`."""
     obs_dim = spec.observation.flat_dim
     if weights.activation not in _ACTIVATIONS:
@@ -54,7 +55,7 @@ def validate(weights: MlpWeights, spec: EnvSpecArrays) -> None:
 class MlpPolicy:
     """Deterministic actions of a validated MlpWeights policy: argmax (discrete) or tanh-squashed (box)."""
 
-    def __init__(self, weights: MlpWeights, spec: EnvSpecArrays) -> None:
+    def __init__(self, weights: MlpWeights, spec: EnvSpec) -> None:
         validate(weights, spec)
         self._spec = spec
         # Copies: arrays decoded from a message are read-only, and the policy must not alias the caller's.

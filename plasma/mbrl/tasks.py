@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from plasma.mbrl.types import EnvSpecArrays, TaskSpecData, TrackingSpec
+from plasma.mbrl.types import TaskSpecData, TrackingSpec
+from plasma.spaces import EnvSpec
 
 # (obs [B, obs_dim], actions [B] or [B, act_dim], next_obs [B, obs_dim]) -> reward [B]
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -91,7 +92,7 @@ def resolve_reward_source(requested: str, known: Task | None, env_id: str) -> st
     return requested or ("task" if known is not None else "learned")
 
 
-def task_from_spec(data: TaskSpecData, env_spec: EnvSpecArrays) -> Task | None:
+def task_from_spec(data: TaskSpecData, env_spec: EnvSpec) -> Task | None:
     """Compiles a task spec for a model of `env_spec`; None means the world model's learned heads.
 
     Raises TaskError for a malformed spec and UnknownObjective for an environment objective that Plasma does
@@ -115,7 +116,7 @@ def task_from_spec(data: TaskSpecData, env_spec: EnvSpecArrays) -> Task | None:
     return _tracking_task(data.tracking, env_spec)
 
 
-def _tracking_task(spec: TrackingSpec, env_spec: EnvSpecArrays) -> Task:
+def _tracking_task(spec: TrackingSpec, env_spec: EnvSpec) -> Task:
     obs_size = env_spec.observation.flat_dim
     # Discrete actions are charged as their index: one element.
     action_size = 1 if env_spec.action.kind == "discrete" else env_spec.action.flat_dim

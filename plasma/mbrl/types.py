@@ -7,29 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
-class SpaceSpec:
-    """A Gymnasium-like space: kind "discrete" (n choices) or "box" (shape with bounds)."""
-
-    kind: str
-    shape: tuple[int, ...] = ()
-    n: int = 0
-    low: tuple[float, ...] = ()
-    high: tuple[float, ...] = ()
-
-    @property
-    def flat_dim(self) -> int:
-        """Width of one element once flattened: n for discrete (one-hot), prod(shape) for a box."""
-        return self.n if self.kind == "discrete" else int(np.prod(self.shape, dtype=np.int64))
-
-
-@dataclass(frozen=True)
-class EnvSpecArrays:
-    env_id: str  # "" for logged data with no Gymnasium environment behind it
-    observation: SpaceSpec
-    action: SpaceSpec
-
-
 @dataclass
 class Transitions:
     """Real transitions, one row per environment step.

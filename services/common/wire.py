@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 from google.protobuf.message import Message
 
 from plasma import tensors
-from plasma.common.v1 import common_pb2
 from plasma.mbrl import quality, tasks
 from plasma.mbrl.audit import AuditSettings
 from plasma.mbrl.planning import PlannerConfig
-from plasma.mbrl.types import (
-    AuditFinding,
-    EnvSpecArrays,
-    MlpWeights,
-    PathAuditResult,
-    PhantomPath,
-    SpaceSpec,
-    TaskSpecData,
-    TrackingSpec,
-)
+from plasma.mbrl.types import AuditFinding, MlpWeights, PathAuditResult, PhantomPath, TaskSpecData, TrackingSpec
 from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, task_pb2
+from plasma.spaces import EnvSpec
 
 _ACTIVATIONS = {
     "tanh": simulator_pb2.ACTIVATION_TANH,
@@ -105,45 +95,6 @@ def fields_within(message: Message, limits: dict[str, int], what: str) -> dict[s
         if not 0 <= fields.get(name, 0) <= limit:
             raise InvalidArgument(f"{what} {name}={fields[name]} must be in 1..{limit} (0 for the default)")
     return fields
-
-
-def _bound(value: float) -> float:
-    return float(value) if math.isfinite(value) else (math.inf if value > 0 else -math.inf)
-
-
-def space_to_proto(space: SpaceSpec) -> common_pb2.Space:
-    if space.kind == "discrete":
-        return common_pb2.Space(kind=common_pb2.SPACE_KIND_DISCRETE, n=space.n)
-    return common_pb2.Space(
-        kind=common_pb2.SPACE_KIND_BOX, shape=list(space.shape), low=list(space.low), high=list(space.high)
-    )
-
-
-def space_from_proto(space: common_pb2.Space) -> SpaceSpec:
-    if space.kind == common_pb2.SPACE_KIND_DISCRETE:
-        return SpaceSpec(kind="discrete", n=int(space.n))
-    return SpaceSpec(
-        kind="box",
-        shape=tuple(int(d) for d in space.shape),
-        low=tuple(_bound(v) for v in space.low),
-        high=tuple(_bound(v) for v in space.high),
-    )
-
-
-def env_spec_to_proto(spec: EnvSpecArrays) -> common_pb2.EnvSpec:
-    return common_pb2.EnvSpec(
-        env_id=spec.env_id,
-        observation_space=space_to_proto(spec.observation),
-        action_space=space_to_proto(spec.action),
-    )
-
-
-def env_spec_from_proto(spec: common_pb2.EnvSpec) -> EnvSpecArrays:
-    return EnvSpecArrays(
-        env_id=spec.env_id,
-        observation=space_from_proto(spec.observation_space),
-        action=space_from_proto(spec.action_space),
-    )
 
 
 def mlp_to_proto(policy: MlpWeights) -> simulator_pb2.MlpPolicy:
@@ -291,7 +242,7 @@ def audit_settings_from_proto(message: audit_pb2.AuditConfig) -> AuditSettings:
     )
 
 
-def task_from_proto(message: task_pb2.TaskSpec, env_spec: EnvSpecArrays) -> tasks.Task | None:
+def task_from_proto(message: task_pb2.TaskSpec, env_spec: EnvSpec) -> tasks.Task | None:
     """A TaskSpec decoded and compiled for a model of `env_spec` (None: the learned heads): INVALID_ARGUMENT for
     a malformed spec, FAILED_PRECONDITION for an environment objective Plasma does not know."""
     try:

@@ -7,8 +7,8 @@ import grpc
 import numpy as np
 
 from plasma.mbrl import tasks
-from plasma.mbrl.types import EnvSpecArrays
 from plasma.server.errors import FailedPrecondition, bad_input
+from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2
 from services.common import simulator_client, wire
 from services.compiler.closed_loop import Scenario
@@ -17,7 +17,7 @@ from services.compiler.closed_loop import Scenario
 _DEFAULT_HORIZON = 200
 
 
-def gather(simulator: grpc.Channel, run: trainer_pb2.Run, env: EnvSpecArrays) -> tuple[Scenario, np.ndarray]:
+def gather(simulator: grpc.Channel, run: trainer_pb2.Run, env: EnvSpec) -> tuple[Scenario, np.ndarray]:
     """(the closed-loop scenario, the real observations [n, obs_dim]) of `run`."""
     try:
         record = simulator_client.fetch_model_record(simulator, run.model_id)
@@ -37,7 +37,7 @@ def gather(simulator: grpc.Channel, run: trainer_pb2.Run, env: EnvSpecArrays) ->
     return scenario, data.obs
 
 
-def _task(run: trainer_pb2.Run, env: EnvSpecArrays) -> tasks.Task | None:
+def _task(run: trainer_pb2.Run, env: EnvSpec) -> tasks.Task | None:
     """The objective the run trained on: its task, else the environment's known one unless it learned the
     reward; None means the world model's learned heads (as in the trainer's phantom paths)."""
     if run.HasField("task"):

@@ -17,12 +17,12 @@ from plasma import log as plog
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.mbrl import threads
 from plasma.mbrl.policy_net import PolicySpec
-from plasma.mbrl.types import EnvSpecArrays
 from plasma.server import grpc_server, service_main, settings
 from plasma.server.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, translate_errors
 from plasma.server.streaming import ProgressJob
+from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common import bundle, wire
+from services.common import bundle
 from services.compiler import closed_loop_inputs, export, pipeline, precision
 from services.compiler.config import Config
 from services.compiler.store import PacketStore
@@ -74,7 +74,7 @@ def _options(request: compiler_pb2.CompileRequest, kind: int, config: Config, se
                              float_fallback=request.float_fallback, seed=seed)
 
 
-def check_spaces(env: EnvSpecArrays, spec: PolicySpec) -> None:
+def check_spaces(env: EnvSpec, spec: PolicySpec) -> None:
     """The run's environment and the bundle's network must describe the same interface."""
     if env.observation.kind != "box" or env.observation.flat_dim != spec.obs_dim:
         raise FailedPrecondition(f"the run's observation space ({env.observation.kind}, {env.observation.flat_dim} "
@@ -119,7 +119,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             policy = bundle.unpack(data)
         except ValueError as exc:
             raise FailedPrecondition(f"run {run.run_id}'s policy bundle is unusable: {exc}") from exc
-        env = wire.env_spec_from_proto(run.env_spec)
+        env = EnvSpec.from_proto(run.env_spec)
         check_spaces(env, policy.spec)
         weights_sha256 = export.base_weights_sha256(policy)
         if base is not None and base[0].base_weights_sha256 != weights_sha256:
@@ -186,7 +186,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             raise DataLoss(f"the trainer's ExportPolicy stream for run {run_id!r} did not start with a header")
         return blobs.assemble(first.header, (message.chunk for message in stream))
 
-    def _package(self, compiled: pipeline.Compiled, run: trainer_pb2.Run, env: EnvSpecArrays, name: str,
+    def _package(self, compiled: pipeline.Compiled, run: trainer_pb2.Run, env: EnvSpec, name: str,
                  kind: int, weights_sha256: str, base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()
@@ -205,8 +205,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             data = packet.build(
                 packet_id="", name=name, version=version,
                 env_id=env.env_id,
-                observation_space=packet.Space(**dataclasses.asdict(env.observation)),
-                action_space=packet.Space(**dataclasses.asdict(env.action)),
+                observation_space=env.observation, action_space=env.action,
                 payload=compiled.payload, signer=self._signer, versions=export.versions(),
                 self_test=compiled.self_test, fallback=compiled.fallback,
                 **manifest_fields, **pipeline.packet_records(compiled),  # type: ignore[arg-type]

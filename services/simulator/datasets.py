@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from plasma.mbrl.types import EnvSpecArrays, SpaceSpec, Transitions
+from plasma.mbrl.types import Transitions
 from plasma.simulator.v1 import simulator_pb2
-from services.common import wire
+from plasma.spaces import EnvSpec, Space
 
 
 def concatenate(first: Transitions, second: Transitions) -> Transitions:
@@ -30,7 +30,7 @@ def mean_episode_return(data: Transitions) -> float:
 
 def describe(
     dataset_id: str,
-    spec: EnvSpecArrays,
+    spec: EnvSpec,
     rows: Transitions,
     *,
     name: str,
@@ -42,7 +42,7 @@ def describe(
     """The Dataset message of `rows`; the store fills in `version` when it saves it."""
     return simulator_pb2.Dataset(
         dataset_id=dataset_id,
-        env_spec=wire.env_spec_to_proto(spec),
+        env_spec=spec.to_proto(),
         num_transitions=len(rows),
         num_episodes=len(np.unique(rows.episode_ids)),
         seed=seed,
@@ -54,11 +54,11 @@ def describe(
     )
 
 
-def _describe_space(space: SpaceSpec) -> str:
+def _describe_space(space: Space) -> str:
     return f"discrete(n={space.n})" if space.kind == "discrete" else f"box(shape={list(space.shape)})"
 
 
-def describe_spec(spec: EnvSpecArrays) -> str:
+def describe_spec(spec: EnvSpec) -> str:
     """A short text for error messages, e.g. "CartPole-v1: box(shape=[4]) -> discrete(n=2)"."""
     source = spec.env_id or "logged data"
     return f"{source}: {_describe_space(spec.observation)} -> {_describe_space(spec.action)}"

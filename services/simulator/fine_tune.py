@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from plasma.mbrl.models import ensemble
-from plasma.mbrl.types import EnvSpecArrays
 from plasma.server.errors import FailedPrecondition
 from plasma.simulator.v1 import simulator_pb2
-from services.common import wire
+from plasma.spaces import EnvSpec
 from services.simulator import datasets, requests
 from services.simulator.store import SimulatorStore
 
@@ -20,14 +19,14 @@ def parent_model(
     store: SimulatorStore,
     models: requests.ModelCache,
     model_id: str,
-    spec: EnvSpecArrays,
+    spec: EnvSpec,
     requested: simulator_pb2.WorldModelConfig,
     config: ensemble.WorldModelConfig,
 ) -> tuple[ensemble.EnsembleWorldModel, ensemble.WorldModelConfig]:
     """The model to start from and `config` with the parent's architecture. Raises NotFound for an unknown
     id and FailedPrecondition when the spec or an explicitly requested architecture field differs."""
     stored = store.model(model_id)
-    parent_spec = wire.env_spec_from_proto(stored.env_spec)
+    parent_spec = EnvSpec.from_proto(stored.env_spec)
     if parent_spec != spec:
         raise FailedPrecondition(
             f"model {model_id!r} was fitted on {datasets.describe_spec(parent_spec)}, but the dataset holds "

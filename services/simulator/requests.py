@@ -13,6 +13,7 @@ from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
 from plasma.server.errors import InvalidArgument, bad_input
 from plasma.simulator.v1 import simulator_pb2
+from plasma.spaces import EnvSpec
 from services.common import wire
 from services.simulator.store import SimulatorStore
 
@@ -79,7 +80,7 @@ def task_and_source(
     reward_source: the request's TaskSpec when set (None for its learned objective), else the
     environment's known task or the learned heads as `reward_source` (where the request has one) says."""
     if request.HasField("task"):
-        task = wire.task_from_proto(request.task, wire.env_spec_from_proto(meta.env_spec))
+        task = wire.task_from_proto(request.task, EnvSpec.from_proto(meta.env_spec))
         return task, "task" if task is not None else "learned"
     env_id = meta.env_spec.env_id
     task = tasks.task_for(env_id)

@@ -13,11 +13,12 @@ from plasma import blobs
 from plasma import log as plog
 from plasma.mbrl import collect, fitting, quality, threads
 from plasma.mbrl.models import archive, ensemble
-from plasma.mbrl.types import EnvSpecArrays, Transitions
+from plasma.mbrl.types import Transitions
 from plasma.server import grpc_server, service_main
 from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
 from plasma.server.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.spaces import EnvSpec
 from services.common import transitions_archive, wire
 from services.simulator import datasets, fine_tune, forecasts, jobs, requests, upload
 from services.simulator.config import Config
@@ -70,7 +71,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         base = self._store.transitions(request.append_to_dataset_id) if request.append_to_dataset_id else None
         name = self._store.dataset(request.append_to_dataset_id).name if base else request.name or request.env_id
 
-        def job(report: Callable[[tuple[int, int, int]], None]) -> tuple[EnvSpecArrays, Transitions]:
+        def job(report: Callable[[tuple[int, int, int]], None]) -> tuple[EnvSpec, Transitions]:
             return collect.collect(
                 request.env_id, int(request.num_steps), int(request.seed), policy=policy,
                 epsilon=float(request.epsilon), progress=lambda done, total, eps: report((done, total, eps)),
@@ -151,7 +152,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         model = simulator_pb2.WorldModel(
             model_id=new_id("wm"),
             dataset_id=request.dataset_id,
-            env_spec=wire.env_spec_to_proto(spec),
+            env_spec=spec.to_proto(),
             config=simulator_pb2.WorldModelConfig(**vars(config)),
             metrics=simulator_pb2.WorldModelMetrics(**metrics),
             create_time=grpc_server.now_timestamp(),

@@ -24,10 +24,11 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from plasma import files
-from plasma.mbrl.types import EnvSpecArrays, Transitions
+from plasma.mbrl.types import Transitions
 from plasma.server.errors import NotFound
 from plasma.simulator.v1 import simulator_pb2
-from services.common import transitions_archive, wire
+from plasma.spaces import EnvSpec
+from services.common import transitions_archive
 
 
 def new_id(prefix: str) -> str:
@@ -66,10 +67,10 @@ class SimulatorStore:
         path = self._existing(self.datasets_dir, dataset_id, "dataset") / "dataset.json"
         return json_format.Parse(path.read_text(), simulator_pb2.Dataset())
 
-    def transitions(self, dataset_id: str) -> tuple[EnvSpecArrays, Transitions]:
+    def transitions(self, dataset_id: str) -> tuple[EnvSpec, Transitions]:
         dataset = self.dataset(dataset_id)
         transitions = transitions_archive.load(self.transitions_file(dataset_id).read_bytes())
-        return wire.env_spec_from_proto(dataset.env_spec), transitions
+        return EnvSpec.from_proto(dataset.env_spec), transitions
 
     def transitions_file(self, dataset_id: str) -> Path:
         """The dataset's stored archive (transitions_archive format)."""

@@ -28,11 +28,11 @@ import numpy as np
 from plasma import files, tensors
 from plasma import log as plog
 from plasma.common.v1 import common_pb2
-from plasma.mbrl.types import EnvSpecArrays, SpaceSpec, Transitions
+from plasma.mbrl.types import Transitions
 from plasma.server import grpc_server
 from plasma.server.errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted
 from plasma.simulator.v1 import simulator_pb2
-from services.common import wire
+from plasma.spaces import EnvSpec, Space
 from services.simulator import datasets
 from services.simulator.store import SimulatorStore, new_id
 
@@ -44,7 +44,7 @@ MAX_NAME_LENGTH = 200
 _BATCH_FILE = "batch-{:06d}.npz"
 
 
-def _checked_box(space: SpaceSpec, what: str) -> SpaceSpec:
+def _checked_box(space: Space, what: str) -> Space:
     """A box with a non-empty shape and one (low <= high) bound pair per element; empty bounds = unbounded."""
     if not space.shape or any(d < 1 for d in space.shape):
         raise InvalidArgument(f"header env_spec.{what}.shape={list(space.shape)} must list at least one "
@@ -62,11 +62,11 @@ def _checked_box(space: SpaceSpec, what: str) -> SpaceSpec:
     return replace(space, low=tuple(float(np.float32(v)) for v in low), high=tuple(float(np.float32(v)) for v in high))
 
 
-def checked_spec(message: simulator_pb2.UploadHeader) -> EnvSpecArrays:
+def checked_spec(message: simulator_pb2.UploadHeader) -> EnvSpec:
     """The header's spec, validated: a box observation space and a box or discrete action space."""
     if not message.HasField("env_spec"):
         raise InvalidArgument("header env_spec is required: the observation space (a box) and the action space")
-    spec = wire.env_spec_from_proto(message.env_spec)
+    spec = EnvSpec.from_proto(message.env_spec)
     if message.env_spec.observation_space.kind != common_pb2.SPACE_KIND_BOX:
         raise InvalidArgument("header env_spec.observation_space must be a box (kind SPACE_KIND_BOX) with a shape")
     observation = _checked_box(spec.observation, "observation_space")
@@ -81,7 +81,7 @@ def checked_spec(message: simulator_pb2.UploadHeader) -> EnvSpecArrays:
     else:
         raise InvalidArgument("header env_spec.action_space.kind must be SPACE_KIND_DISCRETE (with n) or "
                               "SPACE_KIND_BOX (with a shape)")
-    return EnvSpecArrays(env_id=spec.env_id, observation=observation, action=action)
+    return EnvSpec(env_id=spec.env_id, observation=observation, action=action)
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _tensor(batch: simulator_pb2.TransitionBatch, name: str, index: int, dtype: 
     return array
 
 
-def _check_box_values(values: np.ndarray, space: SpaceSpec, index: int, name: str) -> None:
+def _check_box_values(values: np.ndarray, space: Space, index: int, name: str) -> None:
     """values [N, *shape]: finite and inside the box's bounds, compared in float32."""
     flat = values.reshape(len(values), -1)
     bad_rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
@@ -151,7 +151,7 @@ def _check_box_values(values: np.ndarray, space: SpaceSpec, index: int, name: st
 
 
 def decode_batch(
-    batch: simulator_pb2.TransitionBatch, spec: EnvSpecArrays, index: int, episodes: _Episodes
+    batch: simulator_pb2.TransitionBatch, spec: EnvSpec, index: int, episodes: _Episodes
 ) -> Transitions:
     """One batch as flat `Transitions` rows, after checking every field against `spec`."""
     obs_shape = spec.observation.shape

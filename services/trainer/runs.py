@@ -27,6 +27,7 @@ from plasma.mbrl.algorithms.base import PolicyIO, Progress, TrainResult, mlp_wei
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.types import MlpWeights, PhantomPath
 from plasma.server.errors import FailedPrecondition
+from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2
 from services.common import bundle, wire
 from services.trainer import checkpoint, configs
@@ -171,7 +172,7 @@ class Runs:
             handle._done.wait()
 
     def _resumed(self, run: trainer_pb2.Run) -> Start:
-        plan = configs.plan(run.config, PolicyIO.of(wire.env_spec_from_proto(run.env_spec)), run.env_spec.env_id,
+        plan = configs.plan(run.config, PolicyIO.of(EnvSpec.from_proto(run.env_spec)), run.env_spec.env_id,
                             bool(run.base_run_id), run.HasField("task"))
         if plan.algorithm == configs.BACKPROP:
             raise FailedPrecondition("ALGORITHM_MODEL_BACKPROP keeps no checkpoints to resume from; train again")
@@ -180,7 +181,7 @@ class Runs:
         state = checkpoint.unpack(data) if data is not None else None
         log.info("run=%s resuming after a restart checkpoint=%s/%d", run.run_id, run.checkpoint.phase or "-",
                  run.checkpoint.round)
-        return Start(run, plan, PolicyIO.of(wire.env_spec_from_proto(run.env_spec)), base, state, resumed=True)
+        return Start(run, plan, PolicyIO.of(EnvSpec.from_proto(run.env_spec)), base, state, resumed=True)
 
     def _simulator_ready(self) -> bool:
         """Waits for the simulator (it may be starting with the trainer) while the trainer is not stopping."""

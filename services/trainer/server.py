@@ -24,8 +24,9 @@ from plasma.server.errors import (
     translate_errors,
 )
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
+from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common import bundle, wire
+from services.common import bundle
 from services.trainer import configs, recorder
 from services.trainer.config import Config
 from services.trainer.runs import Runs, Start
@@ -62,7 +63,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         model = self._simulator.GetWorldModel(
             simulator_pb2.GetWorldModelRequest(model_id=request.model_id), timeout=channels.UNARY_DEADLINE_S
         ).model
-        env = wire.env_spec_from_proto(model.env_spec)
+        env = EnvSpec.from_proto(model.env_spec)
         with bad_input():
             io = PolicyIO.of(env)
         base_run_id, base = (self._base_policy(request.base_run_id, model, request.config.hidden_size)

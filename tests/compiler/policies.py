@@ -18,6 +18,7 @@ from peft import LoraConfig, get_peft_model
 from plasma import blobs, packet, signing
 from plasma.common.v1 import common_pb2
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec, linear_layer_names
+from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle
 from services.compiler import export, pipeline, precision
@@ -167,12 +168,12 @@ def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer:
     `adapter_std` gives a policy that decides differently from the plain one. `self_test` replaces the
     compiler's (e.g. with another policy's answers, which this packet's graph fails)."""
     result = compiled(kind, seed, adaptable, adapter_std)
-    spec = env_spec(kind)
+    spec = EnvSpec.from_proto(env_spec(kind))
     data = packet.build(
         packet_id=f"pkt-{kind[:4]}{seed:02d}{version:06d}", name=name or f"{spec.env_id}-test", version=version,
         source_run_id=f"run-{kind}-{seed}",
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
+        env_id=spec.env_id, observation_space=spec.observation, action_space=spec.action,
         payload=result.payload, opset=export.OPSET, adapter_slots=result.adapter_tensors, signer=signer,
         versions=export.versions(), self_test=self_test or result.self_test, fallback=fallback,
         **pipeline.packet_records(result),
@@ -182,11 +183,11 @@ def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer:
 
 def make_packet_with_model(model: bytes, version: int, kind: str = "discrete") -> bytes:
     """A signed packet whose model.onnx is `model` (e.g. bytes onnxruntime cannot load)."""
-    spec = env_spec(kind)
+    spec = EnvSpec.from_proto(env_spec(kind))
     return packet.build(
         packet_id=f"pkt-bad{version:09d}", name=f"{spec.env_id}-test", version=version, source_run_id="run-bad",
-        created_at="2026-01-01T00:00:00Z", env_id=spec.env_id, observation_space=space(spec.observation_space),
-        action_space=space(spec.action_space), payload=model, opset=export.OPSET, signer=TEST_KEY,
+        created_at="2026-01-01T00:00:00Z", env_id=spec.env_id, observation_space=spec.observation,
+        action_space=spec.action, payload=model, opset=export.OPSET, signer=TEST_KEY,
         self_test=compiled(kind).self_test,
     )
 
@@ -200,23 +201,17 @@ def make_adapter_packet(base: bytes, adapter_seed: int, version: int, kind: str 
         make_bundle(kind, seed, adapter_seed=adapter_seed, adapter_std=adapter_std),
         pipeline.Base(base_model, base_manifest.adapter_slots, str(base_manifest.quantization["precision"])),
         worlds.world(kind).scenario(), pipeline.Settings(min_agreement=0.9, threads=1), report=lambda _: None)
-    spec = env_spec(kind)
+    spec = EnvSpec.from_proto(env_spec(kind))
     data = packet.build(
         kind=packet.KIND_ADAPTER, packet_id=f"pkt-adpt{adapter_seed:02d}{version:06d}", name=base_manifest.name,
         version=version, source_run_id=f"run-{kind}-{seed}-{adapter_seed}", created_at="2026-01-01T00:00:00Z",
-        env_id=spec.env_id, observation_space=space(spec.observation_space), action_space=space(spec.action_space),
+        env_id=spec.env_id, observation_space=spec.observation, action_space=spec.action,
         payload=result.payload, adapter_parameters=result.adapter_tensors, adapter_rank=result.lora_rank,
         base=packet.BaseRef(base_manifest.packet_id, base_manifest.name, base_manifest.version,
                             base_manifest.payload.sha256),
         signer=signer, versions=export.versions(), self_test=result.self_test, **pipeline.packet_records(result),
     )
     return data, result
-
-
-def space(message: common_pb2.Space) -> packet.Space:
-    if message.kind == common_pb2.SPACE_KIND_DISCRETE:
-        return packet.Space(kind="discrete", n=message.n)
-    return packet.Space(kind="box", shape=tuple(message.shape), low=tuple(message.low), high=tuple(message.high))
 
 
 def self_test_of(fp32: bytes, graph: bytes, observations: np.ndarray, per_row: bool = False) -> packet.SelfTest:
@@ -236,11 +231,11 @@ def make_miscomputing_packet(version: int, fallback: bool) -> tuple[bytes, bytes
     fp32 = export.export_onnx(net)
     world = worlds.world("discrete")
     int8 = precision.build(precision.INT8, fp32, world.data.obs)
-    spec = env_spec("discrete")
+    spec = EnvSpec.from_proto(env_spec("discrete"))
     data = packet.build(
         packet_id=f"pkt-miscomp{version:05d}", name=f"{spec.env_id}-test", version=version,
         source_run_id="run-fragile", created_at="2026-01-01T00:00:00Z", env_id=spec.env_id,
-        observation_space=space(spec.observation_space), action_space=space(spec.action_space), payload=int8,
+        observation_space=spec.observation, action_space=spec.action, payload=int8,
         opset=export.OPSET, signer=TEST_KEY, quantization={"precision": precision.INT8},
         self_test=self_test_of(fp32, int8, world.data.obs[:48]), fallback=fp32 if fallback else None,
     )

@@ -18,6 +18,7 @@ from plasma import blobs, packet, parity, signing
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.server import grpc_server
 from plasma.server.settings import ConfigError
+from plasma.spaces import Space
 from plasma.trainer.v1 import trainer_pb2_grpc
 from services.common import bundle
 from services.compiler import export
@@ -187,7 +188,7 @@ def test_compile_box_policy_squashes_into_bounds(stub: compiler_pb2_grpc.Compile
     assert record.parity.agreement >= 0.95
     _, data = download(stub, record.packet_id)
     manifest, model = packet.read(data)
-    assert manifest.action_space == packet.Space(kind="box", shape=(1,), low=(-2.0,), high=(2.0,))
+    assert manifest.action_space == Space(kind="box", shape=(1,), low=(-2.0,), high=(2.0,))
     action, _ = ort.InferenceSession(model).run(None, {packet.INPUT_NAME: 100 * policies.observations("box", 64, 1)})
     assert action.shape == (64, 1) and action.dtype == np.float32
     assert np.all(np.abs(action) <= 2.0)

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from plasma import packet, signing
+from plasma.spaces import Space
 
 INF = float("inf")
-CARTPOLE_OBS = packet.Space(kind="box", shape=(4,), low=(-4.8, -INF, -0.418, -INF), high=(4.8, INF, 0.418, INF))
+CARTPOLE_OBS = Space(kind="box", shape=(4,), low=(-4.8, -INF, -0.418, -INF), high=(4.8, INF, 0.418, INF))
 MODEL = b"not really onnx, the format does not look inside" * 20
 KEY = signing.SigningKey.generate()
 OTHER_KEY = signing.SigningKey.generate()
@@ -33,7 +34,7 @@ def build(**overrides: Any) -> bytes:
     fields: dict[str, Any] = dict(
         packet_id="pkt-0123456789ab", name="CartPole-v1", version=3, created_at="2026-01-02T03:04:05Z",
         source_run_id="run-x", env_id="CartPole-v1", observation_space=CARTPOLE_OBS,
-        action_space=packet.Space(kind="discrete", n=2), payload=MODEL, opset=18, signer=KEY,
+        action_space=Space(kind="discrete", n=2), payload=MODEL, opset=18, signer=KEY,
         normalization={"kind": "standardize", "in_graph": True, "obs_mean": [0.0] * 4, "obs_std": [1.0] * 4},
         quantization={"method": "dynamic", "weights": "int8"},
         parity={"agreement": 0.99, "num_observations": 256}, versions={"onnxruntime": "1.32.0"},
@@ -85,7 +86,7 @@ def test_round_trip_keeps_every_field() -> None:
     assert (manifest.packet_id, manifest.name, manifest.version) == ("pkt-0123456789ab", "CartPole-v1", 3)
     assert manifest.source_run_id == "run-x"
     assert manifest.observation_space == CARTPOLE_OBS  # infinite bounds survive JSON
-    assert manifest.action_space == packet.Space(kind="discrete", n=2)
+    assert manifest.action_space == Space(kind="discrete", n=2)
     assert manifest.obs_dim == 4 and manifest.opset == 18
     assert manifest.files == (packet.FileEntry("model.onnx", packet.hashlib.sha256(MODEL).hexdigest(), len(MODEL)),)
     inputs, outputs = manifest.io
@@ -125,7 +126,7 @@ def test_adapter_packets_name_their_base() -> None:
 
 
 def test_box_actions_are_float_vectors() -> None:
-    action = packet.Space(kind="box", shape=(2,), low=(-1.0, -2.0), high=(1.0, 2.0))
+    action = Space(kind="box", shape=(2,), low=(-1.0, -2.0), high=(1.0, 2.0))
     outputs = np.zeros((3, 2), np.float32)
     box_test = packet.SelfTest(observations=_OBS, reference_output=outputs, reference_action=outputs,
                                expected_output=outputs, min_agreement=0.95)
@@ -235,7 +236,7 @@ def test_duplicate_entries_are_refused() -> None:
 
 def test_build_refuses_a_discrete_observation_space_and_a_base_on_a_model() -> None:
     with pytest.raises(packet.PacketError, match="box observation"):
-        build(observation_space=packet.Space(kind="discrete", n=3))
+        build(observation_space=Space(kind="discrete", n=3))
     with pytest.raises(packet.PacketError, match="only an adapter packet"):
         build(base=packet.BaseRef("pkt-x", "n", 1, "00" * 32))
 

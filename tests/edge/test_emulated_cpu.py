@@ -20,6 +20,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from edge_runtime import self_test
 from plasma import packet
 from plasma.edge.v1 import edge_pb2_grpc
+from plasma.spaces import EnvSpec
 from services.compiler import export, gate
 from tests.compiler import policies
 from tests.conftest import rpc_error
@@ -70,11 +71,11 @@ def _saturating_packet() -> bytes:
     reference = gate.Reference.measure(export.Graph(fp32, 1), world.scenario(), np.zeros((0, 4), np.float32),
                                        discrete=True, action_span=None, seed=0)
     verdict = gate.judge(export.Graph(int8, 1, per_row=True), reference, world.scenario(), min_agreement=0.95)
-    spec = policies.env_spec("discrete")
+    spec = EnvSpec.from_proto(policies.env_spec("discrete"))
     return packet.build(
         packet_id="pkt-saturating01", name="saturating", version=1, source_run_id="run-x",
-        created_at="2026-01-01T00:00:00Z", env_id=spec.env_id, observation_space=policies.space(spec.observation_space),
-        action_space=policies.space(spec.action_space), payload=int8, opset=export.OPSET, signer=policies.TEST_KEY,
+        created_at="2026-01-01T00:00:00Z", env_id=spec.env_id, observation_space=spec.observation,
+        action_space=spec.action, payload=int8, opset=export.OPSET, signer=policies.TEST_KEY,
         quantization={"precision": "int8-dynamic"},
         self_test=policies.self_test_of(fp32, int8, verdict.self_test_observations, per_row=True),
     )

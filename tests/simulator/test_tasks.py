@@ -24,28 +24,29 @@ from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.rollout import simulate, start_states
 from plasma.mbrl.sources import InProcessSource
 from plasma.mbrl.tasks import task_for, task_from_spec
-from plasma.mbrl.types import EnvSpecArrays, SpaceSpec, TaskSpecData, TrackingSpec
+from plasma.mbrl.types import TaskSpecData, TrackingSpec
 from plasma.sdk import tasks as sdk_tasks
 from plasma.sdk.evaluate import run_episodes
 from plasma.server.errors import FailedPrecondition, InvalidArgument
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
+from plasma.spaces import EnvSpec, Space
 from services.common import wire
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from tests.conftest import rpc_error, running
 
 T = 60.0  # deadline for every call in these tests
-CARTPOLE_SPEC = EnvSpecArrays(
+CARTPOLE_SPEC = EnvSpec(
     env_id="CartPole-v1",
-    observation=SpaceSpec(kind="box", shape=(4,), low=(-math.inf,) * 4, high=(math.inf,) * 4),
-    action=SpaceSpec(kind="discrete", n=2),
+    observation=Space(kind="box", shape=(4,), low=(-math.inf,) * 4, high=(math.inf,) * 4),
+    action=Space(kind="discrete", n=2),
 )
-PENDULUM_SPEC = EnvSpecArrays(
+PENDULUM_SPEC = EnvSpec(
     env_id="Pendulum-v1",
-    observation=SpaceSpec(kind="box", shape=(3,), low=(-1.0, -1.0, -8.0), high=(1.0, 1.0, 8.0)),
-    action=SpaceSpec(kind="box", shape=(1,), low=(-2.0,), high=(2.0,)),
+    observation=Space(kind="box", shape=(3,), low=(-1.0, -1.0, -8.0), high=(1.0, 1.0, 8.0)),
+    action=Space(kind="box", shape=(1,), low=(-2.0,), high=(2.0,)),
 )
-LOGGED_SPEC = EnvSpecArrays(env_id="", observation=CARTPOLE_SPEC.observation, action=CARTPOLE_SPEC.action)
+LOGGED_SPEC = EnvSpec(env_id="", observation=CARTPOLE_SPEC.observation, action=CARTPOLE_SPEC.action)
 
 
 
@@ -158,7 +159,7 @@ def _real_transitions(env_id: str, steps: int) -> tuple[np.ndarray, np.ndarray, 
      ("Pendulum-v1", PENDULUM_SPEC, sdk_tasks.pendulum_hold_at(90))],
 )
 def test_numpy_real_reward_equals_the_simulators_task_reward(
-    env_id: str, env_spec: EnvSpecArrays, spec: task_pb2.TaskSpec
+    env_id: str, env_spec: EnvSpec, spec: task_pb2.TaskSpec
 ) -> None:
     obs, actions, next_obs = _real_transitions(env_id, 300)
     task = wire.task_from_proto(spec, env_spec)

@@ -11,7 +11,8 @@ import torch
 from plasma.mbrl.collect import collect
 from plasma.mbrl.fitting import FitProgress, fit
 from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
-from plasma.mbrl.types import EnvSpecArrays, Transitions
+from plasma.mbrl.types import Transitions
+from plasma.spaces import EnvSpec
 
 SMALL = WorldModelConfig(ensemble_size=3, hidden_size=64, num_layers=2, train_steps=400, batch_size=128)
 METRIC_KEYS = {
@@ -22,12 +23,12 @@ METRIC_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def cartpole() -> tuple[EnvSpecArrays, Transitions]:
+def cartpole() -> tuple[EnvSpec, Transitions]:
     return collect("CartPole-v1", 400, seed=0)
 
 
 @pytest.fixture(scope="module")
-def fitted(cartpole: tuple[EnvSpecArrays, Transitions]) -> tuple[EnsembleWorldModel, dict[str, float],
+def fitted(cartpole: tuple[EnvSpec, Transitions]) -> tuple[EnsembleWorldModel, dict[str, float],
                                                                    list[FitProgress]]:
     reports: list[FitProgress] = []
     model, metrics = fit(*cartpole, SMALL, progress=reports.append)

@@ -15,9 +15,9 @@ from plasma.mbrl.collect import collect
 from plasma.mbrl.fitting import fit
 from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
 from plasma.mbrl.tasks import Task, task_for
-from plasma.mbrl.types import EnvSpecArrays, Transitions
+from plasma.mbrl.types import Transitions
 from plasma.simulator.v1 import simulator_pb2
-from services.common import wire
+from plasma.spaces import EnvSpec
 from services.compiler.closed_loop import Scenario
 from services.simulator import datasets
 from services.simulator.store import SimulatorStore
@@ -32,7 +32,7 @@ HORIZON = 100
 @dataclass(frozen=True)
 class World:
     env_id: str
-    spec: EnvSpecArrays
+    spec: EnvSpec
     data: Transitions
     model: EnsembleWorldModel
     task: Task | None
@@ -67,6 +67,6 @@ def simulator_store(root: Path) -> SimulatorStore:
         store.save_dataset(datasets.describe(w.dataset_id, w.spec, w.data, name=w.env_id, origin="gymnasium",
                                              parent_dataset_id="", create_time=now), w.data)
         record = simulator_pb2.WorldModel(model_id=w.model_id, dataset_id=w.dataset_id,
-                                          env_spec=wire.env_spec_to_proto(w.spec), create_time=now)
+                                          env_spec=w.spec.to_proto(), create_time=now)
         store.save_model(record, w.model.save)
     return store

@@ -22,7 +22,8 @@ from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec
 from plasma.mbrl.tasks import Task
-from plasma.mbrl.types import EnvSpecArrays, MlpWeights, PhantomPath
+from plasma.mbrl.types import MlpWeights, PhantomPath
+from plasma.spaces import EnvSpec
 
 # Phantom states of the final policy kept for the compiler's parity check (never trained on).
 HELD_OUT_STATES = 256
@@ -64,7 +65,7 @@ class PolicyIO:
     action_high: tuple[float, ...] = ()
 
     @classmethod
-    def of(cls, spec: EnvSpecArrays) -> PolicyIO:
+    def of(cls, spec: EnvSpec) -> PolicyIO:
         """Raises ValueError for a spec no policy network can serve (discrete observations)."""
         if spec.observation.kind != "box":
             raise ValueError("the world model's observations are discrete; the policy needs a box observation")

@@ -22,7 +22,7 @@ from torch import nn
 
 from plasma import files
 from plasma import log as plog
-from plasma.mbrl.types import EnvSpecArrays, SpaceSpec
+from plasma.spaces import EnvSpec
 
 log = plog.get(__name__)
 
@@ -71,7 +71,7 @@ class StepResult(NamedTuple):
 
 
 class EnsembleWorldModel(nn.Module):
-    def __init__(self, spec: EnvSpecArrays, config: WorldModelConfig) -> None:
+    def __init__(self, spec: EnvSpec, config: WorldModelConfig) -> None:
         super().__init__()
         self.spec = spec
         self.config = config
@@ -229,7 +229,7 @@ class EnsembleWorldModel(nn.Module):
 
         def fill(tmp: Path) -> None:
             save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp / _WEIGHTS_FILE))
-            meta = {"spec": asdict(self.spec), "config": asdict(self.config)}
+            meta = {"spec": self.spec.to_json(), "config": asdict(self.config)}
             (tmp / _CONFIG_FILE).write_text(json.dumps(meta, sort_keys=True))
 
         files.write_dir_atomic(directory, fill)
@@ -238,18 +238,7 @@ class EnsembleWorldModel(nn.Module):
     def load(cls, directory: str | Path) -> EnsembleWorldModel:
         directory = Path(directory)
         meta = json.loads((directory / _CONFIG_FILE).read_text())
-        raw_spec = meta["spec"]
-        spec = EnvSpecArrays(
-            env_id=raw_spec["env_id"],
-            observation=_space_from_json(raw_spec["observation"]),
-            action=_space_from_json(raw_spec["action"]),
-        )
-        model = cls(spec, WorldModelConfig(**meta["config"]))
+        # EnvSpec.from_json also reads models saved before specs had a JSON form of their own (every field).
+        model = cls(EnvSpec.from_json(meta["spec"]), WorldModelConfig(**meta["config"]))
         model.load_state_dict(load_file(str(directory / _WEIGHTS_FILE)))
         return model.eval()
-
-
-def _space_from_json(raw: dict) -> SpaceSpec:
-    return SpaceSpec(
-        kind=raw["kind"], shape=tuple(raw["shape"]), n=raw["n"], low=tuple(raw["low"]), high=tuple(raw["high"])
-    )
