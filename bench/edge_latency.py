@@ -279,7 +279,6 @@ def main() -> None:
         in_process = interleaved({
             "onnxruntime InferenceSession.run (floor)":
                 lambda i: direct.run([packet.ACTION_OUTPUT], {packet.INPUT_NAME: rows_1[i]}),
-            "runtime in-process (checks + ort)": lambda i: runtime.act(observations[i]),
             "runtime in-process from a Tensor message": lambda i: runtime.act_tensor(wire[i]),
         }, np.arange(len(observations)), max(20, args.rounds))  # cheap paths: fine slices
         rows += [summary(name, latencies) for name, latencies in in_process.items()]

@@ -6,20 +6,10 @@ without parsing messages; the message says what was expected and what arrived.
 
 from __future__ import annotations
 
-import grpc
-
 from plasma import packet
-from plasma.server.errors import FailedPrecondition, InvalidArgument, PlasmaError
+from plasma.server.errors import FailedPrecondition, InvalidArgument, PermissionDenied, PlasmaError
 
 REFUSAL_KEY = "plasma-refusal"
-
-
-class PermissionDenied(PlasmaError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-
-
-class ResourceExhausted(PlasmaError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class Refused(PlasmaError):

@@ -256,21 +256,6 @@ class Runtime:
 
     # Serving
 
-    def act(self, observation: np.ndarray) -> tuple[np.ndarray, ServedPacket]:
-        """In-process: the action(s) for an observation (or batch) and the packet that chose them."""
-        started = time.perf_counter_ns()
-        served = self._current  # one attribute read: the packet stays the same for this whole request
-        try:
-            if served is None:
-                raise FailedPrecondition("no packet loaded: send one with LoadPacket first")
-            batch, single = served.prepare(observation, self.max_batch)
-            actions = served.run(batch)
-        except Exception:
-            self.metrics.failed()
-            raise
-        self.metrics.served(batch.shape[0], time.perf_counter_ns() - started)
-        return (actions[0] if single else actions), served
-
     def act_tensor(self, observation: common_pb2.Tensor) -> tuple[np.ndarray, bool, ServedPacket]:
         """From the wire: (actions [batch...], whether the request had no batch axis, the packet)."""
         started = time.perf_counter_ns()

@@ -6,7 +6,6 @@ import datetime
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
@@ -25,7 +24,7 @@ from plasma import log as plog
 from plasma.common.v1 import common_pb2
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.server import grpc_server, service_main
-from plasma.server.errors import InvalidArgument, PlasmaError, translate_errors
+from plasma.server.errors import PlasmaError, ResourceExhausted, translate_errors
 
 log = plog.get(__name__)
 
@@ -112,17 +111,13 @@ class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
     def LoadPacket(
         self, request_iterator: Iterator[edge_pb2.LoadPacketRequest], context: grpc.ServicerContext
     ) -> edge_pb2.LoadPacketResponse:
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise InvalidArgument("LoadPacket must start with a header message (sha256, size_bytes, media_type)")
-        if first.header.media_type not in ("", packet.MEDIA_TYPE):
-            raise InvalidArgument(f"LoadPacket takes {packet.MEDIA_TYPE}, got {first.header.media_type!r}")
-        data = blobs.assemble(first.header, _chunks(request_iterator))  # BlobError -> DATA_LOSS
+        # A malformed header is INVALID_ARGUMENT; bytes that do not match it, DATA_LOSS.
+        data = blobs.receive(request_iterator, "LoadPacket", (packet.MEDIA_TYPE,), from_client=True)
         try:
             served, previous = self._runtime.load(data)
         except errors.Refused as exc:
             self._refusal(context, exc)
-            log.warning("refused packet sha256=%s reason=%s: %s", first.header.sha256, exc.reason, exc)
+            log.warning("refused packet sha256=%s reason=%s: %s", blobs.sha256_hex(data), exc.reason, exc)
             raise
         log.info("loaded packet=%s name=%s version=%d kind=%s key=%s sha256=%s previous=%s", served.packet_id,
                  served.manifest.name, served.version, served.manifest.kind, served.key_id, served.sha256,
@@ -151,7 +146,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
         self, request_iterator: Iterator[edge_pb2.ControlRequest], context: grpc.ServicerContext
     ) -> Iterator[edge_pb2.ControlResponse]:
         if not self._streams.acquire(blocking=False):
-            raise errors.ResourceExhausted(
+            raise ResourceExhausted(
                 f"{self._max_streams} Control streams are already open (PLASMA_EDGE_MAX_CONTROL_STREAMS); "
                 "close one, or use Act")
         metrics = self._runtime.metrics
@@ -190,13 +185,6 @@ class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
         )
 
 
-def _chunks(requests: Iterator[edge_pb2.LoadPacketRequest]) -> Iterator[bytes]:
-    for request in requests:
-        if request.WhichOneof("part") != "chunk":
-            raise InvalidArgument("LoadPacket: only the first message may be a header; the rest must be chunks")
-        yield request.chunk
-
-
 @dataclass
 class Edge:
     """A built (not started) runtime: its gRPC server and everything a test or `serve` needs to reach."""
@@ -224,12 +212,7 @@ def build(config: Config) -> Edge:
     if restored is not None:
         log.info("serving stored packet=%s name=%s version=%d sha256=%s", restored.packet_id, restored.manifest.name,
                  restored.version, restored.sha256)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-                 ("grpc.max_send_message_length", MAX_RECEIVE_BYTES)],
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-    )
+    server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs, MAX_RECEIVE_BYTES)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EdgeServicer(runtime, config.max_control_streams), server)
     port = grpc_server.bind(server, config.address)

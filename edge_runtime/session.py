@@ -164,13 +164,6 @@ class ServedPacket:
         batch = np.frombuffer(tensor.data, _WIRE_DTYPE[tensor.dtype]).reshape(rows, self.obs_dim)
         return self._finite(batch, single), single
 
-    def prepare(self, observation: np.ndarray, max_batch: int) -> tuple[np.ndarray, bool]:
-        """The same checks for an in-process numpy observation."""
-        if observation.dtype != _FLOAT32 and observation.dtype != _FLOAT64:
-            raise InvalidArgument(f"observation dtype must be float32 or float64, got {observation.dtype}")
-        rows, single = self._rows(observation.shape, max_batch)
-        return self._finite(observation.reshape(rows, self.obs_dim), single), single
-
     def _finite(self, batch: np.ndarray, single: bool) -> np.ndarray:
         if batch.size <= _SMALL and batch.dtype == _FLOAT32 and math.isfinite(sum(batch.ravel().tolist())):
             # The common case, a few float32 values: one pass in plain Python. Their sum in double precision

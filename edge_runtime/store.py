@@ -180,14 +180,3 @@ class EdgeStore:
         for directory in self.packets_dir.iterdir():
             if _SHA256.fullmatch(directory.name) and directory.name not in keep:
                 shutil.rmtree(directory, ignore_errors=True)
-
-    def save_current(self, data: bytes, packet_id: str) -> None:
-        """Installs `data` as the packet to serve, with no checks: for seeding a store offline (images, tests).
-        The runtime verifies it like any other stored packet when it starts."""
-        manifest, payload = packet.read(data)
-        staged = self.stage(data, manifest.payload.path, payload)
-        entry = Entry(sha256=staged.sha256, packet_id=packet_id, name=manifest.name, version=manifest.version,
-                      kind=manifest.kind, model_sha256=manifest.payload.sha256 if manifest.kind == "model" else "")
-        old = self.state()
-        high_water = {**old.high_water, manifest.name: max(manifest.version, old.high_water.get(manifest.name, 0))}
-        self.commit(staged, State(current=entry, previous=old.current, high_water=high_water, bases=old.bases))

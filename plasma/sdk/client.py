@@ -157,20 +157,13 @@ class PlasmaClient:
     def download_packet(self, packet_id: str) -> bytes:
         stream = self.compiler.DownloadPacket(compiler_pb2.DownloadPacketRequest(packet_id=packet_id),
                                               timeout=channels.UNARY_DEADLINE_S)
-        first = next(stream)
-        if first.WhichOneof("part") != "header":
-            raise RuntimeError("DownloadPacket did not start with a header")
-        return blobs.assemble(first.header, (message.chunk for message in stream))
+        return blobs.receive(stream, "DownloadPacket")
 
     # Edge runtime
 
     def deploy(self, packet: bytes, media_type: str = "application/vnd.plasma.packet+zip") -> edge_pb2.PacketInfo:
-        def requests() -> Iterator[edge_pb2.LoadPacketRequest]:
-            yield edge_pb2.LoadPacketRequest(header=blobs.header_for(packet, media_type))
-            for chunk in blobs.chunks(packet):
-                yield edge_pb2.LoadPacketRequest(chunk=chunk)
-
-        return self.edge.LoadPacket(requests(), timeout=channels.UNARY_DEADLINE_S).packet
+        requests = blobs.send(packet, media_type, edge_pb2.LoadPacketRequest)
+        return self.edge.LoadPacket(requests, timeout=channels.UNARY_DEADLINE_S).packet
 
     def act(self, observation: np.ndarray, timeout_s: float = 1.0) -> np.ndarray:
         response = self.edge.Act(

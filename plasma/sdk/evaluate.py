@@ -59,10 +59,10 @@ def run_episodes(
                 started = time.perf_counter()
                 action = choose(np.asarray(obs, dtype=np.float32))
                 latencies.append((time.perf_counter() - started) * 1e3)
-                previous, env_action = obs, _env_action(env, action)
-                obs, reward, terminated, truncated, _ = env.step(env_action)
+                previous, stepped = obs, env_action(env, action)
+                obs, reward, terminated, truncated, _ = env.step(stepped)
                 if scored:
-                    reward = float(tasks.real_reward(task, previous, env_action, obs))
+                    reward = float(tasks.real_reward(task, previous, stepped, obs))
                     terminated = terminated or bool(tasks.left_bounds(task, obs))
                 total += float(reward)
                 done = terminated or truncated
@@ -78,7 +78,8 @@ def random_baseline(env_id: str, episodes: int, seed: int) -> Evaluation:
     return run_episodes(env_id, episodes, seed, lambda _obs: space.sample())
 
 
-def _env_action(env: gym.Env, action: np.ndarray | int) -> np.ndarray | int:
+def env_action(env: gym.Env, action: np.ndarray | int) -> np.ndarray | int:
+    """A policy's action as `env.step` takes it: an int for a discrete space, float32 of the space's shape."""
     if isinstance(env.action_space, gym.spaces.Discrete):
         return int(np.asarray(action).reshape(()))
     return np.asarray(action, dtype=np.float32).reshape(env.action_space.shape)

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from plasma import tensors
+from plasma.sdk.evaluate import env_action
 from plasma.simulator.v1 import simulator_pb2
 
 _ACTIVATIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
@@ -64,7 +65,7 @@ def replay(env_id: str, start: np.ndarray, actions: np.ndarray, seed: int = 0) -
         states = [_place(env, start, seed)]
         terminated = False
         for action in actions:
-            observation, _, terminated, truncated, _ = env.step(_env_action(env, action))
+            observation, _, terminated, truncated, _ = env.step(env_action(env, action))
             states.append(np.asarray(observation, dtype=np.float32))
             if terminated or truncated:
                 break
@@ -84,7 +85,7 @@ def run_policy(
         states = [observation]
         terminated = False
         for _ in range(horizon):
-            observation, _, terminated, truncated, _ = env.step(_env_action(env, act(observation)))
+            observation, _, terminated, truncated, _ = env.step(env_action(env, act(observation)))
             observation = np.asarray(observation, dtype=np.float32)
             states.append(observation)
             if terminated or truncated:
@@ -117,10 +118,3 @@ def mlp_actor(policy: simulator_pb2.MlpPolicy, space: gym.Space) -> Callable[[np
         return (low + (np.tanh(x) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
     return act
-
-
-def _env_action(env: gym.Env, action: np.ndarray | int) -> int | np.ndarray:
-    if isinstance(env.action_space, gym.spaces.Discrete):
-        return int(action)
-    return np.asarray(action, dtype=np.float32).reshape(env.action_space.shape)
-

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 
 from plasma import log as plog
-from plasma.blobs import BlobError
+from plasma.blobs import BadHeader, BlobError
 from plasma.tensors import TensorError
 
 log = plog.get(__name__)
@@ -45,6 +45,10 @@ class DataLoss(PlasmaError):
     code = grpc.StatusCode.DATA_LOSS
 
 
+class PermissionDenied(PlasmaError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhausted(PlasmaError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -65,6 +69,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(exc, PlasmaError):
         return exc.code, str(exc)
     if isinstance(exc, TensorError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, BadHeader):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, BlobError):
         return grpc.StatusCode.DATA_LOSS, str(exc)

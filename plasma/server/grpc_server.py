@@ -13,16 +13,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from plasma import log as plog
-from plasma.channels import MESSAGE_OPTIONS
+from plasma.channels import MAX_MESSAGE_BYTES
 
 log = plog.get(__name__)
 
 
 
-def build_server(max_workers: int, max_concurrent_rpcs: int | None = None) -> grpc.Server:
+def build_server(max_workers: int, max_concurrent_rpcs: int | None = None,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Server:
+    """Every Plasma service's server: a bounded thread pool, bounded concurrency, bounded message sizes."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        options=MESSAGE_OPTIONS,
+        options=[("grpc.max_send_message_length", max_message_bytes),
+                 ("grpc.max_receive_message_length", max_message_bytes)],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
 

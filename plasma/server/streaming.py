@@ -17,7 +17,7 @@ R = TypeVar("R")
 _DONE = object()
 
 
-class Cancelled(Exception):
+class ConsumerGone(Exception):
     """The consumer went away; raised inside the job at its next progress report."""
 
 
@@ -33,7 +33,7 @@ class ProgressJob(Generic[R]):
 
     def _report(self, event: Any) -> None:
         if self._stop.is_set():
-            raise Cancelled()
+            raise ConsumerGone()
         # Progress is advisory: dropping a report beats stalling the job.
         with contextlib.suppress(queue.Full):
             self._events.put_nowait(event)

@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import grpc
 
 from plasma import blobs, channels
-from plasma.common.v1 import common_pb2
 
 # The simulator's own archive reader and model class: a caller needs the exact network to run or
 # differentiate through, and importing it keeps one definition of the format.
@@ -22,27 +19,13 @@ from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.common import transitions_archive
 
 
-class _Part(Protocol):
-    header: common_pb2.BlobHeader
-    chunk: bytes
-
-    def WhichOneof(self, name: str) -> str | None: ...
-
-
-def _receive(stream: Iterator[_Part], what: str) -> bytes:
-    first = next(stream, None)
-    if first is None or first.WhichOneof("part") != "header":
-        raise blobs.BlobError(f"{what} must start with a header")
-    return blobs.assemble(first.header, (part.chunk for part in stream))
-
-
 def fetch_model(channel: grpc.Channel, model_id: str) -> EnsembleWorldModel:
     """Streams the model's archive, checks it against its header and loads it (into memory; the
     unpacked files live only as long as the call)."""
     stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
     stream = stub.ExportWorldModel(simulator_pb2.ExportWorldModelRequest(model_id=model_id),
                                    timeout=channels.STREAM_DEADLINE_S)
-    data = _receive(stream, "ExportWorldModel")
+    data = blobs.receive(stream, "ExportWorldModel")
     with tempfile.TemporaryDirectory(prefix="plasma-world-model-") as scratch:
         return archive.load(data, Path(scratch))
 
@@ -57,4 +40,4 @@ def fetch_transitions(channel: grpc.Channel, dataset_id: str) -> Transitions:
     stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
     stream = stub.ExportDataset(simulator_pb2.ExportDatasetRequest(dataset_id=dataset_id),
                                 timeout=channels.STREAM_DEADLINE_S)
-    return transitions_archive.load(_receive(stream, "ExportDataset"))
+    return transitions_archive.load(blobs.receive(stream, "ExportDataset"))

@@ -18,7 +18,7 @@ from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.mbrl import threads
 from plasma.mbrl.policy_net import PolicySpec
 from plasma.server import grpc_server, service_main, settings
-from plasma.server.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, translate_errors
+from plasma.server.errors import FailedPrecondition, InvalidArgument, NotFound, translate_errors
 from plasma.server.streaming import ProgressJob
 from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
@@ -181,10 +181,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
     def _fetch_bundle(self, run_id: str) -> bytes:
         stream = self._trainer.ExportPolicy(trainer_pb2.ExportPolicyRequest(run_id=run_id),
                                             timeout=self._config.fetch_deadline_seconds)
-        first = next(stream, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise DataLoss(f"the trainer's ExportPolicy stream for run {run_id!r} did not start with a header")
-        return blobs.assemble(first.header, (message.chunk for message in stream))
+        return blobs.receive(stream, f"the trainer's ExportPolicy stream for run {run_id!r}")
 
     def _package(self, compiled: pipeline.Compiled, run: trainer_pb2.Run, env: EnvSpec, name: str,
                  kind: int, weights_sha256: str, base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
@@ -246,9 +243,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         self, request: compiler_pb2.DownloadPacketRequest, context: grpc.ServicerContext
     ) -> Iterator[compiler_pb2.DownloadPacketResponse]:
         _, data = self._store.read(request.packet_id)
-        yield compiler_pb2.DownloadPacketResponse(header=blobs.header_for(data, packet.MEDIA_TYPE))
-        for chunk in blobs.chunks(data):
-            yield compiler_pb2.DownloadPacketResponse(chunk=chunk)
+        yield from blobs.send(data, packet.MEDIA_TYPE, compiler_pb2.DownloadPacketResponse)
 
     @translate_errors
     def GetSigningKey(

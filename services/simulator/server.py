@@ -182,18 +182,14 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.ExportWorldModelRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.ExportWorldModelResponse]:
         data = archive.pack(self._store.model_weights_dir(request.model_id))
-        yield simulator_pb2.ExportWorldModelResponse(header=blobs.header_for(data, archive.MEDIA_TYPE))
-        for chunk in blobs.chunks(data):
-            yield simulator_pb2.ExportWorldModelResponse(chunk=chunk)
+        yield from blobs.send(data, archive.MEDIA_TYPE, simulator_pb2.ExportWorldModelResponse)
 
     @translate_errors
     def ExportDataset(
         self, request: simulator_pb2.ExportDatasetRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.ExportDatasetResponse]:
         data = self._store.transitions_file(request.dataset_id).read_bytes()
-        yield simulator_pb2.ExportDatasetResponse(header=blobs.header_for(data, transitions_archive.MEDIA_TYPE))
-        for chunk in blobs.chunks(data):
-            yield simulator_pb2.ExportDatasetResponse(chunk=chunk)
+        yield from blobs.send(data, transitions_archive.MEDIA_TYPE, simulator_pb2.ExportDatasetResponse)
 
     @translate_errors
     def Simulate(

@@ -153,9 +153,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self, request: trainer_pb2.ExportPolicyRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.ExportPolicyResponse]:
         data = self._store.bundle(request.run_id)
-        yield trainer_pb2.ExportPolicyResponse(header=blobs.header_for(data, bundle.MEDIA_TYPE))
-        for chunk in blobs.chunks(data):
-            yield trainer_pb2.ExportPolicyResponse(chunk=chunk)
+        yield from blobs.send(data, bundle.MEDIA_TYPE, trainer_pb2.ExportPolicyResponse)
 
 
 def create_server(

@@ -23,7 +23,10 @@ def trusted_env(key: signing.SigningKey = policies.TEST_KEY) -> dict[str, str]:
 def load_requests(
     data: bytes, header: common_pb2.BlobHeader | None = None, chunk_bytes: int = 4096
 ) -> Iterator[edge_pb2.LoadPacketRequest]:
-    yield edge_pb2.LoadPacketRequest(header=header or blobs.header_for(data, packet.MEDIA_TYPE))
+    if header is None:
+        yield from blobs.send(data, packet.MEDIA_TYPE, edge_pb2.LoadPacketRequest, chunk_bytes)
+        return
+    yield edge_pb2.LoadPacketRequest(header=header)
     for chunk in blobs.chunks(data, chunk_bytes):
         yield edge_pb2.LoadPacketRequest(chunk=chunk)
 

@@ -377,6 +377,20 @@ def test_a_stream_must_start_with_one_header(loaded: Stub, discrete: tuple[bytes
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and packet.MEDIA_TYPE in error.details()
 
 
+@pytest.mark.parametrize(("size_bytes", "sha256", "fragment"), [
+    (0, "ab" * 32, "size_bytes=0"), (-1, "ab" * 32, "size_bytes=-1"), (2**63 - 1, "ab" * 32, "size_bytes="),
+    (100, "abc", "sha256 must be 64 hex digits"), (100, "z" * 64, "sha256 must be 64 hex digits"),
+])
+def test_a_malformed_header_is_invalid_argument_not_data_loss(
+    loaded: Stub, discrete: tuple[bytes, bytes], size_bytes: int, sha256: str, fragment: str
+) -> None:
+    # DATA_LOSS means bytes that do not match their header; a header that cannot be one is a bad request.
+    header = common_pb2.BlobHeader(sha256=sha256, size_bytes=size_bytes, media_type=packet.MEDIA_TYPE)
+    error = rpc_error(lambda: load(loaded, discrete[0], header=header))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in error.details()
+    assert status(loaded).serving
+
+
 # Adapter-only packets
 
 

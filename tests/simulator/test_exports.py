@@ -52,7 +52,7 @@ def test_exported_model_predicts_identically(
     responses = list(stub.ExportWorldModel(simulator_pb2.ExportWorldModelRequest(model_id=model_id), timeout=T))
     assert responses[0].WhichOneof("part") == "header"
     assert responses[0].header.media_type == archive.MEDIA_TYPE
-    data = blobs.assemble(responses[0].header, (r.chunk for r in responses[1:]))
+    data = blobs.receive(responses, "stream")
     exported = archive.load(data, tmp_path)
 
     # The simulator's own copy, as it loads it to serve Simulate.
@@ -90,7 +90,7 @@ def test_an_exported_dataset_holds_the_stored_transitions(
     responses = list(stub.ExportDataset(simulator_pb2.ExportDatasetRequest(dataset_id=dataset.dataset_id),
                                         timeout=T))
     assert responses[0].header.media_type == transitions_archive.MEDIA_TYPE
-    exported = transitions_archive.load(blobs.assemble(responses[0].header, (r.chunk for r in responses[1:])))
+    exported = transitions_archive.load(blobs.receive(responses, "stream"))
     with np.load(store / "datasets" / dataset.dataset_id / "transitions.npz") as stored:
         for name in transitions_archive.FIELDS:
             np.testing.assert_array_equal(getattr(exported, name), stored[name])

@@ -40,7 +40,7 @@ def _train(stub: trainer_pb2_grpc.TrainerServiceStub, request: trainer_pb2.Train
 def _compile(stub: compiler_pb2_grpc.CompilerServiceStub, **request: object) -> tuple[compiler_pb2.Packet, bytes]:
     record = list(stub.Compile(compiler_pb2.CompileRequest(**request), timeout=T))[-1].packet
     responses = list(stub.DownloadPacket(compiler_pb2.DownloadPacketRequest(packet_id=record.packet_id), timeout=T))
-    return record, blobs.assemble(responses[0].header, (r.chunk for r in responses[1:]))
+    return record, blobs.receive(responses, "stream")
 
 
 def _files(data: bytes) -> list[str]:
