@@ -24,8 +24,8 @@ from services.common import bundle
 from services.compiler import export
 from services.compiler import server as compiler_server
 from services.compiler.config import Config
-from tests.compiler import policies
 from tests.conftest import rpc_error, running
+from tests.support import policies
 
 T = 120.0
 STAGES = ["fetch", "world", "merge", "export", "reference", "calibrate", "int8", "package"]

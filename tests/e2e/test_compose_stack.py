@@ -28,7 +28,7 @@ from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 from tests.e2e import dockerutil
 from tests.e2e.dockerutil import compose, run
-from tests.e2e.test_edge_container import packet_action
+from tests.support.edge import packet_action
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 

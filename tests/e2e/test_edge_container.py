@@ -10,14 +10,13 @@ import json
 import uuid
 from collections.abc import Iterator
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 
 from plasma import packet, signing
-from tests.compiler import policies
 from tests.e2e import dockerutil
 from tests.e2e.dockerutil import run
+from tests.support import policies
+from tests.support.edge import packet_action
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -50,15 +49,6 @@ with grpc.insecure_channel(address) as channel:
         print(json.dumps({"serving": status.serving, "packet_id": status.packet.packet_id,
                           "action": tensors.from_proto(reply.action, "action").tolist()}))
 """
-
-
-def packet_action(data: bytes, observation: list[float]) -> list[int]:
-    """What the packet's int8 graph answers for one observation, computed here with onnxruntime."""
-    _, model = packet.read(data)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    return session.run([packet.ACTION_OUTPUT], {packet.INPUT_NAME: np.array([observation], np.float32)})[0].tolist()
 
 
 class Resources:

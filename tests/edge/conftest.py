@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.compiler import policies
+from tests.support import policies
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,9 @@ from plasma import packet
 from plasma.edge.v1 import edge_pb2_grpc
 from plasma.spaces import EnvSpec
 from services.compiler import export, gate
-from tests.compiler import policies
 from tests.conftest import rpc_error
-from tests.edge.helpers import load, refusal, status
-from tests.edge.test_process import act, edge_process
-from tests.support import worlds
+from tests.support import policies, worlds
+from tests.support.edge import act, edge_process, load, refusal, status
 
 QEMU = shutil.which("qemu-x86_64")
 EPYC_ROME = (QEMU or "qemu-x86_64", "-cpu", "EPYC-Rome")

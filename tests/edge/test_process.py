@@ -3,89 +3,17 @@ stops cleanly on SIGTERM, and serves its stored packet after a restart without b
 
 from __future__ import annotations
 
-import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
-from plasma import tensors
-from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
-from tests.edge.helpers import T, load, status, trusted_env
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 60.0
-
-
-@dataclass
-class EdgeProcess:
-    process: subprocess.Popen[str]
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    output: list[str] = field(default_factory=list)
-    timeout_s: float = START_TIMEOUT_S
-
-    def _drain(self) -> None:
-        # Reading in a thread keeps the pipe from filling (which would block the server's logging).
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str) -> re.Match[str]:
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.output.append(line)
-            if match := re.search(pattern, line):
-                return match
-        raise AssertionError(f"no line matching {pattern!r}; output so far:\n{''.join(self.output)}")
-
-
-@contextmanager
-def edge_process(store: Path, launcher: tuple[str, ...] = (),
-                 timeout_s: float = START_TIMEOUT_S) -> Iterator[tuple[EdgeProcess, str]]:
-    """`python -m edge_runtime.server` on a free port; `launcher` runs it (e.g. under an emulator)."""
-    process = subprocess.Popen(
-        [*launcher, sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)],
-        cwd=REPO_ROOT, env={**os.environ, "PLASMA_LOG_LEVEL": "INFO", **trusted_env()},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    edge = EdgeProcess(process, timeout_s=timeout_s)
-    threading.Thread(target=edge._drain, daemon=True).start()
-    try:
-        port = edge.wait_for(r"edge serving port=(\d+)").group(1)
-        yield edge, f"127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
-def healthcheck(address: str) -> int:
-    return subprocess.run([sys.executable, "-m", "edge_runtime.healthcheck", "--address", address],
-                          cwd=REPO_ROOT, timeout=60).returncode
-
-
-def act(address: str, observation: np.ndarray) -> np.ndarray:
-    with grpc.insecure_channel(address) as channel:
-        stub = edge_pb2_grpc.EdgeRuntimeServiceStub(channel)
-        reply = stub.Act(edge_pb2.ActRequest(observation=tensors.to_proto(observation)), timeout=T)
-    return tensors.from_proto(reply.action)
+from plasma.edge.v1 import edge_pb2_grpc
+from tests.support.edge import REPO_ROOT, act, edge_process, healthcheck, load, status
 
 
 def test_edge_modules_do_not_import_torch() -> None:

@@ -26,9 +26,9 @@ from plasma.common.v1 import common_pb2
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.server.settings import ConfigError
 from services.compiler import export
-from tests.compiler import policies
 from tests.conftest import rpc_error, running
-from tests.edge.helpers import TRUSTED, T, load, load_requests, refusal, status
+from tests.support import policies
+from tests.support.edge import TRUSTED, T, load, load_requests, refusal, status
 
 Stub = edge_pb2_grpc.EdgeRuntimeServiceStub
 

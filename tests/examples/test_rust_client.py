@@ -18,9 +18,9 @@ from edge_runtime import server as edge_server
 from edge_runtime.config import Config
 from plasma import channels, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
-from tests.compiler import policies
 from tests.conftest import running
-from tests.edge.helpers import TRUSTED, T, load, status
+from tests.support import policies
+from tests.support.edge import TRUSTED, T, load, status
 
 CRATE = Path(__file__).resolve().parents[2] / "examples" / "rust-client"
 BINARY = CRATE / "target" / "release" / "plasma-edge-client"

@@ -16,7 +16,7 @@ from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from tests.conftest import rpc_error, running
-from tests.simulator import linear_system
+from tests.support import linear_system
 
 T = 120.0
 Stub = simulator_pb2_grpc.SimulatorServiceStub

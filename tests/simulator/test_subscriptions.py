@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from services.simulator.path_log import LogReader, PathLog
 from tests.conftest import rpc_error, running
+from tests.support.waiting import eventually
 
 T = 60.0  # deadline for every call in these tests
 SMALL_MODEL = simulator_pb2.WorldModelConfig(ensemble_size=3, hidden_size=32, train_steps=200, seed=1)
@@ -70,12 +70,13 @@ def _subscribe(stub: Stub, simulation_id: str, from_sequence: int = 0) -> list[s
 
 
 def _wait_logged(stub: Stub, simulation_id: str, at_least: int) -> simulator_pb2.Simulation:
-    while True:
+    def logged() -> simulator_pb2.Simulation | None:
         simulation = stub.GetSimulation(
             simulator_pb2.GetSimulationRequest(simulation_id=simulation_id), timeout=T).simulation
-        if simulation.paths_logged >= at_least or simulation.state != simulator_pb2.SIMULATION_STATE_RUNNING:
-            return simulation
-        time.sleep(0.01)
+        ended = simulation.state != simulator_pb2.SIMULATION_STATE_RUNNING
+        return simulation if simulation.paths_logged >= at_least or ended else None
+
+    return eventually(logged, T, f"simulation {simulation_id} logging {at_least} paths")
 
 
 def test_subscribers_get_identical_paths_equal_to_simulate(stub: Stub, model_id: str) -> None:
@@ -138,26 +139,27 @@ def test_a_slow_subscriber_does_not_hold_back_the_job_or_another_subscriber(stub
     num_paths = 200
     simulation_id = _start_simulation(stub, _request(model_id, num_paths=num_paths, seed=6))
     slow_received: list[int] = []
-    events: list[tuple[str, int]] = []  # (what happened, paths the slow subscriber had at that moment)
+    first_read, go_on = threading.Event(), threading.Event()
 
     def slow() -> None:
+        # Reads one path, then does not read again until the others are done: as slow as a subscriber can be.
         for path in _subscribe_iter(stub, simulation_id):
             slow_received.append(path.index)
-            time.sleep(0.03)
+            first_read.set()
+            go_on.wait(T)
 
     slow_thread = threading.Thread(target=slow)
     slow_thread.start()
+    assert first_read.wait(T)
     fast = _subscribe(stub, simulation_id)
-    events.append(("fast finished", len(slow_received)))
     simulation = _wait_logged(stub, simulation_id, num_paths)
-    events.append(("job ended", len(slow_received)))
-    slow_thread.join()
-    events.append(("slow finished", len(slow_received)))
+    held_back = list(slow_received)  # what the slow subscriber had while the fast one and the job finished
+    go_on.set()
+    slow_thread.join(T)
     assert simulation.state == simulator_pb2.SIMULATION_STATE_SUCCEEDED
     assert [p.index for p in fast] == list(range(num_paths)) and slow_received == list(range(num_paths))
-    # The fast subscriber and the job were done while the slow one was still behind (it needs ~6 s for all).
-    assert [what for what, _ in events] == ["fast finished", "job ended", "slow finished"]
-    assert events[0][1] < num_paths and events[1][1] < num_paths and events[2][1] == num_paths
+    # The fast subscriber and the job were done while the slow one still held its first path.
+    assert held_back == [0]
 
 
 def _subscribe_iter(stub: Stub, simulation_id: str) -> Iterator[simulator_pb2.PhantomPath]:

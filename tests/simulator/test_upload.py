@@ -4,8 +4,7 @@ environment, every validation error with its status, appends, a cancelled stream
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -19,8 +18,9 @@ from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from tests.conftest import rpc_error, running
-from tests.simulator import linear_system
-from tests.simulator.linear_system import batch, commit, header
+from tests.support import linear_system
+from tests.support.linear_system import batch, commit, header
+from tests.support.waiting import eventually
 
 T = 30.0
 Stub = simulator_pb2_grpc.SimulatorServiceStub
@@ -206,7 +206,8 @@ def test_bad_uploads_fail_with_a_precise_status_and_store_nothing(
     assert error.code() == code, error.details()
     assert message in error.details()
     assert stub.ListDatasets(simulator_pb2.ListDatasetsRequest(), timeout=T).datasets == before
-    _wait_until(lambda: not list((store / "staging").iterdir()))
+    # The server cleans up after a failed stream on its own thread.
+    eventually(lambda: not list((store / "staging").iterdir()), 10.0, "the staging directory emptying")
 
 
 def test_episode_continuing_after_its_end_is_caught_across_batches(
@@ -234,14 +235,6 @@ def test_append_needs_the_same_spec_and_name(stub: Stub, first: tuple[simulator_
     assert "keeps its name" in error.details()
 
 
-def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """The server cleans up after a failed stream on its own thread: wait for it, within a bound."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition still false"
-        time.sleep(0.05)
-
-
 def test_a_stream_cancelled_midway_leaves_no_dataset_and_no_staging(
     stub: Stub, store: Path, data: dict[str, np.ndarray]
 ) -> None:
@@ -260,7 +253,8 @@ def test_a_stream_cancelled_midway_leaves_no_dataset_and_no_staging(
     assert len(list((store / "staging").iterdir())) == 1  # the acknowledged batches are on disk
     call.cancel()
     release.set()
-    _wait_until(lambda: not list((store / "staging").iterdir()))
+    # The server cleans up after a failed stream on its own thread.
+    eventually(lambda: not list((store / "staging").iterdir()), 10.0, "the staging directory emptying")
     assert list(stub.ListDatasets(simulator_pb2.ListDatasetsRequest(name="cancelled"), timeout=T).datasets) == []
 
 

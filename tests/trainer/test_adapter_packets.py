@@ -25,8 +25,8 @@ from services.common import bundle, wire
 from services.compiler import server as compiler_server
 from services.compiler.config import Config as CompilerConfig
 from tests.conftest import running
-from tests.edge.helpers import load
-from tests.trainer.test_service import TINY_TRAIN, T, model_id, services  # noqa: F401  (module fixtures)
+from tests.support.edge import load
+from tests.support.training import TINY_TRAIN, T
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def _files(data: bytes) -> list[str]:
 
 
 def test_an_adapter_run_ships_as_an_adapter_packet_for_its_base_runs_packet(
-    services: dict[str, str], model_id: str, tmp_path: Path  # noqa: F811
+    services: dict[str, str], model_id: str, tmp_path: Path
 ) -> None:
     with grpc.insecure_channel(services["trainer"]) as channel:
         trainer = trainer_pb2_grpc.TrainerServiceStub(channel)

@@ -13,7 +13,7 @@ from plasma.mbrl.algorithms.base import PolicyIO, mlp_weights_of
 from plasma.mbrl.algorithms.distill import BasePolicy, DistillConfig, TrainState, train
 from plasma.mbrl.planning import PlannerConfig
 from services.trainer import checkpoint
-from tests.trainer.test_distill import RuleSource, _sign_rule
+from tests.support.sources import RuleSource, sign_rule
 
 IO = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
 CFG = DistillConfig(seed=5, base_paths=6, adapter_rounds=3, paths_per_round=3, horizon=20, epochs=8,
@@ -29,7 +29,7 @@ def _assert_same_policy(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 def test_a_checkpoint_follows_the_base_phase_and_every_round_before_its_progress() -> None:
     events: list[tuple[str, int]] = []
-    train(RuleSource(IO, _sign_rule), IO, CFG,
+    train(RuleSource(IO, sign_rule), IO, CFG,
           progress=lambda p: events.append(("progress", p.round)),
           on_checkpoint=lambda s: events.append(("checkpoint", s.round)))
     assert events == [(kind, r) for r in range(CFG.adapter_rounds + 1) for kind in ("checkpoint", "progress")]
@@ -38,10 +38,10 @@ def test_a_checkpoint_follows_the_base_phase_and_every_round_before_its_progress
 @pytest.mark.parametrize("after_round", [0, 1, CFG.adapter_rounds])
 def test_resuming_from_any_checkpoint_trains_the_same_policy(after_round: int) -> None:
     states: list[TrainState] = []
-    uninterrupted = train(RuleSource(IO, _sign_rule), IO, CFG, on_checkpoint=states.append)
+    uninterrupted = train(RuleSource(IO, sign_rule), IO, CFG, on_checkpoint=states.append)
     # Through bytes, as a restarted trainer reads it from its store.
     saved = checkpoint.unpack(checkpoint.pack(states[after_round]))
-    source = RuleSource(IO, _sign_rule)
+    source = RuleSource(IO, sign_rule)
     resumed = train(source, IO, CFG, resume_from=saved)
 
     _assert_same_policy(uninterrupted.peft_model, resumed.peft_model)
@@ -53,9 +53,9 @@ def test_resuming_from_any_checkpoint_trains_the_same_policy(after_round: int) -
 
 
 def test_an_adapter_only_run_keeps_the_base_weights_and_learns_a_new_adapter() -> None:
-    first = train(RuleSource(IO, _sign_rule), IO, CFG)
+    first = train(RuleSource(IO, sign_rule), IO, CFG)
     base = BasePolicy(first.spec, first.base_state)
-    source = RuleSource(IO, lambda obs: 1 - _sign_rule(obs))  # another task: the opposite rule
+    source = RuleSource(IO, lambda obs: 1 - sign_rule(obs))  # another task: the opposite rule
     second = train(source, IO, DistillConfig(**{**vars(CFG), "seed": 6}), base=base)
 
     assert second.spec == first.spec
@@ -74,11 +74,11 @@ def test_a_foreign_file_is_not_a_checkpoint() -> None:
 
 
 def test_runs_training_side_by_side_train_what_they_train_alone() -> None:
-    alone = [train(RuleSource(IO, _sign_rule), IO, DistillConfig(**{**vars(CFG), "seed": s})) for s in (1, 2)]
+    alone = [train(RuleSource(IO, sign_rule), IO, DistillConfig(**{**vars(CFG), "seed": s})) for s in (1, 2)]
     side_by_side: dict[int, object] = {}
 
     def run(seed: int) -> None:
-        side_by_side[seed] = train(RuleSource(IO, _sign_rule), IO, DistillConfig(**{**vars(CFG), "seed": seed}))
+        side_by_side[seed] = train(RuleSource(IO, sign_rule), IO, DistillConfig(**{**vars(CFG), "seed": seed}))
 
     threads = [threading.Thread(target=run, args=(s,)) for s in (1, 2)]
     for thread in threads:

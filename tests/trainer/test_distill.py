@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,8 @@ from plasma.mbrl.models.ensemble import WorldModelConfig
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.sources import InProcessSource
 from plasma.mbrl.tasks import task_for
-from plasma.mbrl.types import MlpWeights, PhantomPath
+from plasma.mbrl.types import MlpWeights
+from tests.support.sources import RuleSource, forward, sign_rule
 
 QUICK = DistillConfig(base_paths=8, adapter_rounds=2, paths_per_round=4, horizon=25, epochs=20,
                       learning_rate=3e-3, planner=PlannerConfig(horizon=8, num_samples=16, num_elites=4))
@@ -25,51 +24,9 @@ METRIC_KEYS = {"imagined_return", "planner_agreement", "phantom_paths_used", "ph
 
 
 
-def _forward(weights: MlpWeights, obs: np.ndarray) -> np.ndarray:
-    x = (obs - weights.obs_mean) / weights.obs_std
-    for i, (w, b) in enumerate(zip(weights.weights, weights.biases, strict=True)):
-        x = x @ w.T + b
-        if i < len(weights.weights) - 1:
-            x = np.tanh(x)
-    return x
-
-
-class RuleSource:
-    """Phantom paths over random states, labelled by a fixed rule instead of a planner: no simulator."""
-
-    def __init__(self, io: PolicyIO, rule: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.io, self.rule, self.calls = io, rule, []
-
-    def _act(self, policy: object, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if isinstance(policy, MlpWeights):
-            raw = _forward(policy, obs)
-            if self.io.action_kind == "discrete":
-                return raw.argmax(-1)
-            low, high = np.array(self.io.action_low), np.array(self.io.action_high)
-            return (low + (np.tanh(raw) + 1) / 2 * (high - low)).astype(np.float32)
-        return self.rule(obs)  # the planner
-
-    def simulate(self, *, policy, num_paths, horizon, seed, start_states, label_with_planner,
-                 reward_source) -> Iterator[PhantomPath]:
-        self.calls.append(dict(policy=policy, seed=seed, label=label_with_planner, reward_source=reward_source,
-                               start_states=start_states))
-        rng = np.random.default_rng(seed)
-        for _ in range(num_paths):
-            obs = rng.normal(size=(horizon + 1, self.io.obs_dim)).astype(np.float32) * 3 + 1
-            actions = self._act(policy, obs[:-1], rng)
-            expert = self.rule(obs[:-1])
-            agree = actions == expert if actions.ndim == 1 else np.abs(actions - expert).max(-1) < 0.1
-            yield PhantomPath(obs, actions, agree.astype(np.float32), np.zeros(horizon, bool),
-                              np.zeros(horizon, np.float32), expert)
-
-
-def _sign_rule(obs: np.ndarray) -> np.ndarray:
-    return ((obs[:, 0] - 1) > 0).astype(np.int64)
-
-
 def test_discrete_distillation_trains_only_the_adapter_and_exports_its_weights() -> None:
     io = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
-    source = RuleSource(io, _sign_rule)
+    source = RuleSource(io, sign_rule)
     reports: list[Progress] = []
     result = train(source, io, QUICK, progress=reports.append)
 
@@ -101,7 +58,7 @@ def test_discrete_distillation_trains_only_the_adapter_and_exports_its_weights()
     weights = mlp_weights_of(result.peft_model)
     with torch.no_grad():
         expected = result.peft_model(obs).numpy()
-    np.testing.assert_allclose(_forward(weights, obs.numpy()), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(forward(weights, obs.numpy()), expected, rtol=1e-4, atol=1e-4)
     assert any("lora_A" in name for name, _ in result.peft_model.named_parameters())
 
     # Parity observations: phantom states of the final evaluation paths, never trained on.
@@ -124,8 +81,8 @@ def test_box_actions_regress_the_squashed_output_onto_the_planner() -> None:
 def test_the_same_seed_trains_the_same_policy() -> None:
     io = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
     cfg = DistillConfig(**{**vars(QUICK), "adapter_rounds": 1, "epochs": 5})
-    first = mlp_weights_of(train(RuleSource(io, _sign_rule), io, cfg).peft_model)
-    again = mlp_weights_of(train(RuleSource(io, _sign_rule), io, cfg).peft_model)
+    first = mlp_weights_of(train(RuleSource(io, sign_rule), io, cfg).peft_model)
+    again = mlp_weights_of(train(RuleSource(io, sign_rule), io, cfg).peft_model)
     for a, b in zip(first.weights, again.weights, strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,6 +19,7 @@ from services.simulator.config import Config
 from services.trainer.phantom_source import GrpcPhantomSource
 from services.trainer.subscription import Reconnect
 from tests.conftest import running
+from tests.support.waiting import eventually
 
 T = 60.0
 SMALL_MODEL = simulator_pb2.WorldModelConfig(ensemble_size=3, hidden_size=32, train_steps=200, seed=1)
@@ -125,11 +125,14 @@ def test_a_consumer_that_stops_early_cancels_its_simulation(store: Path, address
             first = [next(paths) for _ in range(3)]
             paths.close()
             stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
-            newest = stub.ListSimulations(simulator_pb2.ListSimulationsRequest(), timeout=T).simulations[-1]
-            while newest.state == simulator_pb2.SIMULATION_STATE_RUNNING:  # the job stops at its next path
-                time.sleep(0.01)
-                newest = stub.GetSimulation(
-                    simulator_pb2.GetSimulationRequest(simulation_id=newest.simulation_id), timeout=T).simulation
+            started = stub.ListSimulations(simulator_pb2.ListSimulationsRequest(), timeout=T).simulations[-1]
+
+            def stopped() -> simulator_pb2.Simulation | None:  # the job stops at its next path
+                simulation = stub.GetSimulation(
+                    simulator_pb2.GetSimulationRequest(simulation_id=started.simulation_id), timeout=T).simulation
+                return simulation if simulation.state != simulator_pb2.SIMULATION_STATE_RUNNING else None
+
+            newest = eventually(stopped, T, "the simulation stopping")
         assert len(first) == 3
         assert newest.state == simulator_pb2.SIMULATION_STATE_CANCELLED and newest.paths_logged < NUM_PATHS
     finally:

@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer.store import TrainerStore
 from tests.conftest import rpc_error, running
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -75,11 +75,9 @@ def _get(stub: trainer_pb2_grpc.TrainerServiceStub, run_id: str) -> trainer_pb2.
     return stub.GetRun(trainer_pb2.GetRunRequest(run_id=run_id), timeout=T).run
 
 
-def _wait_for(stub: trainer_pb2_grpc.TrainerServiceStub, run_id: str, done: object, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done(_get(stub, run_id)):  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"run {run_id} did not get there in {timeout_s:.0f} s"
-        time.sleep(0.02)
+def _wait_for(stub: trainer_pb2_grpc.TrainerServiceStub, run_id: str, done: Callable[[trainer_pb2.Run], bool],
+              timeout_s: float) -> None:
+    eventually(lambda: done(_get(stub, run_id)), timeout_s, f"run {run_id} getting there")
 
 
 def test_a_killed_trainer_resumes_its_run_to_the_uninterrupted_policy(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -16,47 +15,11 @@ from plasma.mbrl.algorithms.base import mlp_weights_of
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, wire
-from services.simulator import server as simulator_server
-from services.simulator.config import Config as SimulatorConfig
 from services.trainer import server as trainer_server
 from services.trainer.config import Config as TrainerConfig
 from services.trainer.store import TrainerStore
 from tests.conftest import rpc_error, running
-
-T = 30.0
-TINY_TRAIN = trainer_pb2.TrainConfig(
-    seed=1, hidden_size=16, base_paths=4, adapter_rounds=1, paths_per_round=2, horizon=30, epochs=3, lora_rank=2,
-    lora_alpha=4,
-    planner=simulator_pb2.PlannerConfig(num_samples=16, num_elites=4, horizon=10, num_iterations=1),
-)
-
-
-@pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    root = tmp_path_factory.mktemp("trainer-test")
-    simulator_config = SimulatorConfig(address="127.0.0.1:0", store_dir=root / "simulator")
-    with running(lambda: simulator_server.create_server(simulator_config), simulator_server.SERVICE_NAME) as sim:
-        trainer_config = TrainerConfig(address="127.0.0.1:0", simulator_address=sim, store_dir=root / "trainer")
-        with running(lambda: trainer_server.create_server(trainer_config), trainer_server.SERVICE_NAME) as trainer:
-            yield {"simulator": sim, "trainer": trainer, "trainer_store": str(root / "trainer")}
-
-
-@pytest.fixture(scope="module")
-def stub(services: dict[str, str]) -> Iterator[trainer_pb2_grpc.TrainerServiceStub]:
-    with grpc.insecure_channel(services["trainer"]) as channel:
-        yield trainer_pb2_grpc.TrainerServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def model_id(services: dict[str, str]) -> str:
-    with grpc.insecure_channel(services["simulator"]) as channel:
-        sim = simulator_pb2_grpc.SimulatorServiceStub(channel)
-        dataset = list(sim.CollectTransitions(
-            simulator_pb2.CollectTransitionsRequest(env_id="CartPole-v1", num_steps=300, seed=2), timeout=T))[-1]
-        fit = simulator_pb2.FitWorldModelRequest(
-            dataset_id=dataset.dataset.dataset_id,
-            config=simulator_pb2.WorldModelConfig(ensemble_size=2, hidden_size=32, train_steps=200))
-        return list(sim.FitWorldModel(fit, timeout=120))[-1].model.model_id
+from tests.support.training import TINY_TRAIN, T
 
 
 @pytest.fixture(scope="module")
