@@ -40,8 +40,9 @@ check-generated: generate ## Fail if the committed stubs differ from the protos
 	  echo "generated stubs are stale: run 'make generate' and commit" >&2; git status --porcelain --untracked-files=all -- 'plasma/*/v1/*' >&2; exit 1; fi
 
 .PHONY: lint
-lint: $(STAMP) ## ruff and buf lint
+lint: $(STAMP) ## ruff, mypy and buf lint
 	$(BIN)/ruff check .
+	$(BIN)/mypy plasma services edge_runtime bench scripts
 	cd protos && ../$(BIN)/buf lint
 
 .PHONY: test
@@ -75,7 +76,7 @@ bench: $(STAMP) ## Benchmarks (figures printed, nothing asserted; about an hour 
 
 .PHONY: clean
 clean: ## Remove the venv and local stores
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
 
 # Container images, the compose stack and the offline (no registry) build path.
 include deploy/docker.mk

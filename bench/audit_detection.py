@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from plasma.mbrl import threads
 from plasma.mbrl.audit import AuditSettings, Support, support_of
@@ -71,10 +72,12 @@ KINDS = [
 def first_wrong_step(path: PhantomPath, env: gym.Env, scale: np.ndarray) -> int | None:
     """The first step where the real environment disagrees with the path (see the module doc), or None."""
     real_return, real_end = 0.0, path.length
+    cartpole = env.unwrapped
+    assert isinstance(cartpole, CartPoleEnv), f"{ENV_ID} is a CartPoleEnv"
     for t in range(path.length):
-        env.unwrapped.state = path.observations[t].astype(np.float64)
-        env.unwrapped.steps_beyond_terminated = None  # else a second termination pays 0 instead of 1
-        real_next, reward, terminated, _, _ = env.unwrapped.step(int(path.actions[t]))
+        cartpole.state = path.observations[t].astype(np.float64)
+        cartpole.steps_beyond_terminated = None  # else a second termination pays 0 instead of 1
+        real_next, reward, terminated, _, _ = cartpole.step(int(path.actions[t]))
         if np.max(np.abs(real_next - path.observations[t + 1]) / scale) > STATE_TOLERANCE:
             return t
         real_return += float(reward)
@@ -125,16 +128,18 @@ def measure(
         )
         for path in rolled:
             wrong = first_wrong_step(path, env, scale)
-            flagged = path.audit.verdict != "pass"
+            audit = path.audit
+            assert audit is not None, "simulate audits every path when given the model's support"
+            flagged = audit.verdict != "pass"
             row.paths += 1
-            row.rejected += path.audit.verdict == "reject"
-            row.truncated += path.audit.verdict == "truncate"
+            row.rejected += audit.verdict == "reject"
+            row.truncated += audit.verdict == "truncate"
             if wrong is None:
                 row.right_flagged += flagged
             else:
                 row.wrong += 1
                 row.detected += flagged
-                row.in_time += flagged and path.audit.valid_steps <= wrong
+                row.in_time += flagged and audit.valid_steps <= wrong
         rows.append(row)
     env.close()
     return rows

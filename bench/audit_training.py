@@ -13,6 +13,7 @@ import argparse
 import time
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,10 @@ class CountingSource:
             yield path
 
 
+def _act(policy: MlpPolicy, obs: np.ndarray) -> int:
+    return int(policy.act_numpy(obs[None])[0])
+
+
 def run_seed(seed: int, real_steps: int) -> dict[str, float]:
     spec, transitions = collect(ENV_ID, real_steps, seed)
     model, _ = fit(spec, transitions, WorldModelConfig(seed=seed))
@@ -58,7 +63,7 @@ def run_seed(seed: int, real_steps: int) -> dict[str, float]:
         started = time.monotonic()
         result = train(source, io, cfg)
         policy = MlpPolicy(mlp_weights_of(result.peft_model), spec)
-        means[label] = evaluate(ENV_ID, lambda obs, policy=policy: int(policy.act_numpy(obs[None])[0]), seed)
+        means[label] = evaluate(ENV_ID, partial(_act, policy), seed)
         print(f"seed={seed} {label:<8} real return mean={means[label]:6.1f} "
               f"imagined_return={result.metrics['imagined_return']:6.1f} verdicts={dict(source.verdicts)} "
               f"paths_used={result.metrics['phantom_paths_used']} steps_used={result.metrics['phantom_steps_used']} "

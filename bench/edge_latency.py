@@ -102,7 +102,7 @@ class EchoServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
     What Python gRPC on this machine can do at best with the same client and messages."""
 
     def __init__(self) -> None:
-        self._action = tensors.to_proto(np.int64(0))
+        self._action = tensors.to_proto(np.array(0, dtype=np.int64))
 
     def Act(self, request: edge_pb2.ActRequest, context: grpc.ServicerContext) -> edge_pb2.ActResponse:
         return edge_pb2.ActResponse(action=self._action, packet_id="pkt-echo", packet_version=1)
@@ -112,6 +112,18 @@ class EchoServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
         for request in request_iterator:
             yield edge_pb2.ControlResponse(sequence=request.sequence, action=self._action, packet_id="pkt-echo",
                                            packet_version=1)
+
+    # Not part of the transport measured: UNIMPLEMENTED, like the generated base class.
+    def LoadPacket(self, request_iterator: Iterator[edge_pb2.LoadPacketRequest],
+                   context: grpc.ServicerContext) -> edge_pb2.LoadPacketResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the echo server answers Act and Control only")
+
+    def Rollback(self, request: edge_pb2.RollbackRequest, context: grpc.ServicerContext) -> edge_pb2.RollbackResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the echo server answers Act and Control only")
+
+    def GetStatus(self, request: edge_pb2.GetStatusRequest,
+                  context: grpc.ServicerContext) -> edge_pb2.GetStatusResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the echo server answers Act and Control only")
 
 
 def echo_server() -> None:
@@ -209,7 +221,13 @@ def cold_start(store: Path, key: signing.VerifyingKey, observation: np.ndarray) 
 def rss_mb(pid: int) -> tuple[float, float]:
     """(resident set now, its peak) in MB, from /proc."""
     text = Path(f"/proc/{pid}/status").read_text()
-    now, peak = (int(re.search(rf"{field}:\s+(\d+) kB", text).group(1)) for field in ("VmRSS", "VmHWM"))  # type: ignore[union-attr]
+
+    def kilobytes(field: str) -> int:
+        match = re.search(rf"{field}:\s+(\d+) kB", text)
+        assert match is not None, f"/proc/{pid}/status has no {field}"
+        return int(match.group(1))
+
+    now, peak = kilobytes("VmRSS"), kilobytes("VmHWM")
     return now / 1024, peak / 1024
 
 

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def evaluate(directory: Path, label: str) -> None:
     import onnxruntime as ort
 
     states = np.load(directory / "states.npy")
-    outputs = {}
+    outputs: dict[str, Any] = {}  # np.savez's keywords: its stubs would check them against allow_pickle
     for name in SETTINGS:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1

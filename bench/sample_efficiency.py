@@ -188,6 +188,7 @@ def run_baseline(env_id: str, seed: int) -> Outcome:
     from stable_baselines3.common.utils import LinearSchedule
 
     name, cap, every = BASELINES[env_id]
+    agent: PPO | SAC
     if name == "PPO":
         agent = PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), n_steps=32, batch_size=256,
                     gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,

@@ -23,6 +23,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def build_store(root: Path, fit: ensemble.WorldModelConfig) -> str:
     return model.model_id
 
 
-def timed(run) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+def timed(run: Callable[[], Iterator[tuple[int, int]]]) -> tuple[float, int, int]:
     """(seconds, paths, steps) of one run of `run()`, which returns an iterable of (index, length)."""
     started = time.perf_counter()
     paths = steps = 0
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         store = SimulatorStore(root)
         models = requests.ModelCache(store, 1)
 
-        def in_process():  # type: ignore[no-untyped-def]
+        def in_process() -> Iterator[tuple[int, int]]:
             return ((i, p.length) for i, p in enumerate(requests.open_paths(request, store, models)))
 
         config = Config(address="127.0.0.1:0", store_dir=root, torch_threads=args.torch_threads)
@@ -105,10 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         channel = channels.channel(f"127.0.0.1:{port}")
         stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
 
-        def simulate():  # type: ignore[no-untyped-def]
+        def simulate() -> Iterator[tuple[int, int]]:
             return ((r.path.index, r.path.length) for r in stub.Simulate(request, timeout=3600))
 
-        def subscribe():  # type: ignore[no-untyped-def]
+        def subscribe() -> Iterator[tuple[int, int]]:
             started = stub.StartSimulation(simulator_pb2.StartSimulationRequest(request=request), timeout=60)
             sub = simulator_pb2.SubscribeRequest(simulation_id=started.simulation.simulation_id)
             return ((r.path.index, r.path.length) for r in stub.Subscribe(sub, timeout=3600))

@@ -24,16 +24,18 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from plasma.mbrl import threads
 from plasma.mbrl.collect import env_spec_of
 from plasma.mbrl.fitting import fit
 from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
 from plasma.mbrl.planning import PlannerConfig, plan
-from plasma.mbrl.tasks import Task, task_for, task_from_spec
+from plasma.mbrl.tasks import Task, task_for
 from plasma.mbrl.types import Transitions
 from plasma.sdk import tasks as sdk_tasks
 from plasma.simulator.v1 import task_pb2
+from services.common import wire
 
 ENV_ID = "CartPole-v1"
 # Evaluation episodes reset with seeds from here on; collection uses the run's seed, far below.
@@ -56,7 +58,9 @@ def spread_random_steps(steps: int, seed: int, x_spread: float) -> Transitions:
         if obs is None:
             obs, _ = env.reset(seed=seed + episode)
             if x_spread > 0:
-                state = env.unwrapped.state  # type: ignore[attr-defined]
+                cartpole = env.unwrapped
+                assert isinstance(cartpole, CartPoleEnv) and cartpole.state is not None  # reset() set it
+                state = cartpole.state
                 state[0] = rng.uniform(-x_spread, x_spread)
                 obs = np.array(state, dtype=np.float32)
         action = int(env.action_space.sample())
@@ -81,7 +85,7 @@ class Outcome:
 
 
 def mpc_episodes(
-    model: EnsembleWorldModel, task: Task, spec: task_pb2.TaskSpec | None, cfg: PlannerConfig, episodes: int,
+    model: EnsembleWorldModel, task: Task | None, spec: task_pb2.TaskSpec | None, cfg: PlannerConfig, episodes: int,
     steps: int, seed: int,
 ) -> Outcome:
     """Plays `episodes` real episodes side by side, planning every action for all live ones in one batch."""
@@ -136,10 +140,11 @@ def main() -> None:
     print(f"world model: {len(transitions)} random real steps, x in [{transitions.obs[:, 0].min():.2f}, "
           f"{transitions.obs[:, 0].max():.2f}], held-out MSE {metrics['holdout_obs_mse']:.2e} "
           f"({time.monotonic() - started:.0f} s); planner {cfg}")
-    runs: list[tuple[str, Task, task_pb2.TaskSpec | None]] = [("environment (CartPole's own)", task_for(ENV_ID), None)]
+    runs: list[tuple[str, Task | None, task_pb2.TaskSpec | None]] = [
+        ("environment (CartPole's own)", task_for(ENV_ID), None)]
     for target in args.targets:
-        task_spec = sdk_tasks.cartpole_balance_at(target)
-        runs.append((task_spec.name, task_from_spec(task_spec, spec), task_spec))
+        balance = sdk_tasks.cartpole_balance_at(target)
+        runs.append((balance.name, wire.task_from_proto(balance, spec), balance))
     header = f"{'task':<30} {'episodes':>8} {'mean length':>11} {'mean x, last 100 steps':>24} {'task return':>12}"
     rows = []
     for name, task, task_spec in runs:

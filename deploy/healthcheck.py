@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=3.0)
         except grpc.RpcError as error:
-            print(f"{address}: {error.code().name}", file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"{address}: {error.code().name}", file=sys.stderr)
             return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(f"{address}: {status}")

@@ -98,13 +98,13 @@ class Metrics:
     def snapshot(self) -> Snapshot:
         with self._lock:
             window = sorted(self._window)
-            figures = dict(served=self._served, failed=self._failed, observations=self._observations,
-                           loaded=self._loaded, refused=sum(self._refused.values()),
-                           refused_by_reason=dict(self._refused), rollbacks=self._rollbacks,
-                           bucket_counts=tuple(self._buckets), latency_sum_s=self._sum_ns / 1e9,
-                           control_streams=self._control_streams)
-        percentiles = tuple(_percentile(window, q) / 1e6 for q in (50, 90, 99)) if window else (0.0, 0.0, 0.0)
-        return Snapshot(latency_ms=percentiles, latency_count=len(window), **figures)  # type: ignore[arg-type]
+            figures: dict[str, Any] = dict(
+                served=self._served, failed=self._failed, observations=self._observations, loaded=self._loaded,
+                refused=sum(self._refused.values()), refused_by_reason=dict(self._refused), rollbacks=self._rollbacks,
+                bucket_counts=tuple(self._buckets), latency_sum_s=self._sum_ns / 1e9,
+                control_streams=self._control_streams)
+        p50, p90, p99 = (_percentile(window, q) / 1e6 for q in (50, 90, 99)) if window else (0.0, 0.0, 0.0)
+        return Snapshot(latency_ms=(p50, p90, p99), latency_count=len(window), **figures)
 
 
 def _percentile(ordered: list[int], q: float) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -16,7 +17,8 @@ from plasma.common.v1 import common_pb2
 from plasma.server.errors import InvalidArgument
 
 _ITEMSIZE = {common_pb2.DATA_TYPE_FLOAT32: 4, common_pb2.DATA_TYPE_FLOAT64: 8}
-_WIRE_DTYPE = {common_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"), common_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8")}
+_WIRE_DTYPE: dict[int, np.dtype[Any]] = {common_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+                                         common_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8")}
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 # Up to this many values, observations are checked in plain Python (see ServedPacket._finite).

@@ -36,7 +36,7 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None
     fsync_dir(path.parent)
 
 
-def write_dir_atomic(path: Path, fill: Callable[[Path], None]) -> None:
+def write_dir_atomic(path: Path, fill: Callable[[Path], object]) -> None:
     """Builds a directory with `fill(tmp_dir)` and renames it into place in one step.
 
     The target must not exist yet: stored objects are immutable, a new version gets a new id.

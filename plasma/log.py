@@ -5,8 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO
 
 _FORMAT = "time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
+
+
+class _Handler(logging.StreamHandler[TextIO]):
+    """The handler `configure` installs, marked as Plasma's by `_plasma`."""
+
+    _plasma = True
 
 
 def configure(level: str | None = None) -> None:
@@ -16,9 +23,8 @@ def configure(level: str | None = None) -> None:
     if any(getattr(h, "_plasma", False) for h in root.handlers):
         root.setLevel(chosen)
         return
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _Handler(sys.stdout)
     handler.setFormatter(logging.Formatter(_FORMAT))
-    handler._plasma = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(chosen)
 

@@ -141,7 +141,7 @@ def _tensor_out(array: np.ndarray) -> dict[str, Any]:
             "base64": base64.b64encode(np.ascontiguousarray(wire).tobytes()).decode()}
 
 
-_SELF_TEST_DTYPES = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
+_SELF_TEST_DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 
 
 def _tensor_in(raw: Any, where: str) -> np.ndarray:
@@ -313,6 +313,7 @@ def model_io(observation_space: Space, action_space: Space) -> tuple[TensorList,
     """The graph's inputs and outputs as the format fixes them for these spaces."""
     inputs = [{"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", observation_space.flat_dim]}]
     width = action_space.flat_dim
+    action: dict[str, Any]
     if action_space.kind == "discrete":
         action = {"name": ACTION_OUTPUT, "dtype": "int64", "shape": ["batch"]}
     else:

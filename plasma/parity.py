@@ -58,7 +58,8 @@ def decisive(reference_output: np.ndarray, discrete: bool) -> np.ndarray:
     if not discrete or reference_output.shape[1] < 2:
         return np.ones(reference_output.shape[0], dtype=bool)
     top_two = np.sort(reference_output, axis=1)[:, -2:]
-    return (top_two[:, 1] - top_two[:, 0]) >= NEAR_TIE_MARGIN
+    clear: np.ndarray = (top_two[:, 1] - top_two[:, 0]) >= NEAR_TIE_MARGIN
+    return clear
 
 
 def agreement(

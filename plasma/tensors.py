@@ -14,7 +14,7 @@ _TO_NUMPY: dict[int, np.dtype] = {
     common_pb2.DATA_TYPE_INT64: np.dtype("<i8"),
     common_pb2.DATA_TYPE_BOOL: np.dtype("u1"),
 }
-_FROM_NUMPY: dict[str, int] = {
+_FROM_NUMPY: dict[str, common_pb2.DataType] = {
     "float32": common_pb2.DATA_TYPE_FLOAT32,
     "float64": common_pb2.DATA_TYPE_FLOAT64,
     "int64": common_pb2.DATA_TYPE_INT64,

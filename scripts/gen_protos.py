@@ -40,7 +40,7 @@ def main() -> int:
     if shutil.which("protoc-gen-mypy_grpc") is None:
         print("protoc-gen-mypy_grpc not on PATH: install the dev extra (mypy-protobuf)", file=sys.stderr)
         return 1
-    code = protoc.main(args)
+    code: int = protoc.main(args)
     if code != 0:
         return code
     # Every directory on the way to a stub must be a regular package.

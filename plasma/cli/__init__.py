@@ -22,7 +22,7 @@ from plasma.compiler.v1 import compiler_pb2
 from plasma.edge.v1 import edge_pb2
 from plasma.sdk import presets, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
-from plasma.sdk.evaluate import run_episodes
+from plasma.sdk.evaluate import observation_size, run_episodes
 from plasma.sdk.local import LocalStack
 from plasma.sdk.logged import load_npz
 from plasma.sdk.quality_table import format_quality
@@ -70,7 +70,7 @@ def describe_progress(event: Message) -> str:
 
 def precision_name(value: int) -> str:
     """compiler_pb2.PRECISION_INT8_FLOAT_OUTPUT -> "int8-float-output" (the manifest's names)."""
-    return compiler_pb2.Precision.Name(value).removeprefix("PRECISION_").lower().replace("_", "-")  # type: ignore[arg-type]
+    return compiler_pb2.Precision.Name(value).removeprefix("PRECISION_").lower().replace("_", "-")
 
 
 def describe_packet(packet: compiler_pb2.Packet) -> str:
@@ -233,7 +233,7 @@ def cmd_act(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.task is not None:
         try:  # a task for another environment, or one with no real-world reward (learned)
-            tasks.scores_real_steps(args.task, int(np.prod(gym.make(args.env).observation_space.shape)))
+            tasks.scores_real_steps(args.task, observation_size(gym.make(args.env).observation_space))
         except ValueError as error:
             print(f"plasma: {error}", file=sys.stderr)
             return 2
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except grpc.RpcError as error:
-        print(f"plasma: {error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"plasma: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +22,7 @@ class UnknownEnvironment(ValueError):
     """The id names no registered Gymnasium environment."""
 
 
-def _space_spec(space: gym.Space, what: str) -> Space:
+def _space_spec(space: gym.Space[Any], what: str) -> Space:
     if isinstance(space, spaces.Discrete):
         return Space(kind="discrete", n=int(space.n))
     if isinstance(space, spaces.Box):
@@ -86,10 +87,10 @@ def _run(
 ) -> Transitions:
     discrete = spec.action.kind == "discrete"
     # Discrete spaces may start at a nonzero index; datasets store actions counted from 0.
-    action_offset = int(env.action_space.start) if discrete else 0
+    action_offset = int(env.action_space.start) if isinstance(env.action_space, spaces.Discrete) else 0
     env.action_space.seed(seed)
     explore = np.random.default_rng(seed)
-    rows: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")}
+    rows: dict[str, list[Any]] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")}
     episode_ids = np.zeros(num_steps, dtype=np.int64)
     report_every = max(1, num_steps // 100)
     obs, _ = env.reset(seed=seed)

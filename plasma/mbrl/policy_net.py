@@ -53,6 +53,10 @@ def linear_layer_names(spec: PolicySpec) -> list[str]:
 class PolicyNet(nn.Module):
     """obs [batch, obs_dim] -> raw output [batch, action_dim]: logits, or pre-squash actions for a box."""
 
+    # Buffers (register_buffer): declared here so that they are typed as tensors, not Tensor | Module.
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
         self.spec = spec
@@ -69,7 +73,8 @@ class PolicyNet(nn.Module):
         self.register_buffer("obs_std", std.clamp_min(1e-6))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.body((obs - self.obs_mean) / self.obs_std)
+        output: torch.Tensor = self.body((obs - self.obs_mean) / self.obs_std)
+        return output
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action: argmax index [batch] (discrete) or bounded values [batch, act_dim] (box)."""

@@ -66,7 +66,7 @@ def window_starts(episode_ids: np.ndarray, held_rows: np.ndarray, steps: int) ->
     held[held_rows] = True
     starts = np.arange(len(episode_ids) - steps + 1)
     ends = starts + steps - 1
-    valid = starts[held[starts] & held[ends] & (episode_ids[starts] == episode_ids[ends])]
+    valid: np.ndarray = starts[held[starts] & held[ends] & (episode_ids[starts] == episode_ids[ends])]
     if len(valid) > MAX_WINDOWS:
         valid = valid[np.linspace(0, len(valid) - 1, MAX_WINDOWS).round().astype(np.int64)]
     return valid

@@ -84,7 +84,7 @@ def simulate(
             members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size))
             batch = _rollout_batch(model, starts, members, horizon, act, label_with_planner, scored_task,
                                    generator, same_planner=same_planner)
-            if settings is not None:
+            if support is not None and settings is not None:  # both or neither
                 batch = _audited(batch, support, settings)
             yield from batch
 
@@ -131,7 +131,7 @@ def _rollout_batch(
         idx = rows.numpy()
         current = state[rows]
         chosen = act(current)
-        if expert is not None:
+        if expert is not None and label_with_planner is not None:  # both or neither
             labels = chosen if same_planner else plan(
                 model, current, label_with_planner, task=task, generator=generator
             )

@@ -141,9 +141,9 @@ class PlasmaClient:
     # Compiler
 
     def compile(self, run_id: str, name: str = "", on_progress: Progress | None = None,
-                kind: compiler_pb2.PacketKind.ValueType = compiler_pb2.PACKET_KIND_MERGED,
+                kind: compiler_pb2.PacketKind = compiler_pb2.PACKET_KIND_MERGED,
                 base_packet_id: str = "",
-                precision: compiler_pb2.Precision.ValueType = compiler_pb2.PRECISION_UNSPECIFIED,
+                precision: compiler_pb2.Precision = compiler_pb2.PRECISION_UNSPECIFIED,
                 float_fallback: bool = False, min_agreement: float = 0.0) -> compiler_pb2.Packet:
         """A packet of `kind`: MERGED (default), ADAPTABLE (base that adapter packets apply to), or ADAPTER (only
         the run's LoRA weights, for the ADAPTABLE packet `base_packet_id`). `precision` unspecified walks the

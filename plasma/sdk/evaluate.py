@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -35,6 +36,13 @@ class Evaluation:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
+def observation_size(space: gym.Space[Any]) -> int:
+    """The number of elements in one observation of `space` (1 for a Discrete space)."""
+    if space.shape is None:
+        raise ValueError(f"observation space {space} has no shape")
+    return int(np.prod(space.shape))
+
+
 def run_episodes(
     env_id: str,
     episodes: int,
@@ -51,7 +59,7 @@ def run_episodes(
     returns: list[float] = []
     latencies: list[float] = []
     try:
-        scored = tasks.scores_real_steps(task, int(np.prod(env.observation_space.shape)))
+        scoring = task if tasks.scores_real_steps(task, observation_size(env.observation_space)) else None
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
             total, done = 0.0, False
@@ -61,9 +69,9 @@ def run_episodes(
                 latencies.append((time.perf_counter() - started) * 1e3)
                 previous, stepped = obs, env_action(env, action)
                 obs, reward, terminated, truncated, _ = env.step(stepped)
-                if scored:
-                    reward = float(tasks.real_reward(task, previous, stepped, obs))
-                    terminated = terminated or bool(tasks.left_bounds(task, obs))
+                if scoring is not None:
+                    reward = float(tasks.real_reward(scoring, previous, stepped, obs))
+                    terminated = terminated or bool(tasks.left_bounds(scoring, obs))
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)

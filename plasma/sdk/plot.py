@@ -35,6 +35,7 @@ matplotlib.use("Agg")  # before pyplot: files only, no display
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from plasma import files, tensors
@@ -77,7 +78,7 @@ def forecast_figure(
     steps = np.arange(mean.shape[0])
     figure, axes = plt.subplots(obs_dim + 1, 1, figsize=(9, 2.1 * (obs_dim + 1) + 0.6), sharex=True,
                                 squeeze=False)
-    panels = axes[:, 0]
+    panels: list[Axes] = list(axes[:, 0])
     samples = [(path, tensors.from_proto(path.observations, "sample observations")) for path in reply.samples]
     for d, ax in enumerate(panels[:obs_dim]):
         ax.fill_between(steps, lower[:, d], upper[:, d], color=_PHANTOM, alpha=0.2, label="phantom 5-95 %")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from plasma.sdk.workflow import WorkflowConfig
 from plasma.simulator.v1 import simulator_pb2
@@ -44,7 +45,7 @@ _PRESETS: dict[str, WorkflowConfig] = {
 NAMES = tuple(_PRESETS)
 
 
-def workflow(name: str, **overrides: object) -> WorkflowConfig:
+def workflow(name: str, **overrides: Any) -> WorkflowConfig:
     """The preset with any non-None overrides applied (e.g. env_id, real_steps, seed)."""
     given = {key: value for key, value in overrides.items() if value is not None}
     return dataclasses.replace(_PRESETS[name], **given)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -53,7 +54,8 @@ def _place(env: gym.Env, start: np.ndarray, seed: int) -> np.ndarray:
             f"{env.spec.id if env.spec else 'this environment'} cannot be put into an arbitrary start state; "
             "start from its reset state (pass the same seed, no explicit start)"
         )
-    env.unwrapped.state = np.array(start, dtype=np.asarray(state).dtype)
+    # Gymnasium's Env does not declare `state`: the classic-control environments that have one (probed above).
+    env.unwrapped.state = np.array(start, dtype=np.asarray(state).dtype)  # type: ignore[attr-defined]
     return np.asarray(start, dtype=np.float32)
 
 
@@ -95,7 +97,7 @@ def run_policy(
     return RealPath(np.stack(states), bool(terminated))
 
 
-def mlp_actor(policy: simulator_pb2.MlpPolicy, space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
+def mlp_actor(policy: simulator_pb2.MlpPolicy, space: gym.Space[Any]) -> Callable[[np.ndarray], np.ndarray]:
     """obs [obs_dim] -> action, as the simulator's MlpPolicy computes it: argmax of the logits for a
     discrete space, tanh squashed into the bounds for a box."""
     weights = [tensors.from_proto(w, "weight") for w in policy.weights]
@@ -114,7 +116,8 @@ def mlp_actor(policy: simulator_pb2.MlpPolicy, space: gym.Space) -> Callable[[np
                 x = activation(x)
         if isinstance(space, gym.spaces.Discrete):
             return np.asarray(int(np.argmax(x)))
-        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        box = cast(gym.spaces.Box, space)  # the only other kind of action space Plasma trains for
+        low, high = box.low.reshape(-1), box.high.reshape(-1)
         return (low + (np.tanh(x) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
     return act

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 
@@ -83,6 +83,17 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _StatusContext(Protocol):
+    """grpc.ServicerContext.code() (grpc >= 1.38), the status set so far, which types-grpcio does not declare."""
+
+    def code(self) -> grpc.StatusCode | None: ...
+
+
+def _status_set(context: grpc.ServicerContext) -> bool:
+    """Whether the handler already set a status (context.abort raised the RpcError being handled)."""
+    return cast(_StatusContext, context).code() is not None
+
+
 def translate_errors(method: F) -> F:
     """Wraps a unary or server-streaming servicer method so domain errors become gRPC statuses."""
 
@@ -101,22 +112,22 @@ def translate_errors(method: F) -> F:
             try:
                 yield from method(self, request, context)
             except Exception as exc:
-                if isinstance(exc, grpc.RpcError) and context.code() is not None:
+                if isinstance(exc, grpc.RpcError) and _status_set(context):
                     raise  # context.abort already ran
                 _abort(context, exc)
 
-        return stream_wrapper  # type: ignore[return-value]
+        return cast(F, stream_wrapper)
 
     @functools.wraps(method)
     def unary_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
         except Exception as exc:
-            if isinstance(exc, grpc.RpcError) and context.code() is not None:
+            if isinstance(exc, grpc.RpcError) and _status_set(context):
                 raise
             _abort(context, exc)
 
-    return unary_wrapper  # type: ignore[return-value]
+    return cast(F, unary_wrapper)
 
 
 @contextlib.contextmanager

@@ -51,23 +51,23 @@ _START_STATES = {
 _PLANNER_LIMITS = {"horizon": 200, "num_samples": 4096, "num_iterations": 20, "num_elites": 4096}
 
 
-def reward_source_from_proto(value: int) -> str:
+def reward_source_from_proto(value: simulator_pb2.RewardSource) -> str:
     if value not in _REWARD_SOURCES:
         raise InvalidArgument(f"unknown reward_source {value}; use REWARD_SOURCE_TASK or REWARD_SOURCE_LEARNED")
     return _REWARD_SOURCES[value]
 
 
-def reward_source_to_proto(name: str) -> simulator_pb2.RewardSource.ValueType:
+def reward_source_to_proto(name: str) -> simulator_pb2.RewardSource:
     return next(value for value, known in _REWARD_SOURCES.items() if known == name)
 
 
-def start_states_from_proto(value: int) -> str:
+def start_states_from_proto(value: simulator_pb2.StartStates) -> str:
     if value not in _START_STATES:
         raise InvalidArgument(f"unknown start_states {value}; use START_STATES_EPISODE_STARTS or START_STATES_ANY")
     return _START_STATES[value]
 
 
-def start_states_to_proto(name: str) -> simulator_pb2.StartStates.ValueType:
+def start_states_to_proto(name: str) -> simulator_pb2.StartStates:
     return simulator_pb2.START_STATES_ANY if name == "any" else simulator_pb2.START_STATES_EPISODE_STARTS
 
 

@@ -24,10 +24,10 @@ def gather(simulator: grpc.Channel, run: trainer_pb2.Run, env: EnvSpec) -> tuple
         model = simulator_client.fetch_model(simulator, run.model_id)
         data = simulator_client.fetch_transitions(simulator, record.dataset_id)
     except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
             raise FailedPrecondition(
                 f"the simulator no longer holds world model {run.model_id!r} of run {run.run_id!r} or its data, "
-                f"which the parity check runs the policy in: {exc.details()}"  # type: ignore[attr-defined]
+                f"which the parity check runs the policy in: {exc.details()}"
             ) from exc
         raise
     config = run.config

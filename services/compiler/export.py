@@ -13,6 +13,7 @@ import importlib.metadata
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -103,7 +104,7 @@ def lora_weights(bundle: PolicyBundle) -> dict[str, np.ndarray]:
     config = adapted.peft_config["default"]
     if getattr(config, "use_dora", False) or getattr(config, "lora_bias", False):
         raise FailedPrecondition("DoRA and LoRA biases cannot be served as onnxruntime adapters")
-    modules = dict(adapted.base_model.model.named_modules())
+    modules = dict(adapted.get_base_model().named_modules())
     weights: dict[str, np.ndarray] = {}
     for index, name in enumerate(linear_layer_names(bundle.spec)):
         layer = modules[name]
@@ -189,7 +190,7 @@ def adapter_bytes(weights: dict[str, np.ndarray]) -> bytes:
 def merge_adapter(bundle: PolicyBundle, observations: np.ndarray) -> tuple[PolicyNet, int]:
     """Folds the LoRA weights into the base network; returns it with the adapter's rank."""
     adapted = bundle.adapted_network().eval()
-    rank = int(adapted.peft_config["default"].r)
+    rank = int(cast(peft.LoraConfig, adapted.peft_config["default"]).r)
     obs = torch.from_numpy(observations)
     with torch.no_grad():
         before = adapted(obs).numpy()
@@ -213,6 +214,7 @@ def _export(graph: nn.Module, obs_dim: int) -> onnx.ModelProto:
         input_names=[packet.INPUT_NAME], output_names=[packet.ACTION_OUTPUT, packet.RAW_OUTPUT],
         dynamic_shapes=({0: torch.export.Dim("batch")},),
     )
+    assert program is not None  # dynamo=True without a file: the program itself
     model = program.model_proto
     _strip_metadata(model)
     return model
@@ -229,7 +231,9 @@ def _strip_metadata(model: onnx.ModelProto) -> None:
     # The dynamo exporter stores stack traces (absolute source paths), fx nodes and module names per
     # node and value: +19 % size and a leak of the build machine's layout. None of it affects inference.
     graph = model.graph
-    for item in (*graph.node, *graph.input, *graph.output, *graph.initializer, *graph.value_info):
+    items: tuple[onnx.NodeProto | onnx.ValueInfoProto | onnx.TensorProto, ...] = (
+        *graph.node, *graph.input, *graph.output, *graph.initializer, *graph.value_info)
+    for item in items:
         del item.metadata_props[:]
         item.doc_string = ""
     del graph.value_info[:]  # intermediate shapes; onnxruntime infers them

@@ -104,6 +104,7 @@ def _self_test_observations(candidate: Graph, reference: Reference, visited: np.
     if reference.discrete:
         agrees = action == reference_action
     else:
+        assert reference.action_span is not None  # set for every box action space
         gap = np.abs(action - reference_action) <= parity.BOX_TOLERANCE * reference.action_span
         agrees = gap.all(axis=1)
     hardest = np.flatnonzero(agrees)[parity.hardest_decisive(reference_output[agrees], reference.discrete,

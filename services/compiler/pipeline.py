@@ -85,8 +85,8 @@ def compile_model(bundle: PolicyBundle, scenario: Scenario, real_observations: n
     report(("calibrate", f"{len(calibration)} calibration states: {sources['real']} real, "
                          f"{sources['visited']} visited by the fp32 policy, {sources['held_out']} held out"))
     if adaptable:
-        graph = export.export_adaptable(bundle)
-        source, keep_float, slots = graph.fp32, graph.lora_nodes, graph.slots
+        adaptable_graph = export.export_adaptable(bundle)
+        source, keep_float, slots = adaptable_graph.fp32, adaptable_graph.lora_nodes, adaptable_graph.slots
     else:
         source, keep_float, slots = fp32, (), ()
     rungs = precision.LADDER if settings.precision is None else (settings.precision,)

@@ -7,6 +7,7 @@ import datetime
 import os
 import threading
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -170,8 +171,8 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             run = self._trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id),
                                        timeout=channels.UNARY_DEADLINE_S).run
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
-                raise NotFound(f"the trainer has no run {run_id!r}: {exc.details()}") from exc  # type: ignore[attr-defined]
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"the trainer has no run {run_id!r}: {exc.details()}") from exc
             raise
         if run.state != trainer_pb2.RUN_STATE_SUCCEEDED:
             raise FailedPrecondition(f"run {run_id!r} is {trainer_pb2.RunState.Name(run.state)}; "
@@ -184,18 +185,20 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         return blobs.receive(stream, f"the trainer's ExportPolicy stream for run {run_id!r}")
 
     def _package(self, compiled: pipeline.Compiled, run: trainer_pb2.Run, env: EnvSpec, name: str,
-                 kind: int, weights_sha256: str, base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
+                 kind: compiler_pb2.PacketKind, weights_sha256: str,
+                 base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()
         create_time.FromDatetime(now)
         name = name or (base.name if base is not None else env.env_id or "policy")
         if base is not None:
-            manifest_fields: dict[str, object] = dict(
+            manifest_fields: dict[str, Any] = dict(
                 kind=packet.KIND_ADAPTER, adapter_parameters=compiled.adapter_tensors, adapter_rank=compiled.lora_rank,
                 base=packet.BaseRef(packet_id=base.packet_id, name=base.name, version=base.version,
                                     model_sha256=packet.read(self._store.read(base.packet_id)[1])[0].payload.sha256))
         else:
             manifest_fields = dict(kind=packet.KIND_MODEL, opset=export.OPSET, adapter_slots=compiled.adapter_tensors)
+        records: dict[str, Any] = pipeline.packet_records(compiled)
         chosen = compiled.chosen.verdict
         with self._package_lock:
             version = self._store.next_version(name)
@@ -205,7 +208,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                 observation_space=env.observation, action_space=env.action,
                 payload=compiled.payload, signer=self._signer, versions=export.versions(),
                 self_test=compiled.self_test, fallback=compiled.fallback,
-                **manifest_fields, **pipeline.packet_records(compiled),  # type: ignore[arg-type]
+                **manifest_fields, **records,
             )
             packet_id = packet.read(data)[0].packet_id  # derived from the content: same policy, same bytes
             record = compiler_pb2.Packet(

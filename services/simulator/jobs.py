@@ -274,11 +274,11 @@ class SimulationJobs:
             job.logged = count
             job.changed.notify_all()
 
-    def _end(self, job: _Job, state: int, error: str) -> None:
+    def _end(self, job: _Job, state: simulator_pb2.SimulationState, error: str) -> None:
         with job.changed:
             ended = simulator_pb2.Simulation()
             ended.CopyFrom(job.simulation)
-            ended.state = state  # type: ignore[assignment]
+            ended.state = state
             ended.error = error
             ended.paths_logged = job.logged
             files.write_bytes_atomic(job.directory / _STATE_FILE, json_format.MessageToJson(ended).encode())

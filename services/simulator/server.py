@@ -85,6 +85,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                         steps_done=done, steps_total=total, episodes_done=episodes
                     )
                 )
+        assert progress_job.result is not None
         spec, transitions = progress_job.result
         if base is not None:
             if base[0] != spec:
@@ -143,6 +144,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                         holdout_nll=step.holdout_nll, holdout_obs_mse=step.holdout_obs_mse,
                     )
                 )
+        assert fit_job.result is not None
         fitted, metrics = fit_job.result
         reports = [simulator_pb2.QualityReport(stage=stage, quality=wire.quality_to_proto(measured))
                    for stage, measured in quality.fit_reports(

@@ -67,7 +67,7 @@ class RunRecorder:
             self.run.state = trainer_pb2.RUN_STATE_SUCCEEDED
             self._store.save_run(self.run)
 
-    def end(self, state: trainer_pb2.RunState.ValueType, error: str) -> None:
+    def end(self, state: trainer_pb2.RunState, error: str) -> None:
         with self._lock:
             if self.run.state != trainer_pb2.RUN_STATE_RUNNING:
                 return

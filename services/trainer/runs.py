@@ -277,7 +277,7 @@ class Runs:
                                                         self._config.simulate_deadline_seconds, scoring)
             handle._source = source
             config = plan.backprop
-            return lambda report: backprop.train(_RunSource(source, handle), start.io, config, report)  # type: ignore[arg-type]
+            return lambda report: backprop.train(_RunSource(source, handle), start.io, config, report)
         source = GrpcPhantomSource(self._simulator, run.model_id, self._config.simulate_deadline_seconds, task=task)
         handle._source = source
         if start.resume_from is not None:
@@ -289,8 +289,9 @@ class Runs:
     def _succeed(self, recorder: RunRecorder, result: TrainResult, started: float) -> None:
         run = recorder.run
         known = set(trainer_pb2.RunMetrics.DESCRIPTOR.fields_by_name)
-        metrics = trainer_pb2.RunMetrics(**{**{k: v for k, v in result.metrics.items() if k in known},
-                                            "training_seconds": time.monotonic() - started})
+        fields: dict[str, Any] = {**{k: v for k, v in result.metrics.items() if k in known},
+                                  "training_seconds": time.monotonic() - started}
+        metrics = trainer_pb2.RunMetrics(**fields)
         policy = wire.mlp_to_proto(mlp_weights_of(result.peft_model))
         recorder.succeed(_bundle_bytes(run, result), metrics, policy)
         log.info("run=%s succeeded imagined_return=%.1f", run.run_id, run.metrics.imagined_return)
@@ -299,7 +300,7 @@ class Runs:
 def _describe(exc: Exception) -> str:
     """A failure as a run's error says it: a gRPC status by its code and details, else the exception."""
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+        return f"{exc.code().name}: {exc.details()}"
     return f"{type(exc).__name__}: {exc}"
 
 

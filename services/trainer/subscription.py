@@ -46,9 +46,9 @@ DEFAULT_RECONNECT = Reconnect()
 
 
 def _retryable(error: grpc.RpcError) -> bool:
-    code = error.code()  # type: ignore[attr-defined]
+    code = error.code()
     # A reset connection surfaces as UNAVAILABLE, or as INTERNAL naming the reset HTTP/2 stream.
-    details = (error.details() or "") if hasattr(error, "details") else ""  # type: ignore[attr-defined]
+    details = (error.details() or "") if hasattr(error, "details") else ""
     return code in _RETRYABLE or (code == grpc.StatusCode.INTERNAL and "RST_STREAM" in details)
 
 
@@ -67,7 +67,7 @@ class DurablePaths:
         self._lock = threading.Lock()
         self._aborted = False
         self._simulation_id = ""
-        self._stream: grpc.Future | None = None
+        self._stream: grpc.Call | None = None
 
     def abort(self) -> None:
         """Cancels the simulation being streamed and its stream; every later call raises Aborted."""
@@ -129,7 +129,7 @@ class DurablePaths:
                 self._wait_before_retry(error, failures, deadline)
                 self.reconnects += 1
                 log.info("simulation=%s resubscribing from=%d after %s", simulation_id, next_sequence,
-                         error.code())  # type: ignore[attr-defined]
+                         error.code())
             finally:
                 stream.cancel()
                 with self._lock:
@@ -143,7 +143,7 @@ class DurablePaths:
                 simulator_pb2.CancelSimulationRequest(simulation_id=simulation_id), timeout=_CANCEL_DEADLINE_S
             )
         except grpc.RpcError as error:
-            log.info("simulation=%s not cancelled: %s", simulation_id, error.code())  # type: ignore[attr-defined]
+            log.info("simulation=%s not cancelled: %s", simulation_id, error.code())
 
     def _call_with_retries(self, call: Callable[[], str], deadline: float) -> str:
         failures = 0

@@ -238,7 +238,7 @@ def test_random_tensors_never_break_the_runtime(loaded: Stub) -> None:
             loaded.Act(edge_pb2.ActRequest(observation=tensor), timeout=T)
             codes.add(grpc.StatusCode.OK)
         except grpc.RpcError as error:
-            codes.add(error.code())  # type: ignore[attr-defined]
+            codes.add(error.code())
     assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
     assert grpc.StatusCode.INVALID_ARGUMENT in codes
     assert act(loaded, np.zeros(4, np.float32))[0].shape == ()
@@ -647,7 +647,7 @@ def test_overload_is_resource_exhausted_not_a_queue(tmp_path: Path, discrete: tu
                 try:
                     act(client, np.zeros(4, np.float32))
                 except grpc.RpcError as error:
-                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                     break
                 threading.Event().wait(0.05)
             else:

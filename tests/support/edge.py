@@ -56,7 +56,7 @@ def status(stub: edge_pb2_grpc.EdgeRuntimeServiceStub) -> edge_pb2.GetStatusResp
 
 def refusal(error: grpc.RpcError) -> str:
     """The machine-readable reason a LoadPacket or Rollback was refused."""
-    return dict(error.trailing_metadata() or ()).get(errors.REFUSAL_KEY, "")  # type: ignore[attr-defined]
+    return dict(error.trailing_metadata() or ()).get(errors.REFUSAL_KEY, "")
 
 
 # The edge runtime as its own process

@@ -28,12 +28,12 @@ def trusted(paths: list[PhantomPath]) -> list[PhantomPath]:
     Raises ValueError when every path was rejected: nothing trustworthy is left to learn from."""
     kept, rejected, truncated = [], 0, 0
     for path in paths:
-        verdict = None if path.audit is None else path.audit.verdict
-        if verdict == "reject":
+        audit = path.audit
+        if audit is not None and audit.verdict == "reject":
             rejected += 1
-        elif verdict == "truncate":
+        elif audit is not None and audit.verdict == "truncate":
             truncated += 1
-            kept.append(cut(path, path.audit.valid_steps))
+            kept.append(cut(path, audit.valid_steps))
         else:
             kept.append(path)
     log.info("audit paths=%d rejected=%d truncated=%d steps_kept=%d/%d", len(paths), rejected, truncated,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from plasma import log as plog
@@ -102,6 +102,10 @@ def check_io(io: PolicyIO) -> None:
 class Critic(nn.Module):
     """State value V(s) [B] of the current policy, bootstrapping the return beyond the short horizon."""
 
+    # Buffers (register_buffer): declared here so that they are typed as tensors, not Tensor | Module.
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+
     def __init__(self, spec: PolicySpec, hidden_size: int, scale: float) -> None:
         super().__init__()
         # Values in units of `scale` (about the size of a return): a network whose outputs are O(1) learns returns
@@ -113,7 +117,8 @@ class Critic(nn.Module):
                                   nn.SiLU(), nn.Linear(hidden_size, 1))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.body((obs - self.obs_mean) / self.obs_std).squeeze(-1)
+        value: torch.Tensor = self.scale * self.body((obs - self.obs_mean) / self.obs_std).squeeze(-1)
+        return value
 
 
 def imagine(
@@ -166,7 +171,7 @@ def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Repo
     task = source.task
     paths_used = steps_used = 0
 
-    def phantom(policy: PolicyNet | None, call: int) -> list[PhantomPath]:
+    def phantom(policy: PolicyNet | PeftModel | None, call: int) -> list[PhantomPath]:
         nonlocal paths_used, steps_used
         paths = list(source.simulate(
             policy=None if policy is None else mlp_weights_of(policy), num_paths=cfg.paths_per_round,

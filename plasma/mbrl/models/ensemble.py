@@ -71,6 +71,12 @@ class StepResult(NamedTuple):
 
 
 class EnsembleWorldModel(nn.Module):
+    # Buffers (register_buffer): declared here so that they are typed as tensors, not Tensor | Module.
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
     def __init__(self, spec: EnvSpec, config: WorldModelConfig) -> None:
         super().__init__()
         self.spec = spec
