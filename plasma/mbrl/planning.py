@@ -105,7 +105,7 @@ def plan(
     """
     if model.spec.action.kind == "discrete":
         return _plan_discrete(model, obs.float(), cfg, task, generator)
-    return _plan_box(model, obs.float(), cfg, task, generator)
+    return _plan_box(model, obs.float(), cfg, task, generator)[0]
 
 
 def _plan_discrete(
@@ -135,21 +135,49 @@ def _plan_discrete(
 
 def _plan_box(
     model: EnsembleWorldModel, obs: torch.Tensor, cfg: PlannerConfig, task: Task | None,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """CEM with a Gaussian per step and action dimension, clipped to the bounds; returns the first step
-    of the final elite mean."""
+    generator: torch.Generator, start: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CEM with a Gaussian per step and action dimension, clipped to the bounds: the first step of the final
+    elite mean [B, act_dim], and that mean [B, H, act_dim]. `start` [B, H, act_dim] replaces the midpoint of the
+    bounds as the initial mean (the width stays the whole range)."""
     space = model.spec.action
     batch = obs.shape[0]
     rows = torch.arange(batch)[:, None]
     low = torch.tensor(space.low, dtype=torch.float32)
     high = torch.tensor(space.high, dtype=torch.float32)
-    mean = ((low + high) / 2).expand(batch, cfg.horizon, -1).clone()  # [B, H, act_dim]
-    std = ((high - low) / 2).expand(batch, cfg.horizon, -1).clone()
+    mean = ((low + high) / 2).expand(batch, cfg.horizon, -1).clone() if start is None else start.clone()
+    std = ((high - low) / 2).expand(batch, cfg.horizon, -1).clone()  # [B, H, act_dim]
     for _ in range(cfg.num_iterations):
         noise = torch.randn((batch, cfg.num_samples, *mean.shape[1:]), generator=generator)
         sequences = torch.clamp(mean[:, None] + std[:, None] * noise, low, high)  # [B, N, H, act_dim]
         scores = _score(model, obs, sequences, cfg.discount, task)
         elites = sequences[rows, scores.topk(cfg.num_elites, dim=1).indices]  # [B, K, H, act_dim]
         mean, std = elites.mean(dim=1), elites.std(dim=1, correction=0)
-    return mean[:, 0]
+    return mean[:, 0], mean
+
+
+class PathPlanner:
+    """The planner along a batch of paths, one step after another. For box actions each path's plan starts from
+    its previous one shifted by a step (PETS' warm start) instead of from scratch: with the true Pendulum-v1
+    dynamics, 25 steps x 64 samples x 3 iterations from scratch lost a swing-up (-365 where warm -233) and
+    averaged -185 over 8 episodes against -170 warm; warm with 2 iterations -169, the same as 256 samples x 5
+    iterations from scratch (-167). Discrete actions are planned from scratch at every step."""
+
+    def __init__(self, model: EnsembleWorldModel, cfg: PlannerConfig, task: Task | None,
+                 generator: torch.Generator, paths: int) -> None:
+        self._model, self._cfg, self._task, self._generator = model, cfg, task, generator
+        space = model.spec.action
+        self._warm: torch.Tensor | None = None
+        if space.kind == "box":
+            middle = (torch.tensor(space.low, dtype=torch.float32) + torch.tensor(space.high, dtype=torch.float32)) / 2
+            self._middle = middle  # [act_dim]: what a step no earlier plan covers starts from
+            self._warm = middle.expand(paths, cfg.horizon, -1).clone()  # [paths, H, act_dim]
+
+    def __call__(self, obs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The planned actions for the states `obs` of the paths `rows` (indices into the batch)."""
+        if self._warm is None:
+            return plan(self._model, obs, self._cfg, task=self._task, generator=self._generator)
+        actions, mean = _plan_box(self._model, obs.float(), self._cfg, self._task, self._generator,
+                                  self._warm[rows])
+        self._warm[rows] = torch.cat([mean[:, 1:], self._middle.expand(len(rows), 1, -1)], dim=1)
+        return actions

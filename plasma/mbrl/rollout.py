@@ -10,13 +10,15 @@ import torch
 
 from plasma.mbrl.audit import AuditSettings, Support, audit_batch
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
-from plasma.mbrl.planning import PlannerConfig, check_reward_source, plan, rewards_and_dones
+from plasma.mbrl.planning import PathPlanner, PlannerConfig, check_reward_source, rewards_and_dones
 from plasma.mbrl.policies import MlpPolicy
 from plasma.mbrl.tasks import Task
 from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
 
 # Paths rolled out together; large enough to amortise per-step overhead, small enough to stream early.
 BATCH_PATHS = 64
+# How a batch's paths choose their actions: (states [B, obs_dim], their paths' rows in the batch [B]) -> actions.
+Act = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def start_states(transitions: Transitions, which: str) -> np.ndarray:
@@ -70,20 +72,22 @@ def simulate(
     # A planner-driven path labelled by the same planner needs no second plan per step.
     same_planner = isinstance(policy, PlannerConfig) and policy == label_with_planner
 
-    def act(obs: torch.Tensor) -> torch.Tensor:
+    def actor(size: int) -> Act:
+        """How the batch's paths choose: the MLP, the planner (warm along each path), or random actions."""
         if mlp is not None:
-            return mlp.act(obs)
+            return lambda obs, _rows: mlp.act(obs)
         if isinstance(policy, PlannerConfig):
-            return plan(model, obs, policy, task=scored_task, generator=generator)
-        return _random_actions(model, obs.shape[0], generator)
+            return PathPlanner(model, policy, scored_task, generator, size)
+        return lambda obs, _rows: _random_actions(model, obs.shape[0], generator)
 
     def paths() -> Iterator[PhantomPath]:
         for first in range(0, num_paths, BATCH_PATHS):
             size = min(BATCH_PATHS, num_paths - first)
             starts = pool[torch.as_tensor(rng.integers(0, len(pool), size))]
             members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size))
-            batch = _rollout_batch(model, starts, members, horizon, act, label_with_planner, scored_task,
-                                   generator, same_planner=same_planner)
+            labeler = (None if label_with_planner is None or same_planner else
+                       PathPlanner(model, label_with_planner, scored_task, generator, size))
+            batch = _rollout_batch(model, starts, members, horizon, actor(size), labeler, same_planner, scored_task)
             if support is not None and settings is not None:  # both or neither
                 batch = _audited(batch, support, settings)
             yield from batch
@@ -105,13 +109,13 @@ def _rollout_batch(
     obs: torch.Tensor,
     members: torch.Tensor,
     horizon: int,
-    act: Callable[[torch.Tensor], torch.Tensor],
-    label_with_planner: PlannerConfig | None,
+    act: Act,
+    labeler: Act | None,
+    labelled_by_actor: bool,
     task: Task | None,
-    generator: torch.Generator,
-    *,
-    same_planner: bool,
 ) -> list[PhantomPath]:
+    """The batch's paths; the planner's labels come from `labeler`, or are the actions themselves when the
+    planner that labels them also drives (`labelled_by_actor`)."""
     size = obs.shape[0]
     discrete = model.spec.action.kind == "discrete"
     action_shape = () if discrete else (model.spec.action.flat_dim,)
@@ -119,7 +123,7 @@ def _rollout_batch(
     observations = np.zeros((horizon + 1, size, model.obs_dim), dtype=np.float32)  # [T + 1, paths, obs_dim]
     observations[0] = obs.numpy()
     actions = np.zeros((horizon, size, *action_shape), dtype=action_dtype)
-    expert = np.zeros_like(actions) if label_with_planner is not None else None
+    expert = np.zeros_like(actions) if labeler is not None or labelled_by_actor else None
     rewards = np.zeros((horizon, size), dtype=np.float32)
     dones = np.zeros((horizon, size), dtype=bool)
     uncertainty = np.zeros((horizon, size), dtype=np.float32)
@@ -130,12 +134,9 @@ def _rollout_batch(
         rows = alive.nonzero().squeeze(1)
         idx = rows.numpy()
         current = state[rows]
-        chosen = act(current)
-        if expert is not None and label_with_planner is not None:  # both or neither
-            labels = chosen if same_planner else plan(
-                model, current, label_with_planner, task=task, generator=generator
-            )
-            expert[t, idx] = labels.numpy()
+        chosen = act(current, rows)
+        if expert is not None:
+            expert[t, idx] = (chosen if labeler is None else labeler(current, rows)).numpy()
         next_obs, learned_reward, done_prob, disagreement = model.step(current, chosen, members[rows])
         reward, done = rewards_and_dones(task, current, chosen, next_obs, learned_reward, done_prob)
         observations[t + 1, idx] = next_obs.numpy()
