@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from plasma.compiler.v1 import compiler_pb2
-from plasma.sdk import presets, tasks
+from plasma.sdk import recipes, tasks
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.local import LocalStack
 from plasma.simulator.v1 import simulator_pb2, task_pb2
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--policy-steps", type=int, default=1000)
     parser.add_argument("--targets", type=float, nargs="+", default=[1.0, -1.0])
     args = parser.parse_args()
-    train = presets.workflow("default").train
+    train = recipes.workflow("default").train
     task_specs = {f"cartpole-x={x:g}": tasks.cartpole_balance_at(x) for x in args.targets}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="plasma-tasks-") as root, LocalStack(Path(root)) as stack, \

@@ -10,8 +10,8 @@ PLASMA_LOCAL_BASE_IMAGE ?= plasma/debian-python:bookworm
 # The classic builder works without a registry or buildx; DOCKER_BUILDKIT=1 switches to BuildKit.
 DOCKER_BUILDKIT ?= 0
 COMPOSE_PROJECT_NAME ?= plasma
-# Workflow preset for demo-compose ("default" like `make demo`, "small" like the CI test).
-PRESET ?= default
+# Workflow recipe for demo-compose ("default" like `make demo`, "quick-check" like the compose e2e test).
+RECIPE ?= default
 export PLASMA_TAG WHEELHOUSE PLASMA_BASE_IMAGE PLASMA_LOCAL_BASE_IMAGE DOCKER_BUILDKIT COMPOSE_PROJECT_NAME
 
 COMPOSE := deploy/compose.sh
@@ -57,10 +57,10 @@ down-volumes: ## Stop the compose stack and delete its volumes (datasets, models
 	$(COMPOSE) down --volumes --remove-orphans
 
 .PHONY: demo-compose
-demo-compose: $(STAMP) up ## `make demo`'s workflow on CartPole-v1 against the compose stack (PRESET=small for a quick one)
+demo-compose: $(STAMP) up ## `make demo`'s workflow on CartPole-v1 against the compose stack (RECIPE=quick-check for a quick one)
 	$(BIN)/plasma run --simulator 127.0.0.1:$(PLASMA_SIMULATOR_PORT) --trainer 127.0.0.1:$(PLASMA_TRAINER_PORT) \
 	  --compiler 127.0.0.1:$(PLASMA_COMPILER_PORT) --edge 127.0.0.1:$(PLASMA_EDGE_PORT) \
-	  --env CartPole-v1 --preset $(PRESET)
+	  --env CartPole-v1 --recipe $(RECIPE)
 	@echo "the edge container is serving the packet on 127.0.0.1:$(PLASMA_EDGE_PORT); 'make down' stops the stack"
 
 .PHONY: e2e

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from plasma import channels
 from plasma.cli import plots
 from plasma.compiler.v1 import compiler_pb2
 from plasma.edge.v1 import edge_pb2
-from plasma.sdk import presets, tasks
+from plasma.sdk import recipes, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import observation_size, run_episodes
 from plasma.sdk.local import LocalStack
@@ -125,8 +128,10 @@ def format_summary(summary: WorkflowSummary, budget: int) -> str:
 
 
 def _workflow(client: PlasmaClient, args: argparse.Namespace) -> int:
-    cfg = presets.workflow(args.preset, env_id=args.env, real_steps=args.real_steps, seed=args.seed,
+    cfg = recipes.workflow(args.recipe, env_id=args.env, real_steps=args.real_steps, seed=args.seed,
                            eval_episodes=args.episodes)
+    rounds = " + ".join(str(steps) for steps in (cfg.real_steps, *cfg.more_rounds))
+    print(f"{cfg.env_id}: recipe {args.recipe} ({rounds} real steps), seed {cfg.seed}", file=sys.stderr, flush=True)
     summary = train_and_deploy(client, cfg, ProgressPrinter())
     print(format_summary(summary, cfg.real_steps + sum(cfg.more_rounds)))
     if args.json:
@@ -153,6 +158,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
           file=sys.stderr)
     with LocalStack(root) as stack, PlasmaClient(stack.endpoints) as client:
         return _workflow(client, args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The four services on their default ports, their stores under --store, one signing key pair wired between
+    the compiler and the edge runtime; until Ctrl-C (or SIGTERM), then a graceful stop."""
+    ports = {"simulator": 50051, "trainer": 50052, "compiler": 50053, "edge": 50054}
+    with LocalStack(Path(args.store), ports=ports) as stack:
+        for name, address in vars(stack.endpoints).items():
+            print(f"{name:<10} {address}", file=sys.stderr)
+        print(f"stores and logs under {args.store}; Ctrl-C stops the services", file=sys.stderr, flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -201,7 +221,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    config = presets.workflow(args.preset).train
+    config = recipes.workflow(args.recipe).train
     with PlasmaClient(_endpoints(args)) as client:
         run = client.train(args.model_id, config, on_progress=_stage_printer("train"), task=args.task,
                            base_run_id=args.base_run)
@@ -313,16 +333,23 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def workflow_flags(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--env", default=None, help="Gymnasium environment id (default: the preset's)")
-        sub.add_argument("--real-steps", type=int, default=None, help="real steps for learning (preset default)")
-        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id (default CartPole-v1)")
+        sub.add_argument("--real-steps", type=int, default=None,
+                         help="real steps of the first, random collection round (default: the recipe's)")
+        sub.add_argument("--seed", type=int, default=0,
+                         help="seeds collection, fitting and training: the same seed on the same machine gives the "
+                              "same packet")
         sub.add_argument("--episodes", type=int, default=20, help="real evaluation episodes")
-        sub.add_argument("--preset", choices=presets.NAMES, default="default")
+        sub.add_argument("--recipe", choices=recipes.NAMES, default="default",
+                         help="default: two rounds of 200 real steps; random-5000: one round of 5,000 random steps; "
+                              "quick-check: a fast end-to-end check (plasma.sdk.recipes)")
         sub.add_argument("--json", help="also write the summary as JSON to this file")
 
     demo = add("demo", cmd_demo, "start the four services locally and run the whole workflow")
     workflow_flags(demo)
     demo.add_argument("--store", help="store root for the services (default: a new temp dir)")
+    serve = add("serve", cmd_serve, "start the four services locally on ports 50051-50054 until Ctrl-C")
+    serve.add_argument("--store", default="var/local", help="store root for the services (default var/local)")
     run = add("run", cmd_run, "run the whole workflow against running services")
     workflow_flags(run)
     run.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the services")
@@ -348,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--batch-rows", type=int, default=4096, help="transitions per streamed batch")
     train = add("train", cmd_train, "train a policy against a world model")
     train.add_argument("model_id")
-    train.add_argument("--preset", choices=presets.NAMES, default="default")
+    train.add_argument("--recipe", choices=recipes.NAMES, default="default", help="the recipe's training settings")
     train.add_argument("--task", type=_task, help=TASK_HELP)
     train.add_argument("--base-run", default="", help="train only a LoRA adapter for --task on this run's base policy")
     compile_ = add("compile", cmd_compile, "compile a run into a packet (the smallest precision that keeps parity)")

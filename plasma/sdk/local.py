@@ -58,8 +58,11 @@ class LocalStack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     endpoints: Endpoints = field(default_factory=Endpoints)
 
+    # Fixed ports (e.g. the services' defaults, for `plasma serve`); free ones when empty.
+    ports: dict[str, int] = field(default_factory=dict)
+
     def start(self, timeout_s: float = 120.0) -> Endpoints:
-        ports = {name: free_port() for name in _MODULES}
+        ports = {name: self.ports.get(name) or free_port() for name in _MODULES}
         address = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
         self.endpoints = Endpoints(**address)
         env = {

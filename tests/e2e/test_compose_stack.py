@@ -92,12 +92,12 @@ def test_compose_stack_runs_the_workflow_and_keeps_its_stores(stack: Stack, tmp_
     ep = stack.endpoints
     summary_file = tmp_path / "summary.json"
     workflow = run([sys.executable, "-m", "plasma.cli", "run", "--simulator", ep.simulator, "--trainer", ep.trainer,
-                    "--compiler", ep.compiler, "--edge", ep.edge, "--env", "CartPole-v1", "--preset", "small",
+                    "--compiler", ep.compiler, "--edge", ep.edge, "--env", "CartPole-v1", "--recipe", "quick-check",
                     "--seed", str(SEED), "--episodes", str(EPISODES), "--json", str(summary_file)],
                    timeout=2400, check=False)
     assert workflow.returncode == 0, f"plasma run failed:\n{workflow.stdout[-4000:]}\n{workflow.stderr[-8000:]}"
     summary = json.loads(summary_file.read_text())
-    dockerutil.FIGURES["compose workflow (plasma run --preset small)"] = (
+    dockerutil.FIGURES["compose workflow (plasma run --recipe quick-check)"] = (
         f"mean return {summary['mean_return']:.1f} over {EPISODES} episodes, stages "
         + ", ".join(f"{k} {v:.0f}s" for k, v in summary["stage_seconds"].items()))
 

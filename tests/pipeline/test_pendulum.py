@@ -1,6 +1,6 @@
-"""Pendulum-v1 (continuous, bounded torque) through all four services as processes, with the "pendulum" preset:
-200 random real steps, then 200 collected by the first policy and appended as the dataset's version 2; the
-served packet squashes its actions into the bounds itself."""
+"""Pendulum-v1 (continuous, bounded torque) through all four services as processes, with the demo's default
+recipe, the same as CartPole's: 200 random real steps, then 200 collected by the first policy and appended as the
+dataset's version 2; the served packet squashes its actions into the bounds itself."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from plasma import channels
-from plasma.sdk import presets
+from plasma.sdk import recipes
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.evaluate import random_baseline
 from plasma.sdk.local import LocalStack
@@ -24,7 +24,7 @@ MAX_TORQUE = 2.0
 
 
 def test_pendulum_from_400_real_steps_swings_up_through_the_services(tmp_path: Path) -> None:
-    cfg = presets.workflow("pendulum", eval_episodes=EPISODES, seed=0)
+    cfg = recipes.workflow("default", env_id="Pendulum-v1", eval_episodes=EPISODES, seed=0)
     with LocalStack(tmp_path) as stack, PlasmaClient(stack.endpoints) as client:
         summary = train_and_deploy(client, cfg)
         # Far outside anything seen: the packet's own squashing must still keep the torque inside the bounds.

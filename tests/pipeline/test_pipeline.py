@@ -1,7 +1,6 @@
-"""All four services as separate processes, driven through the SDK exactly like `plasma demo`.
-
-Uses the "small" preset so CI stays fast; the policy must still clearly beat a random one on the
-real environment, and everything must survive a restart of the whole stack.
+"""All four services as separate processes, driven through the SDK exactly like `plasma demo`, with the demo's
+own default recipe: the packet must solve CartPole-v1 on real episodes, and everything must survive a restart of
+the whole stack.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import pytest
 
 from plasma import channels
 from plasma.compiler.v1 import compiler_pb2
-from plasma.sdk import presets
+from plasma.sdk import recipes
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.evaluate import random_baseline, run_episodes
 from plasma.sdk.local import LocalStack
@@ -27,8 +26,12 @@ pytestmark = pytest.mark.pipeline
 EPISODES = 10
 
 
-def test_small_budget_pipeline_beats_random_and_survives_restart(tmp_path: Path) -> None:
-    cfg = presets.workflow("small", eval_episodes=EPISODES, seed=3)
+# Gymnasium's threshold for a solved CartPole-v1.
+SOLVED = 475.0
+
+
+def test_the_default_recipe_solves_cartpole_and_survives_a_restart(tmp_path: Path) -> None:
+    cfg = recipes.workflow("default", eval_episodes=EPISODES, seed=3)
     stack = LocalStack(tmp_path)
     with stack, PlasmaClient(stack.endpoints) as client:
         summary = train_and_deploy(client, cfg)
@@ -36,8 +39,8 @@ def test_small_budget_pipeline_beats_random_and_survives_restart(tmp_path: Path)
     exit_codes = stack.stop()
 
     random = random_baseline(cfg.env_id, EPISODES, cfg.seed + EVAL_SEED_OFFSET)
-    assert summary.real_steps_used <= cfg.real_steps
-    assert summary.evaluation.mean_return >= max(100.0, 3 * random.mean_return), (
+    assert summary.real_steps_used == cfg.real_steps + sum(cfg.more_rounds) == 400
+    assert summary.evaluation.mean_return >= SOLVED, (
         f"packet scored {summary.evaluation.mean_return:.1f}, random {random.mean_return:.1f}"
     )
     assert summary.model_metrics.holdout_obs_mse < summary.model_metrics.holdout_naive_obs_mse
@@ -54,9 +57,10 @@ def test_small_budget_pipeline_beats_random_and_survives_restart(tmp_path: Path)
         models = client.simulator.ListWorldModels(simulator_pb2.ListWorldModelsRequest(), timeout=deadline).models
         runs = client.trainer.ListRuns(trainer_pb2.ListRunsRequest(), timeout=deadline).runs
         packets = client.compiler.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=deadline).packets
-        assert [d.dataset_id for d in datasets] == [summary.dataset_id]
-        assert [m.model_id for m in models] == [summary.model_id]
-        assert [(r.run_id, r.state) for r in runs] == [(summary.run_id, trainer_pb2.RUN_STATE_SUCCEEDED)]
+        # Two collection rounds: two dataset versions, two world models, two runs; the last of each is the packet's.
+        assert [d.dataset_id for d in datasets][-1] == summary.dataset_id and len(datasets) == 2
+        assert [m.model_id for m in models][-1] == summary.model_id and len(models) == 2
+        assert [r.state for r in runs] == [trainer_pb2.RUN_STATE_SUCCEEDED] * 2 and runs[-1].run_id == summary.run_id
         assert [p.packet_id for p in packets] == [summary.packet_id]
         status = client.edge_status()
         assert status.serving and status.packet.packet_id == summary.packet_id
