@@ -1,8 +1,8 @@
 """The one writer of a run's record while it trains: checkpoints, history, and how it ended.
 
 Training runs in its own thread (runs.py) while a cancel or a stop may end the run; a lock orders their
-writes, and once the run has ended a late checkpoint from the training thread is
-dropped, so that a cancelled run never turns RUNNING again (and so resumable) on disk.
+writes, and once the run has ended a late checkpoint or success from the training thread is
+dropped, so that a cancelled run never turns RUNNING again (and so resumable) on disk, nor SUCCEEDED.
 """
 
 from __future__ import annotations
@@ -58,14 +58,18 @@ class RunRecorder:
                 self.run.history.append(event)
                 self._store.save_run(self.run)
 
-    def succeed(self, bundle: bytes, metrics: trainer_pb2.RunMetrics, policy: simulator_pb2.MlpPolicy) -> None:
-        """Stores the bundle, then marks the run SUCCEEDED with its metrics and merged policy (an MlpPolicy)."""
+    def succeed(self, bundle: bytes, metrics: trainer_pb2.RunMetrics, policy: simulator_pb2.MlpPolicy) -> bool:
+        """Stores the bundle, then marks the run SUCCEEDED with its metrics and merged policy (an MlpPolicy);
+        dropped when the run has ended meanwhile (a cancel that came while the last phase finished)."""
         with self._lock:
+            if self.run.state != trainer_pb2.RUN_STATE_RUNNING:
+                return False
             self._store.save_bundle(self.run.run_id, bundle)
             self.run.metrics.CopyFrom(metrics)
             self.run.policy.CopyFrom(policy)
             self.run.state = trainer_pb2.RUN_STATE_SUCCEEDED
             self._store.save_run(self.run)
+            return True
 
     def end(self, state: trainer_pb2.RunState, error: str) -> None:
         with self._lock:

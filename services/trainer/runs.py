@@ -2,9 +2,14 @@
 stop (the trainer shutting down: its runs stay RUNNING and resume on its next start).
 
 A run's training thread sees phantom paths only through a `_RunSource`, which ends the training at the next path
-once the run is told to stop and, for a prompt stop, aborts the simulation the run is waiting on (subscription.py
-cancels it in the simulator too). The Train RPC only follows a run (`Handle.events`) and asks for the cancel when
-its client goes away.
+once the run is told to stop and starts no simulation after that. Telling a run to stop also aborts its phantom
+source, which cancels in the simulator every simulation the run started and has not finished (subscription.py).
+The Train RPC only follows a run (`Handle.events`) and asks for the cancel when its client goes away.
+
+A cancel, in this order: the training thread is told to stop (it starts no simulation from then on), the
+simulations the run started are cancelled, and the run is marked CANCELLED. So a run that reads CANCELLED has
+started every simulation it ever will. The training thread itself ends at its next check (a phantom path, a
+progress event, the start of a simulation); what it records after the mark is dropped (recorder.py).
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ class Handle:
     _error: BaseException | None = None
     _recorder: RunRecorder | None = None
     _source: GrpcPhantomSource | None = None
+    # Orders the training thread attaching its source against a stop, so that no source escapes the abort.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def events(self) -> Iterator[Progress]:
         """The run's progress events as they come, until its training thread ends."""
@@ -88,17 +95,32 @@ class Handle:
         return self._recorder.run
 
     def _report(self, progress: Progress) -> None:
-        if self._stop.is_set():
-            raise RunStopped(self._stop_reason)
+        self._check()
         self._events.put(progress)
 
-    def _request_stop(self, reason: str) -> None:
+    def _check(self) -> None:
+        """In the training thread: ends the training once the run was told to stop."""
         if self._stop.is_set():
-            return
-        self._stop_reason = reason
-        self._stop.set()
-        if self._source is not None:
-            self._source.abort()
+            raise RunStopped(self._stop_reason)
+
+    def _attach(self, source: GrpcPhantomSource) -> None:
+        """In the training thread: the source a stop must abort; ends the training if the stop came first."""
+        with self._lock:
+            self._check()
+            self._source = source
+
+    def _halt(self, reason: str) -> bool:
+        """Tells the training thread to stop, then aborts its source (blocking: it cancels the run's
+        simulations in the simulator). False when the run had already been told."""
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            self._stop_reason = reason
+            self._stop.set()
+            source = self._source
+        if source is not None:
+            source.abort()
+        return True
 
 
 class _RunSource:
@@ -114,6 +136,7 @@ class _RunSource:
     def simulate(self, *, policy: MlpWeights | PlannerConfig | None, num_paths: int, horizon: int, seed: int,
                  start_states: str, label_with_planner: PlannerConfig | None,
                  reward_source: str) -> Iterator[PhantomPath]:
+        self._handle._check()
         try:
             for path in self._source.simulate(policy=policy, num_paths=num_paths, horizon=horizon, seed=seed,
                                               start_states=start_states, label_with_planner=label_with_planner,
@@ -204,14 +227,22 @@ class Runs:
     # Stopping
 
     def cancel(self, run_id: str, reason: str) -> None:
-        """Stops the run promptly and marks it CANCELLED; a no-op for a run that ended, or while the trainer is
-        stopping (its runs then stay RUNNING, to resume)."""
+        """Stops the run, cancels its simulations and marks it CANCELLED (see the module docstring), in a thread
+        of its own: this returns at once, as gRPC's callbacks must. A no-op for a run that ended, or while the
+        trainer is stopping (its runs then stay RUNNING, to resume)."""
         if self._stopping.is_set():
             return
         with self._lock:
             active = self._active.get(run_id)
         if active is not None:
-            active[0]._request_stop(reason)
+            threading.Thread(target=self._cancel, args=(active[0], reason), name=f"cancel-{run_id}",
+                             daemon=True).start()
+
+    def _cancel(self, handle: Handle, reason: str) -> None:
+        if handle._halt(reason):
+            assert handle._recorder is not None
+            handle._recorder.end(trainer_pb2.RUN_STATE_CANCELLED, reason)
+            log.info("run=%s cancelled: %s", handle.run_id, reason)
 
     def stop(self) -> None:
         """The trainer is stopping: every run ends at its next phantom path or progress event and stays RUNNING."""
@@ -219,7 +250,7 @@ class Runs:
         with self._lock:
             active = list(self._active.values())
         for handle, _ in active:
-            handle._request_stop("the trainer is stopping; the run resumes on its next start")
+            handle._halt("the trainer is stopping; the run resumes on its next start")
 
     def join(self, timeout_s: float) -> None:
         """Waits up to `timeout_s` for the training threads to end (one still inside torch or gRPC when the
@@ -275,11 +306,11 @@ class Runs:
             scoring = tasks.task_for(run.env_spec.env_id) if plan.backprop.reward_source == "task" else None
             source: GrpcPhantomSource = GrpcModelSource(self._simulator, run.model_id,
                                                         self._config.simulate_deadline_seconds, scoring)
-            handle._source = source
+            handle._attach(source)
             config = plan.backprop
             return lambda report: backprop.train(_RunSource(source, handle), start.io, config, report)
         source = GrpcPhantomSource(self._simulator, run.model_id, self._config.simulate_deadline_seconds, task=task)
-        handle._source = source
+        handle._attach(source)
         if start.resume_from is not None:
             recorder.resume_at(start.resume_from)
         return lambda report: distill.train(_RunSource(source, handle), start.io, plan.distill, report,
@@ -293,8 +324,8 @@ class Runs:
                                   "training_seconds": time.monotonic() - started}
         metrics = trainer_pb2.RunMetrics(**fields)
         policy = wire.mlp_to_proto(mlp_weights_of(result.peft_model))
-        recorder.succeed(_bundle_bytes(run, result), metrics, policy)
-        log.info("run=%s succeeded imagined_return=%.1f", run.run_id, run.metrics.imagined_return)
+        if recorder.succeed(_bundle_bytes(run, result), metrics, policy):
+            log.info("run=%s succeeded imagined_return=%.1f", run.run_id, run.metrics.imagined_return)
 
 
 def _describe(exc: Exception) -> str:

@@ -77,10 +77,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             config=request.config, env_spec=model.env_spec, create_time=grpc_server.now_timestamp(),
             task=task, base_run_id=base_run_id,
         )
+        # The run belongs to its Train call: a client that has gone away (cancel, deadline, lost connection) gets no
+        # run, and one that goes away later cancels it at once, not at its next event.
+        if not context.is_active():
+            raise Cancelled("the client went away before the run started; no run was created")
         handle = self._runs.start(Start(run, plan, io, base))
         log.info("run=%s model=%s base_run=%s started", run.run_id, request.model_id, base_run_id or "-")
-        # A client that goes away (cancel, deadline) cancels its run at once, not at the next event.
-        context.add_callback(lambda: self._runs.cancel(run.run_id, "the client cancelled the Train stream"))
+
+        def cancel() -> None:
+            self._runs.cancel(run.run_id, "the client cancelled the Train stream, or its deadline expired")
+
+        if not context.add_callback(cancel):  # the call ended between the check above and the run's start
+            cancel()
         for progress in handle.events():
             yield trainer_pb2.TrainResponse(progress=progress_to_proto(progress))
         ended = handle.outcome()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from plasma import channels
 from plasma import log as plog
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 
@@ -53,7 +54,11 @@ def _retryable(error: grpc.RpcError) -> bool:
 
 
 class DurablePaths:
-    """`for path in DurablePaths(...).paths(request)`: the request's paths, each once, in order."""
+    """`for path in DurablePaths(...).paths(request)`: the request's paths, each once, in order.
+
+    `abort` (from another thread) ends it for good: no simulation starts after it, and every one it started
+    that is not known to have ended is cancelled before `abort` returns.
+    """
 
     def __init__(
         self, channel: grpc.Channel, deadline_seconds: float, reconnect: Reconnect = DEFAULT_RECONNECT
@@ -63,40 +68,79 @@ class DurablePaths:
         self._deadline_seconds = deadline_seconds
         self._reconnect = reconnect
         self.reconnects = 0  # resubscriptions after a broken stream, over this object's life
-        # What `abort` ends: the simulation being streamed and its stream (guarded: abort comes from another thread).
+        # What `abort` ends, guarded by the lock (abort comes from another thread): the stream being read,
+        # a StartSimulation in flight, and the simulations started and not seen to end.
         self._lock = threading.Lock()
-        self._aborted = False
-        self._simulation_id = ""
+        self._aborted = threading.Event()
+        self._starting = threading.Condition(self._lock)
+        self._start_in_flight = False
+        self._live: set[str] = set()
         self._stream: grpc.Call | None = None
 
     def abort(self) -> None:
-        """Cancels the simulation being streamed and its stream; every later call raises Aborted."""
+        """Ends the stream being read at once, lets a StartSimulation in flight return, then cancels every
+        simulation started and not seen to end. Every later call raises Aborted."""
         with self._lock:
-            self._aborted = True
-            simulation_id, stream = self._simulation_id, self._stream
+            self._aborted.set()
+            stream = self._stream
         if stream is not None:
             stream.cancel()
-        if simulation_id:
+        with self._lock:
+            # Bounded: one StartSimulation attempt has a unary deadline, and the retries stop on abort.
+            self._starting.wait_for(lambda: not self._start_in_flight)
+            live, self._live = self._live, set()
+        for simulation_id in live:
             self._cancel_quietly(simulation_id)
 
     def _check_aborted(self) -> None:
-        if self._aborted:
+        if self._aborted.is_set():
             raise Aborted("the consumer aborted: no more phantom paths")
 
-    def paths(self, request: simulator_pb2.SimulateRequest) -> Iterator[simulator_pb2.PhantomPath]:
-        self._check_aborted()
-        deadline = time.monotonic() + self._deadline_seconds
-        simulation_id = self._call_with_retries(
-            lambda: self._stub.StartSimulation(
-                simulator_pb2.StartSimulationRequest(request=request), timeout=self._remaining(deadline)
-            ).simulation.simulation_id,
-            deadline,
-        )
+    def _start(self, request: simulator_pb2.SimulateRequest, deadline: float) -> str:
+        """Starts the simulation unless aborted; abort() waits for it and cancels it, so none outlives an abort."""
         with self._lock:
-            self._simulation_id = simulation_id
-        if self._aborted:  # aborted while the simulation started, before abort() could see it
-            self._cancel_quietly(simulation_id)
             self._check_aborted()
+            self._start_in_flight = True
+        simulation_id = ""
+        try:
+            simulation_id = self._call_with_retries(
+                lambda: self._stub.StartSimulation(
+                    simulator_pb2.StartSimulationRequest(request=request),
+                    timeout=min(channels.UNARY_DEADLINE_S, self._remaining(deadline)),
+                ).simulation.simulation_id,
+                deadline,
+            )
+            return simulation_id
+        finally:
+            with self._lock:
+                self._start_in_flight = False
+                if simulation_id:
+                    self._live.add(simulation_id)
+                self._starting.notify_all()
+
+    def _forget(self, simulation_id: str) -> bool:
+        """Takes the simulation off the live set; False when abort() already took it (and cancels it)."""
+        with self._lock:
+            if simulation_id not in self._live:
+                return False
+            self._live.discard(simulation_id)
+            return True
+
+    def paths(self, request: simulator_pb2.SimulateRequest) -> Iterator[simulator_pb2.PhantomPath]:
+        deadline = time.monotonic() + self._deadline_seconds
+        simulation_id = self._start(request, deadline)
+        try:
+            yield from self._follow(simulation_id, deadline)
+        except BaseException:
+            # Aborted, failed, or the consumer has enough (GeneratorExit): stop computing paths for it.
+            if self._forget(simulation_id):
+                self._cancel_quietly(simulation_id)
+            raise
+        else:
+            self._forget(simulation_id)  # it ended and every path came
+
+    def _follow(self, simulation_id: str, deadline: float) -> Iterator[simulator_pb2.PhantomPath]:
+        self._check_aborted()
         next_sequence = 0
         failures = 0
         while True:
@@ -106,7 +150,7 @@ class DurablePaths:
             )
             with self._lock:
                 self._stream = stream
-            if self._aborted:
+            if self._aborted.is_set():
                 stream.cancel()
             try:
                 for response in stream:
@@ -118,9 +162,6 @@ class DurablePaths:
                     failures = 0
                     yield response.path
                 return
-            except GeneratorExit:
-                self._cancel_quietly(simulation_id)  # the consumer has enough: stop computing paths for it
-                raise
             except grpc.RpcError as error:
                 self._check_aborted()
                 if not _retryable(error):
@@ -155,16 +196,19 @@ class DurablePaths:
                     raise
                 failures += 1
                 self._wait_before_retry(error, failures, deadline)
+                self._check_aborted()
 
     def _wait_before_retry(self, error: grpc.RpcError, failures: int, deadline: float) -> None:
-        """Sleeps the backoff and waits for the channel to connect; re-raises `error` when out of attempts or time."""
+        """Sleeps the backoff and waits for the channel to connect; re-raises `error` when out of attempts or time.
+        Returns early once aborted."""
         policy = self._reconnect
         if failures > policy.attempts:
             raise error
         backoff = min(policy.first_backoff_seconds * 2 ** (failures - 1), policy.max_backoff_seconds)
         if time.monotonic() + backoff >= deadline:
             raise error
-        time.sleep(backoff)
+        if self._aborted.wait(backoff):
+            return
         # On a timeout the next call fails fast with UNAVAILABLE and counts as another failure.
         with contextlib.suppress(grpc.FutureTimeoutError):
             grpc.channel_ready_future(self._channel).result(

@@ -69,6 +69,10 @@ class TrainerServiceServicer:
     def Train(self, request, context):
         """Starts a run and streams its progress; the last message carries the finished run.
         The trainer takes no real-environment steps: all data comes from SimulatorService.Simulate.
+        The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
+        the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
+        that ended before its run was created creates none. A trainer that stops or dies is different: its
+        runs stay RUNNING and resume when it starts again (follow them with WatchRun).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

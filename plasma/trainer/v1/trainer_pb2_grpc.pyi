@@ -36,6 +36,10 @@ class TrainerServiceStub:
     Train: _grpc.UnaryStreamMultiCallable[_trainer_pb2.TrainRequest, _trainer_pb2.TrainResponse]
     """Starts a run and streams its progress; the last message carries the finished run.
     The trainer takes no real-environment steps: all data comes from SimulatorService.Simulate.
+    The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
+    the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
+    that ended before its run was created creates none. A trainer that stops or dies is different: its
+    runs stay RUNNING and resume when it starts again (follow them with WatchRun).
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.GetRunRequest, _trainer_pb2.GetRunResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ListRunsRequest, _trainer_pb2.ListRunsResponse]
@@ -56,6 +60,10 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     Train: _aio.UnaryStreamMultiCallable[_trainer_pb2.TrainRequest, _trainer_pb2.TrainResponse]  # type: ignore[assignment]
     """Starts a run and streams its progress; the last message carries the finished run.
     The trainer takes no real-environment steps: all data comes from SimulatorService.Simulate.
+    The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
+    the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
+    that ended before its run was created creates none. A trainer that stops or dies is different: its
+    runs stay RUNNING and resume when it starts again (follow them with WatchRun).
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_trainer_pb2.GetRunRequest, _trainer_pb2.GetRunResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListRunsRequest, _trainer_pb2.ListRunsResponse]  # type: ignore[assignment]
@@ -79,6 +87,10 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_trainer_pb2.TrainResponse], _abc.AsyncIterator[_trainer_pb2.TrainResponse]]:
         """Starts a run and streams its progress; the last message carries the finished run.
         The trainer takes no real-environment steps: all data comes from SimulatorService.Simulate.
+        The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
+        the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
+        that ended before its run was created creates none. A trainer that stops or dies is different: its
+        runs stay RUNNING and resume when it starts again (follow them with WatchRun).
         """
 
     @_abc_1.abstractmethod
