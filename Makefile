@@ -53,6 +53,12 @@ test: $(STAMP) ## All tests: unit, services on port 0, the four-service pipeline
 test-fast: $(STAMP) ## Everything but the pipeline and container tests
 	$(BIN)/python -m pytest -m "not pipeline and not e2e"
 
+CERTS_DIR ?= var/certs
+
+.PHONY: certs
+certs: $(STAMP) ## A development CA and every service's and client's certificate in CERTS_DIR (var/certs); idempotent
+	$(BIN)/python scripts/make_certs.py --out $(CERTS_DIR)
+
 .PHONY: k8s-check
 k8s-check: $(STAMP) ## Render the Helm chart deploy/k8s/plasma and validate every object against the Kubernetes schemas
 	$(BIN)/python -m pytest tests/deploy -q -p no:cacheprovider
