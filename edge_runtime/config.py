@@ -9,6 +9,7 @@ from pathlib import Path
 
 from plasma import signing
 from plasma.server import settings
+from plasma.server.security import ServerSecurity
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Config:
     grace_seconds: float = 5.0
     # host:port of the Prometheus /metrics HTTP endpoint; "" turns it off (port 0 picks a free port).
     metrics_address: str = ""
+    # TLS, mutual TLS and authorization of callers (PLASMA_EDGE_TLS_*, PLASMA_EDGE_AUTH_TOKENS; docs/security.md).
+    # Default: plaintext and no authorization, for local processes on loopback.
+    security: ServerSecurity = field(default_factory=ServerSecurity)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -59,6 +63,7 @@ class Config:
             grace_seconds=settings.seconds(env, "PLASMA_EDGE_GRACE_SECONDS", cls.grace_seconds),
             metrics_address=settings.read(env, "PLASMA_EDGE_METRICS_ADDRESS", cls.metrics_address, str,
                                           lambda a: ":" in a, "host:port"),
+            security=ServerSecurity.from_env(env, "edge"),
         )
         config.check()
         return config

@@ -1,6 +1,9 @@
 """Exit 0 when the edge runtime's gRPC health service answers SERVING, 1 otherwise (container HEALTHCHECK).
 
     python -m edge_runtime.healthcheck [--address host:port] [--service NAME] [--timeout SECONDS]
+
+Connects as every Plasma client does: TLS when PLASMA_TLS_CA is set, with PLASMA_TLS_CERT/KEY for mutual TLS
+(plasma.channels.ClientSecurity); plaintext otherwise. Health needs no role.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service", default="", help="service name to check (default: the whole server)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
     args = parser.parse_args(argv)
-    with channels.channel(args.address) as channel:
+    with channels.channel(args.address, channels.ClientSecurity.from_env()) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout

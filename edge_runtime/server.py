@@ -212,10 +212,10 @@ def build(config: Config) -> Edge:
     if restored is not None:
         log.info("serving stored packet=%s name=%s version=%d sha256=%s", restored.packet_id, restored.manifest.name,
                  restored.version, restored.sha256)
-    server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs, MAX_RECEIVE_BYTES)
+    server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs, MAX_RECEIVE_BYTES, config.security)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EdgeServicer(runtime, config.max_control_streams), server)
-    port = grpc_server.bind(server, config.address)
+    port = grpc_server.bind(server, config.address, config.security)
     metrics_port, stop_metrics = None, lambda: None
     if config.metrics_address:
         metrics_port, stop_metrics = start_http(metrics, config.metrics_address)
@@ -233,8 +233,9 @@ def serve(config: Config) -> None:
     edge.server.start()
     # SERVING without a packet too: the runtime must accept LoadPacket; GetStatus.serving says if it can act.
     grpc_server.set_serving(edge.health, [SERVICE_NAME], True)
-    log.info("edge serving port=%d store=%s trusted_keys=%s ort_threads=%d/%d workers=%d max_rpcs=%d "
-             "max_streams=%d metrics_port=%s", edge.port, config.store_dir, edge.runtime.describe_trust(),
+    log.info("edge serving port=%d security=%s store=%s trusted_keys=%s ort_threads=%d/%d workers=%d max_rpcs=%d "
+             "max_streams=%d metrics_port=%s", edge.port, config.security.describe(), config.store_dir,
+             edge.runtime.describe_trust(),
              config.ort_intra_threads, config.ort_inter_threads, config.workers, config.max_concurrent_rpcs,
              config.max_control_streams, edge.metrics_port)
     try:

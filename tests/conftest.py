@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import grpc
 import pytest
@@ -68,3 +69,11 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
         if hasattr(result, "__iter__") and not hasattr(result, "ByteSize"):
             list(result)  # type: ignore[call-overload]
     return caught.value
+
+
+@pytest.fixture(scope="session")
+def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A development CA and every certificate of a deployment, made by scripts/make_certs.py (`make certs`)."""
+    from tests.support import certs
+
+    return certs.make(tmp_path_factory.mktemp("certs"))

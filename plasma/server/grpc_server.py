@@ -14,19 +14,24 @@ from grpc_reflection.v1alpha import reflection
 
 from plasma import log as plog
 from plasma.channels import MAX_MESSAGE_BYTES
+from plasma.server.security import ServerSecurity
 
 log = plog.get(__name__)
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def build_server(max_workers: int, max_concurrent_rpcs: int | None = None,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Server:
-    """Every Plasma service's server: a bounded thread pool, bounded concurrency, bounded message sizes."""
+                 max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 security: ServerSecurity | None = None) -> grpc.Server:
+    """Every Plasma service's server: a bounded thread pool, bounded concurrency, bounded message sizes, and with
+    `security` that authorizes, every call checked against plasma.server.roles."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         options=[("grpc.max_send_message_length", max_message_bytes),
                  ("grpc.max_receive_message_length", max_message_bytes)],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
+        interceptors=security.interceptors() if security is not None else None,
     )
 
 
@@ -48,8 +53,15 @@ def set_serving(health_servicer: health.HealthServicer, service_names: Iterable[
         health_servicer.set(name, status)
 
 
-def bind(server: grpc.Server, address: str) -> int:
-    port = server.add_insecure_port(address)
+def bind(server: grpc.Server, address: str, security: ServerSecurity | None = None) -> int:
+    """Listens on `address`: TLS when `security` has a certificate, plaintext otherwise."""
+    if security is not None and security.tls:
+        port = server.add_secure_port(address, security.credentials())
+    else:
+        if address.rpartition(":")[0] not in _LOOPBACK_HOSTS:
+            log.warning("plaintext gRPC on %s: whoever reaches this port may call every RPC; set the service's "
+                        "*_TLS_CERT, *_TLS_KEY and *_TLS_CLIENT_CA (docs/security.md)", address)
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")
     return port

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -51,3 +52,14 @@ def directory(env: Mapping[str, str], name: str, default: str) -> str:
 
 def address(env: Mapping[str, str], name: str, default: str) -> str:
     return read(env, name, default, str, lambda a: ":" in a, "host:port")
+
+
+def file(env: Mapping[str, str], name: str, expected: str) -> Path | None:
+    """An existing, readable file named by `name`, or None when the variable is unset."""
+    raw = env.get(name, "")
+    if not raw:
+        return None
+    path = Path(raw).expanduser().absolute()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}={raw!r} is not valid: expected the path of a readable file ({expected})")
+    return path

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from plasma.channels import ClientSecurity
 from plasma.server import settings
+from plasma.server.security import ServerSecurity
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class Config:
     # ed25519 private key that signs packets (PEM, raw or base64). None: a development key is generated
     # into <store_dir>/signing/dev-ed25519.pem on first start and reused after; its public half is logged.
     signing_key: Path | None = None
+    # TLS, mutual TLS and authorization of callers (PLASMA_COMPILER_TLS_*, PLASMA_COMPILER_AUTH_TOKENS;
+    # docs/security.md). Default: plaintext and no authorization, for local processes on loopback.
+    security: ServerSecurity = field(default_factory=ServerSecurity)
+    # How this service calls the trainer and the simulator: PLASMA_TLS_CA, PLASMA_TLS_CERT, PLASMA_TLS_KEY,
+    # PLASMA_TLS_SERVER_NAME, PLASMA_TOKEN_FILE (plasma.channels.ClientSecurity); None: plaintext.
+    client_security: ClientSecurity | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -46,6 +54,8 @@ class Config:
                 env, "PLASMA_COMPILER_FETCH_DEADLINE_SECONDS", cls.fetch_deadline_seconds
             ),
             signing_key=_signing_key(env),
+            security=ServerSecurity.from_env(env, "compiler"),
+            client_security=ClientSecurity.from_env(env),
         )
 
 

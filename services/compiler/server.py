@@ -270,17 +270,18 @@ def create_server(
     """Builds and binds the server (not started); `trainer` and `simulator` default to channels to
     config.trainer_address and config.simulator_address."""
     threads.configure_torch(config.torch_threads)
-    server = grpc_server.build_server(config.workers)
+    server = grpc_server.build_server(config.workers, security=config.security)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
-    stub = trainer_pb2_grpc.TrainerServiceStub(trainer or channels.channel(config.trainer_address))
+    stub = trainer_pb2_grpc.TrainerServiceStub(
+        trainer or channels.channel(config.trainer_address, config.client_security))
     store = PacketStore(config.store_dir)
     signer, generated = load_signing_key(config)
     # The public half is what edge runtimes must trust (PLASMA_EDGE_TRUSTED_KEYS); it is no secret.
     log.info("signing key_id=%s public_key=%s generated=%s", signer.key_id, signer.public.base64, generated)
-    servicer = CompilerServicer(store, stub, simulator or channels.channel(config.simulator_address), config,
-                                signer, generated)
+    to_simulator = simulator or channels.channel(config.simulator_address, config.client_security)
+    servicer = CompilerServicer(store, stub, to_simulator, config, signer, generated)
     compiler_pb2_grpc.add_CompilerServiceServicer_to_server(servicer, server)
-    port = grpc_server.bind(server, config.address)
+    port = grpc_server.bind(server, config.address, config.security)
     return server, port, health_servicer
 
 
@@ -288,8 +289,8 @@ def serve(config: Config) -> None:
     server, port, health_servicer = create_server(config)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
-    log.info("compiler serving port=%d trainer=%s simulator=%s store=%s", port, config.trainer_address,
-             config.simulator_address, config.store_dir)
+    log.info("compiler serving port=%d trainer=%s simulator=%s store=%s security=%s", port, config.trainer_address,
+             config.simulator_address, config.store_dir, config.security.describe())
     grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
 
 

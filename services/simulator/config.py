@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plasma.server import settings
+from plasma.server.security import ServerSecurity
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Config:
     # Durable simulations running at once (each on its own worker thread); StartSimulation beyond this is
     # refused with RESOURCE_EXHAUSTED.
     max_simulations: int = 4
+    # TLS, mutual TLS and authorization of callers (PLASMA_SIMULATOR_TLS_*, PLASMA_SIMULATOR_AUTH_TOKENS;
+    # docs/security.md). Default: plaintext and no authorization, for local processes on loopback.
+    security: ServerSecurity = field(default_factory=ServerSecurity)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -38,4 +42,5 @@ class Config:
             grace_seconds=settings.seconds(env, "PLASMA_SIMULATOR_GRACE_SECONDS", cls.grace_seconds),
             model_cache_size=settings.positive_int(env, "PLASMA_SIMULATOR_MODEL_CACHE", cls.model_cache_size),
             max_simulations=settings.positive_int(env, "PLASMA_SIMULATOR_MAX_SIMULATIONS", cls.max_simulations),
+            security=ServerSecurity.from_env(env, "simulator"),
         )

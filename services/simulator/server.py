@@ -241,11 +241,11 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
 
 def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:
     threads.configure_torch(config.torch_threads)
-    server = grpc_server.build_server(config.workers)
+    server = grpc_server.build_server(config.workers, security=config.security)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     store = SimulatorStore(config.store_dir)
     simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(SimulatorServicer(store, config), server)
-    port = grpc_server.bind(server, config.address)
+    port = grpc_server.bind(server, config.address, config.security)
     return server, port, health_servicer
 
 
@@ -253,7 +253,7 @@ def serve(config: Config) -> None:
     server, port, health_servicer = create_server(config)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
-    log.info("simulator serving port=%d store=%s", port, config.store_dir)
+    log.info("simulator serving port=%d store=%s security=%s", port, config.store_dir, config.security.describe())
     grpc_server.run_until_signal(server, config.grace_seconds, health_servicer)
 
 

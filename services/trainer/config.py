@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from plasma.channels import ClientSecurity
 from plasma.server import settings
+from plasma.server.security import ServerSecurity
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class Config:
     grace_seconds: float = 10.0
     # Deadline of one Simulate stream; a round of phantom paths that takes longer is an error.
     simulate_deadline_seconds: float = 1800.0
+    # TLS, mutual TLS and authorization of callers (PLASMA_TRAINER_TLS_*, PLASMA_TRAINER_AUTH_TOKENS; docs/security.md).
+    # Default: plaintext and no authorization, for local processes on loopback.
+    security: ServerSecurity = field(default_factory=ServerSecurity)
+    # How this service calls the simulator: PLASMA_TLS_CA, PLASMA_TLS_CERT, PLASMA_TLS_KEY, PLASMA_TLS_SERVER_NAME,
+    # PLASMA_TOKEN_FILE (plasma.channels.ClientSecurity); None: plaintext.
+    client_security: ClientSecurity | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -37,4 +45,6 @@ class Config:
             simulate_deadline_seconds=settings.seconds(
                 env, "PLASMA_TRAINER_SIMULATE_DEADLINE_SECONDS", cls.simulate_deadline_seconds
             ),
+            security=ServerSecurity.from_env(env, "trainer"),
+            client_security=ClientSecurity.from_env(env),
         )

@@ -175,14 +175,14 @@ def create_server(
 
 def _build(config: Config, simulator: grpc.Channel | None) -> tuple[grpc.Server, int, health.HealthServicer, Runs]:
     threads.configure_torch(config.torch_threads)
-    server = grpc_server.build_server(config.workers)
+    server = grpc_server.build_server(config.workers, security=config.security)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
-    channel = simulator or channels.channel(config.simulator_address)
+    channel = simulator or channels.channel(config.simulator_address, config.client_security)
     store = TrainerStore(config.store_dir)
     runs = Runs(store, channel, config)
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(store, channel, runs), server)
     runs.resume_interrupted()
-    port = grpc_server.bind(server, config.address)
+    port = grpc_server.bind(server, config.address, config.security)
     return server, port, health_servicer, runs
 
 
@@ -190,7 +190,8 @@ def serve(config: Config) -> None:
     server, port, health_servicer, runs = _build(config, None)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
-    log.info("trainer serving port=%d simulator=%s store=%s", port, config.simulator_address, config.store_dir)
+    log.info("trainer serving port=%d simulator=%s store=%s security=%s", port, config.simulator_address,
+             config.store_dir, config.security.describe())
     # Runs stop (and stay RUNNING, to resume) before the server drains, so their Train streams end promptly.
     grpc_server.run_until_signal(server, config.grace_seconds, health_servicer, on_signal=runs.stop,
                                  on_stop=lambda: runs.join(_TRAINING_STOP_WAIT_S))
