@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from plasma import channels
-from plasma.cli import plots
+from plasma.cli import connection, plots
 from plasma.compiler.v1 import compiler_pb2
 from plasma.edge.v1 import edge_pb2
 from plasma.sdk import recipes, tasks
@@ -30,6 +30,7 @@ from plasma.sdk.local import LocalStack
 from plasma.sdk.logged import load_npz
 from plasma.sdk.quality_table import format_quality
 from plasma.sdk.workflow import EVAL_SEED_OFFSET, StageDone, WorkflowSummary, train_and_deploy
+from plasma.server.settings import ConfigError
 from plasma.simulator.v1 import simulator_pb2, task_pb2
 from plasma.trainer.v1 import trainer_pb2
 
@@ -165,8 +166,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     the compiler and the edge runtime; until Ctrl-C (or SIGTERM), then a graceful stop."""
     ports = {"simulator": 50051, "trainer": 50052, "compiler": 50053, "edge": 50054}
     with LocalStack(Path(args.store), ports=ports) as stack:
-        for name, address in vars(stack.endpoints).items():
-            print(f"{name:<10} {address}", file=sys.stderr)
+        for name in connection.SERVICES:
+            print(f"{name:<10} {getattr(stack.endpoints, name)}", file=sys.stderr)
         print(f"stores and logs under {args.store}; Ctrl-C stops the services", file=sys.stderr, flush=True)
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -316,9 +317,7 @@ def _print_message(message: Message) -> int:
 
 
 def _endpoints(args: argparse.Namespace) -> Endpoints:
-    base = Endpoints.from_env()
-    overrides = {name: getattr(args, name) for name in ("simulator", "trainer", "compiler", "edge")}
-    return Endpoints(**{**vars(base), **{k: v for k, v in overrides.items() if v}})
+    return connection.endpoints(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         for service in ("simulator", "trainer", "compiler", "edge"):
             sub.add_argument(f"--{service}", help=f"{service} host:port (default from PLASMA_{service.upper()}_TARGET)")
+        connection.add_tls_flags(sub)
         return sub
 
     def workflow_flags(sub: argparse.ArgumentParser) -> None:
@@ -411,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as error:
         print(f"plasma: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
+    except ConfigError as error:
+        print(f"plasma: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

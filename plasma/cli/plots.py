@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from plasma import channels, tensors
+from plasma.cli.connection import add_tls_flags
 from plasma.sdk import real_rollouts
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.simulator.v1 import simulator_pb2
@@ -51,6 +52,7 @@ def register(commands: Any, endpoints_from: EndpointsFrom) -> None:
     for sub in (forecast, run):
         for service in ("simulator", "trainer"):
             sub.add_argument(f"--{service}", help=f"{service} host:port (default from PLASMA_{service.upper()}_TARGET)")
+        add_tls_flags(sub)
         for service in ("compiler", "edge"):  # resolved with the others; unused by plots
             sub.set_defaults(**{service: None})
 

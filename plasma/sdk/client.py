@@ -21,18 +21,24 @@ Progress = Callable[[Any], None]
 
 @dataclass(frozen=True)
 class Endpoints:
+    """Where the four services listen and how to reach them: plaintext (local processes on loopback) or, with
+    `security`, TLS with this client's certificate or token (docs/security.md)."""
+
     simulator: str = "127.0.0.1:50051"
     trainer: str = "127.0.0.1:50052"
     compiler: str = "127.0.0.1:50053"
     edge: str = "127.0.0.1:50054"
+    security: channels.ClientSecurity | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Endpoints:
+        """PLASMA_<SERVICE>_TARGET, and PLASMA_TLS_CA, _CERT, _KEY, _SERVER_NAME and PLASMA_TOKEN_FILE for TLS."""
         return cls(
             simulator=env.get("PLASMA_SIMULATOR_TARGET", cls.simulator),
             trainer=env.get("PLASMA_TRAINER_TARGET", cls.trainer),
             compiler=env.get("PLASMA_COMPILER_TARGET", cls.compiler),
             edge=env.get("PLASMA_EDGE_TARGET", cls.edge),
+            security=channels.ClientSecurity.from_env(env),
         )
 
 
@@ -51,7 +57,7 @@ class PlasmaClient:
     def __init__(self, endpoints: Endpoints, stream_deadline_s: float = channels.STREAM_DEADLINE_S) -> None:
         self.endpoints = endpoints
         self._stream_deadline_s = stream_deadline_s
-        self._channels = {name: channels.channel(getattr(endpoints, name))
+        self._channels = {name: channels.channel(getattr(endpoints, name), endpoints.security)
                           for name in ("simulator", "trainer", "compiler", "edge")}
         self.simulator = simulator_pb2_grpc.SimulatorServiceStub(self._channels["simulator"])
         self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._channels["trainer"])

@@ -1,8 +1,14 @@
-"""Runs the four services as local processes: what `plasma demo` and the pipeline test use."""
+"""Runs the four services as local processes: what `plasma demo` and the pipeline test use.
+
+Plaintext on loopback by default; with `certs` (a `make certs` directory, layout in scripts/make_certs.py) every
+service serves mutual TLS with authorization on, the trainer and compiler call the others with their own client
+certificates, and the stack's endpoints carry the operator's.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,10 +37,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_serving(address: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+# Client and server TLS settings a shell may hold (e.g. for the compose stack); a plaintext stack drops them.
+_SECURITY_VARIABLE = re.compile(r"PLASMA_(TLS_\w+|TOKEN_FILE|(SIMULATOR|TRAINER|COMPILER|EDGE)_(TLS_\w+|AUTH_TOKENS))")
+
+
+def wait_serving(address: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None,
+                 security: channels.ClientSecurity | None = None) -> None:
     """Polls the standard health service until it answers SERVING."""
     deadline = time.monotonic() + timeout_s
-    with channels.channel(address) as channel:
+    with channels.channel(address, security) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
@@ -60,13 +71,16 @@ class LocalStack:
 
     # Fixed ports (e.g. the services' defaults, for `plasma serve`); free ones when empty.
     ports: dict[str, int] = field(default_factory=dict)
+    # A `make certs` directory: mutual TLS and authorization on every service. None: plaintext on loopback.
+    certs: Path | None = None
 
     def start(self, timeout_s: float = 120.0) -> Endpoints:
         ports = {name: self.ports.get(name) or free_port() for name in _MODULES}
         address = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-        self.endpoints = Endpoints(**address)
+        client = self._client_security("operator")
+        self.endpoints = Endpoints(**address, security=client)
         env = {
-            **os.environ,
+            **{key: value for key, value in os.environ.items() if not _SECURITY_VARIABLE.fullmatch(key)},
             "PLASMA_SIMULATOR_ADDRESS": address["simulator"],
             "PLASMA_SIMULATOR_STORE": str(self.root / "simulator"),
             "PLASMA_TRAINER_ADDRESS": address["trainer"],
@@ -79,6 +93,7 @@ class LocalStack:
             "PLASMA_EDGE_STORE": str(self.root / "edge"),
             # One key pair per stack root: the compiler signs with it, the edge trusts its public half.
             **signing.dev_key_env(self.root / "keys"),
+            **self._server_tls_env(),
             **self.env,
         }
         logs = self.root / "logs"
@@ -87,14 +102,39 @@ class LocalStack:
             for name, module in _MODULES.items():
                 with open(logs / f"{name}.log", "ab") as log_file:
                     self.processes[name] = subprocess.Popen(
-                        [sys.executable, "-m", module], env=env, stdout=log_file, stderr=subprocess.STDOUT
+                        [sys.executable, "-m", module], env={**env, **self._caller_tls_env(name)}, stdout=log_file,
+                        stderr=subprocess.STDOUT,
                     )
             for name, process in self.processes.items():
-                wait_serving(address[name], timeout_s, process)
+                wait_serving(address[name], timeout_s, process, client)
         except BaseException:
             self.stop()
             raise
         return self.endpoints
+
+    def _client_security(self, identity: str) -> channels.ClientSecurity | None:
+        if self.certs is None:
+            return None
+        return channels.ClientSecurity(ca=self.certs / "ca" / "ca.pem", cert=self.certs / identity / "client.pem",
+                                       key=self.certs / identity / "client-key.pem")
+
+    def _server_tls_env(self) -> dict[str, str]:
+        if self.certs is None:
+            return {}
+        env: dict[str, str] = {}
+        for name in _MODULES:
+            prefix, own = f"PLASMA_{name.upper()}_", self.certs / name
+            env |= {prefix + "TLS_CERT": str(own / "server.pem"), prefix + "TLS_KEY": str(own / "server-key.pem"),
+                    prefix + "TLS_CLIENT_CA": str(self.certs / "ca" / "ca.pem")}
+        return env
+
+    def _caller_tls_env(self, name: str) -> dict[str, str]:
+        """The client settings of a service that calls others (trainer, compiler): its own client certificate."""
+        if self.certs is None or name not in ("trainer", "compiler"):
+            return {}
+        return {"PLASMA_TLS_CA": str(self.certs / "ca" / "ca.pem"),
+                "PLASMA_TLS_CERT": str(self.certs / name / "client.pem"),
+                "PLASMA_TLS_KEY": str(self.certs / name / "client-key.pem")}
 
     def stop(self, grace_s: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for graceful exits, kill stragglers; returns exit codes."""
