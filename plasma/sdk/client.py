@@ -13,7 +13,10 @@ from plasma import blobs, channels, tensors
 from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.sdk import training
+from plasma.sdk.control import ControlSession
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
+from plasma.subscription import DurablePaths
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
 Progress = Callable[[Any], None]
@@ -133,6 +136,16 @@ class PlasmaClient:
             timeout=self._stream_deadline_s,
         )
 
+    def start_simulation(self, request: simulator_pb2.SimulateRequest) -> simulator_pb2.Simulation:
+        """A durable simulation job: its paths are logged in the simulator, to be read with simulation_paths."""
+        return self.simulator.StartSimulation(simulator_pb2.StartSimulationRequest(request=request),
+                                              timeout=channels.UNARY_DEADLINE_S).simulation
+
+    def simulation_paths(self, simulation_id: str, from_sequence: int = 0) -> Iterator[simulator_pb2.PhantomPath]:
+        """A simulation's paths from `from_sequence` on, each once and in order, until the job ends; resubscribes
+        where it stopped after the simulator restarted or the connection broke (plasma.subscription)."""
+        return DurablePaths(self._channels["simulator"], self._stream_deadline_s).follow(simulation_id, from_sequence)
+
     # Trainer
 
     def train(self, model_id: str, config: trainer_pb2.TrainConfig | None = None,
@@ -141,8 +154,9 @@ class PlasmaClient:
         """`task` (default: the environment's objective) is what to optimize; `base_run_id` reuses that run's
         base policy and trains only a LoRA adapter for the task (plasma.sdk.tasks builds tasks)."""
         request = trainer_pb2.TrainRequest(model_id=model_id, config=config, task=task, base_run_id=base_run_id)
-        stream = self.trainer.Train(request, timeout=self._stream_deadline_s)
-        return _final(stream, "run", on_progress)
+        # A broken stream (the trainer restarted, the connection reset) is followed through to the same run.
+        return training.train_to_end(self.trainer, self._channels["trainer"], request, self._stream_deadline_s,
+                                     on_progress)
 
     # Compiler
 
@@ -170,6 +184,10 @@ class PlasmaClient:
     def deploy(self, packet: bytes, media_type: str = "application/vnd.plasma.packet+zip") -> edge_pb2.PacketInfo:
         requests = blobs.send(packet, media_type, edge_pb2.LoadPacketRequest)
         return self.edge.LoadPacket(requests, timeout=channels.UNARY_DEADLINE_S).packet
+
+    def control(self) -> ControlSession:
+        """A control loop over one Control stream that carries on across edge restarts (plasma.sdk.control)."""
+        return ControlSession(self.edge, self._channels["edge"])
 
     def act(self, observation: np.ndarray, timeout_s: float = 1.0) -> np.ndarray:
         response = self.edge.Act(

@@ -11,14 +11,15 @@ from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.tasks import Task
 from plasma.mbrl.types import MlpWeights, PhantomPath
+from plasma.reconnect import DEFAULT_RECONNECT, Reconnect
 from plasma.simulator.v1 import simulator_pb2, task_pb2
+from plasma.subscription import DurablePaths
 from services.common import simulator_client, wire
-from services.trainer.subscription import DEFAULT_RECONNECT, DurablePaths, Reconnect
 
 
 class GrpcPhantomSource:
     """Starts one durable simulation per call and decodes its paths as they arrive over Subscribe, resuming
-    where it stopped when the stream breaks (subscription.py)."""
+    where it stopped when the stream breaks (plasma.subscription)."""
 
     def __init__(
         self, channel: grpc.Channel, model_id: str, deadline_seconds: float, reconnect: Reconnect = DEFAULT_RECONNECT,

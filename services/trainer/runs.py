@@ -3,7 +3,7 @@ stop (the trainer shutting down: its runs stay RUNNING and resume on its next st
 
 A run's training thread sees phantom paths only through a `_RunSource`, which ends the training at the next path
 once the run is told to stop and starts no simulation after that. Telling a run to stop also aborts its phantom
-source, which cancels in the simulator every simulation the run started and has not finished (subscription.py).
+source, which cancels in the simulator every simulation the run started and has not finished (plasma.subscription).
 The Train RPC only follows a run (`Handle.events`) and asks for the cancel when its client goes away.
 
 A cancel, in this order: the training thread is told to stop (it starts no simulation from then on), the
@@ -33,6 +33,7 @@ from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.types import MlpWeights, PhantomPath
 from plasma.server.errors import FailedPrecondition
 from plasma.spaces import EnvSpec
+from plasma.subscription import Aborted
 from plasma.trainer.v1 import trainer_pb2
 from services.common import bundle, wire
 from services.trainer import checkpoint, configs
@@ -40,7 +41,6 @@ from services.trainer.config import Config
 from services.trainer.phantom_source import GrpcModelSource, GrpcPhantomSource
 from services.trainer.recorder import RunRecorder
 from services.trainer.store import TrainerStore
-from services.trainer.subscription import Aborted
 
 log = plog.get(__name__)
 

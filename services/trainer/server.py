@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Mapping
 
@@ -13,6 +14,7 @@ from plasma import log as plog
 from plasma.mbrl import threads
 from plasma.mbrl.algorithms import distill
 from plasma.mbrl.algorithms.base import PolicyIO, Progress
+from plasma.sdk import training
 from plasma.server import grpc_server, service_main
 from plasma.server.errors import (
     Cancelled,
@@ -89,6 +91,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
         if not context.add_callback(cancel):  # the call ended between the check above and the run's start
             cancel()
+        # Named at once, so that a client whose stream breaks can follow this run with WatchRun (plasma.sdk).
+        with contextlib.suppress(grpc.RpcError):  # raised when the client is gone: the callback cancels the run
+            context.send_initial_metadata(((training.RUN_ID_METADATA, run.run_id),))
         for progress in handle.events():
             yield trainer_pb2.TrainResponse(progress=progress_to_proto(progress))
         ended = handle.outcome()

@@ -78,13 +78,22 @@ def test_a_client_cancel_after_the_first_progress_cancels_the_run_and_its_simula
     first = next(stream)
     assert first.progress.phase == "base"
     run_id = next(r.run_id for r in _runs(stub).values() if r.state == trainer_pb2.RUN_STATE_RUNNING)
+    # Cancel while the first round's simulation runs.
+    in_flight = eventually(lambda: _running(simulator, before), 60, "the first round's simulation starting")
+    assert in_flight is not None
     stream.cancel()
 
     simulations = _assert_cancelled_cleanly(stub, simulator, run_id, before)
     assert "cancelled" in _runs(stub)[run_id].error
-    # The round in flight was stopped: its simulation ended CANCELLED before it had logged every path.
-    assert simulations[-1].state == simulator_pb2.SIMULATION_STATE_CANCELLED
-    assert simulations[-1].paths_logged < simulations[-1].request.num_paths
+    # The simulation in flight was stopped before it had logged every path.
+    [stopped] = [s for s in simulations if s.simulation_id == in_flight.simulation_id]
+    assert stopped.state == simulator_pb2.SIMULATION_STATE_CANCELLED
+    assert stopped.paths_logged < stopped.request.num_paths
+
+
+def _running(simulator: simulator_pb2_grpc.SimulatorServiceStub, before: set[str]) -> simulator_pb2.Simulation | None:
+    return next((s for i, s in _simulations(simulator).items()
+                 if i not in before and s.state == simulator_pb2.SIMULATION_STATE_RUNNING), None)
 
 
 @pytest.mark.parametrize("deadline_s", [0.001, 0.05, 0.3, 1.0])

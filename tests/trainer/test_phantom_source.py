@@ -13,11 +13,11 @@ import pytest
 
 from plasma import channels
 from plasma.mbrl.types import PhantomPath
+from plasma.reconnect import Reconnect
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
 from services.trainer.phantom_source import GrpcPhantomSource
-from services.trainer.subscription import Reconnect
 from tests.conftest import running
 from tests.support.waiting import eventually
 

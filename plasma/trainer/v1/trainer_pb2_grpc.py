@@ -72,7 +72,9 @@ class TrainerServiceServicer:
         The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
         the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
         that ended before its run was created creates none. A trainer that stops or dies is different: its
-        runs stay RUNNING and resume when it starts again (follow them with WatchRun).
+        runs stay RUNNING and resume when it starts again (follow them with WatchRun). The call's initial
+        metadata names the run ("plasma-run-id") as soon as it exists, so that a client whose stream breaks
+        can follow it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

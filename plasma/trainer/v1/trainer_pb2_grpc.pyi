@@ -39,7 +39,9 @@ class TrainerServiceStub:
     The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
     the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
     that ended before its run was created creates none. A trainer that stops or dies is different: its
-    runs stay RUNNING and resume when it starts again (follow them with WatchRun).
+    runs stay RUNNING and resume when it starts again (follow them with WatchRun). The call's initial
+    metadata names the run ("plasma-run-id") as soon as it exists, so that a client whose stream breaks
+    can follow it.
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.GetRunRequest, _trainer_pb2.GetRunResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ListRunsRequest, _trainer_pb2.ListRunsResponse]
@@ -63,7 +65,9 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
     the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
     that ended before its run was created creates none. A trainer that stops or dies is different: its
-    runs stay RUNNING and resume when it starts again (follow them with WatchRun).
+    runs stay RUNNING and resume when it starts again (follow them with WatchRun). The call's initial
+    metadata names the run ("plasma-run-id") as soon as it exists, so that a client whose stream breaks
+    can follow it.
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_trainer_pb2.GetRunRequest, _trainer_pb2.GetRunResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListRunsRequest, _trainer_pb2.ListRunsResponse]  # type: ignore[assignment]
@@ -90,7 +94,9 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
         The run lives as long as this call: when the call ends first (the client cancels, its deadline expires,
         the connection is lost) the run is cancelled, and the simulations it started are cancelled too; a call
         that ended before its run was created creates none. A trainer that stops or dies is different: its
-        runs stay RUNNING and resume when it starts again (follow them with WatchRun).
+        runs stay RUNNING and resume when it starts again (follow them with WatchRun). The call's initial
+        metadata names the run ("plasma-run-id") as soon as it exists, so that a client whose stream breaks
+        can follow it.
         """
 
     @_abc_1.abstractmethod

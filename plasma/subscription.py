@@ -2,55 +2,30 @@
 
 The simulator logs a simulation's paths with dense sequence numbers, so a consumer that lost its stream
 (the simulator restarted, the connection was reset, a deadline on the way expired) subscribes again from
-the last sequence number it received + 1 and gets every path exactly once, in order.
+the last sequence number it received + 1 and gets every path exactly once, in order. The trainer reads its
+phantom paths this way; so can any client (PlasmaClient.simulation_paths).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import grpc
 
 from plasma import channels
 from plasma import log as plog
+from plasma.reconnect import DEFAULT_RECONNECT, Reconnect, retryable
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 
 log = plog.get(__name__)
 
-# Statuses of a broken transport, not of a bad request: worth resubscribing. The simulator's own verdicts
-# (INVALID_ARGUMENT, NOT_FOUND, ABORTED for a failed job, CANCELLED for a cancelled one, ...) are final.
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _CANCEL_DEADLINE_S = 2.0
 
 
 class Aborted(Exception):
     """The consumer called DurablePaths.abort: its simulation is cancelled and no more paths come."""
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    """How hard to try after a broken stream. Attempts count consecutive failures; a received path resets it."""
-
-    attempts: int = 8
-    # Sleep before the first retry, doubling per failed attempt up to max_backoff_seconds.
-    first_backoff_seconds: float = 0.2
-    max_backoff_seconds: float = 5.0
-    # How long one attempt waits for the channel to (re)connect before it counts as failed.
-    connect_seconds: float = 10.0
-
-
-DEFAULT_RECONNECT = Reconnect()
-
-
-def _retryable(error: grpc.RpcError) -> bool:
-    code = error.code()
-    # A reset connection surfaces as UNAVAILABLE, or as INTERNAL naming the reset HTTP/2 stream.
-    details = (error.details() or "") if hasattr(error, "details") else ""
-    return code in _RETRYABLE or (code == grpc.StatusCode.INTERNAL and "RST_STREAM" in details)
 
 
 class DurablePaths:
@@ -139,9 +114,14 @@ class DurablePaths:
         else:
             self._forget(simulation_id)  # it ended and every path came
 
-    def _follow(self, simulation_id: str, deadline: float) -> Iterator[simulator_pb2.PhantomPath]:
+    def follow(self, simulation_id: str, from_sequence: int = 0) -> Iterator[simulator_pb2.PhantomPath]:
+        """The paths of a simulation started earlier (by anyone), from `from_sequence` on, until it ends."""
+        return self._follow(simulation_id, time.monotonic() + self._deadline_seconds, from_sequence)
+
+    def _follow(self, simulation_id: str, deadline: float,
+                from_sequence: int = 0) -> Iterator[simulator_pb2.PhantomPath]:
         self._check_aborted()
-        next_sequence = 0
+        next_sequence = from_sequence
         failures = 0
         while True:
             stream = self._stub.Subscribe(
@@ -164,10 +144,10 @@ class DurablePaths:
                 return
             except grpc.RpcError as error:
                 self._check_aborted()
-                if not _retryable(error):
+                if not retryable(error):
                     raise
                 failures += 1
-                self._wait_before_retry(error, failures, deadline)
+                self._reconnect.wait(self._channel, error, failures, deadline, self._aborted)
                 self.reconnects += 1
                 log.info("simulation=%s resubscribing from=%d after %s", simulation_id, next_sequence,
                          error.code())
@@ -192,28 +172,11 @@ class DurablePaths:
             try:
                 return call()
             except grpc.RpcError as error:
-                if not _retryable(error):
+                if not retryable(error):
                     raise
                 failures += 1
-                self._wait_before_retry(error, failures, deadline)
+                self._reconnect.wait(self._channel, error, failures, deadline, self._aborted)
                 self._check_aborted()
-
-    def _wait_before_retry(self, error: grpc.RpcError, failures: int, deadline: float) -> None:
-        """Sleeps the backoff and waits for the channel to connect; re-raises `error` when out of attempts or time.
-        Returns early once aborted."""
-        policy = self._reconnect
-        if failures > policy.attempts:
-            raise error
-        backoff = min(policy.first_backoff_seconds * 2 ** (failures - 1), policy.max_backoff_seconds)
-        if time.monotonic() + backoff >= deadline:
-            raise error
-        if self._aborted.wait(backoff):
-            return
-        # On a timeout the next call fails fast with UNAVAILABLE and counts as another failure.
-        with contextlib.suppress(grpc.FutureTimeoutError):
-            grpc.channel_ready_future(self._channel).result(
-                timeout=min(policy.connect_seconds, self._remaining(deadline))
-            )
 
     @staticmethod
     def _remaining(deadline: float) -> float:
