@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, TypeVar
 
 from plasma.common.v1 import common_pb2
+from plasma.quoting import quote
 
 CHUNK_BYTES = 64 * 1024
 # Nothing Plasma ships comes close; the bound stops a bad header from filling a disk.
@@ -78,7 +79,7 @@ def _receive(stream: Iterator[Part], what: str, media_types: tuple[str, ...]) ->
     if first is None or first.WhichOneof("part") != "header":
         raise BadHeader(f"{what} must start with a header message (sha256, size_bytes, media_type)")
     if media_types and first.header.media_type not in ("", *media_types):
-        raise BadHeader(f"{what} takes {' or '.join(media_types)}, got {first.header.media_type!r}")
+        raise BadHeader(f"{what} takes {' or '.join(media_types)}, got {quote(first.header.media_type)}")
 
     def parts() -> Iterator[bytes]:
         for message in stream:

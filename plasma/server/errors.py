@@ -1,7 +1,11 @@
 """Domain errors and their translation to gRPC status codes.
 
-Servicer methods raise these (or TensorError/BlobError) with a message a person can act on;
+Servicer methods raise these (or TensorError/BlobError/InvalidId) with a message a person can act on;
 `translate_errors` turns them into the precise status, so handlers stay free of abort plumbing.
+
+What a client reads is bounded and reveals nothing of the server: every message is cut to MAX_DETAILS_CHARS and
+absolute paths in it become "<path>"; an unexpected exception answers INTERNAL with only a reference that the
+server's log line (with the traceback) carries too.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar, cast
 
@@ -16,9 +22,16 @@ import grpc
 
 from plasma import log as plog
 from plasma.blobs import BadHeader, BlobError
+from plasma.ids import InvalidId
+from plasma.quoting import truncate
 from plasma.tensors import TensorError
 
 log = plog.get(__name__)
+
+# Far above any message the servers write themselves, far below grpc's 8 KiB metadata limit on the client.
+MAX_DETAILS_CHARS = 1024
+# An absolute path (or ~/...), not a URL's "//" and not a slash inside a word ("letters/digits", "3/4").
+_PATH = re.compile(r"(?:(?<=unix:)|(?<![\w.:/~-]))~?/(?!/)[^\s'\",;)\]}]+")
 
 
 class PlasmaError(Exception):
@@ -68,16 +81,22 @@ class Cancelled(PlasmaError):
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(exc, PlasmaError):
         return exc.code, str(exc)
-    if isinstance(exc, TensorError):
+    if isinstance(exc, (TensorError, InvalidId)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, BadHeader):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, BlobError):
         return grpc.StatusCode.DATA_LOSS, str(exc)
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        # An upstream service failed: pass its status on, naming where it came from.
-        return exc.code(), f"upstream call failed: {exc.details()}"
+        # An upstream service failed: pass its status on, naming where it came from (client_details: the
+        # channel's own errors may name a socket path).
+        return exc.code(), f"upstream call failed: {client_details(exc.details() or '')}"
     return None
+
+
+def client_details(message: str) -> str:
+    """What a client may read of `message`: absolute paths replaced, at most MAX_DETAILS_CHARS."""
+    return truncate(_PATH.sub("<path>", message), MAX_DETAILS_CHARS)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,7 +109,8 @@ class _StatusContext(Protocol):
 
 
 def _status_set(context: grpc.ServicerContext) -> bool:
-    """Whether the handler already set a status (context.abort raised the RpcError being handled)."""
+    """Whether the call already has its status: context.abort raised the exception being handled (grpcio raises
+    a bare Exception there), e.g. from plasma.server.parsing's check of a streamed request."""
     return cast(_StatusContext, context).code() is not None
 
 
@@ -100,10 +120,13 @@ def translate_errors(method: F) -> F:
     def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
         mapped = status_for(exc)
         if mapped is None:
-            log.exception("unhandled error in %s", method.__qualname__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            reference = uuid.uuid4().hex[:12]
+            log.exception("internal error reference=%s method=%s", reference, method.__qualname__)
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"internal error (reference {reference}); the server's log has the details")
         else:
-            context.abort(*mapped)
+            code, message = mapped
+            context.abort(code, client_details(message))
 
     if inspect.isgeneratorfunction(method):
 
@@ -112,7 +135,7 @@ def translate_errors(method: F) -> F:
             try:
                 yield from method(self, request, context)
             except Exception as exc:
-                if isinstance(exc, grpc.RpcError) and _status_set(context):
+                if _status_set(context):
                     raise  # context.abort already ran
                 _abort(context, exc)
 
@@ -123,7 +146,7 @@ def translate_errors(method: F) -> F:
         try:
             return method(self, request, context)
         except Exception as exc:
-            if isinstance(exc, grpc.RpcError) and _status_set(context):
+            if _status_set(context):
                 raise
             _abort(context, exc)
 
