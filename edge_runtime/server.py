@@ -19,7 +19,7 @@ from edge_runtime.metrics import Metrics, start_http
 from edge_runtime.runtime import Runtime
 from edge_runtime.session import ServedPacket
 from edge_runtime.store import EdgeStore, Entry, StoreError
-from plasma import blobs, packet, tensors
+from plasma import blobs, ids, packet, tensors
 from plasma import log as plog
 from plasma.common.v1 import common_pb2
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
@@ -126,6 +126,7 @@ class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
 
     @translate_errors
     def Rollback(self, request: edge_pb2.RollbackRequest, context: grpc.ServicerContext) -> edge_pb2.RollbackResponse:
+        ids.check_id("packet_id", request.packet_id, optional=True)
         try:
             served, rolled_back = self._runtime.rollback(request.packet_id)
         except errors.Refused as exc:

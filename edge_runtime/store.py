@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plasma import blobs, files, packet
+from plasma import blobs, files, ids, packet
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PACKET_FILE = "packet.zip"
@@ -61,6 +61,7 @@ class Entry:
         for value in (entry.sha256, *(v for v in (entry.base_sha256,) if v)):
             if not _SHA256.fullmatch(value):
                 raise ValueError(f"sha256 {value!r} is not 64 lowercase hex digits")
+        ids.check_id("packet_id", entry.packet_id)  # the rule every manifest's id follows (plasma.ids)
         return entry
 
 

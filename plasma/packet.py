@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from plasma import ids
 from plasma.signing import ALGORITHM, SigningKey, VerifyingKey, describe
 from plasma.spaces import Space, SpaceError
 
@@ -527,6 +528,11 @@ def _manifest_from_json(raw: Any) -> Manifest:
     kind = raw["kind"]
     if kind not in _PAYLOAD_FILE:
         raise PacketError(f"manifest kind {kind!r} is not {KIND_MODEL!r} or {KIND_ADAPTER!r}")
+    try:  # what a runtime logs and keys its versions by follows the API's rule (plasma.ids)
+        ids.check_id("manifest packet_id", str(raw["packet_id"]))
+        ids.check_name("manifest name", str(raw["name"]))
+    except ids.InvalidId as exc:
+        raise PacketError(str(exc)) from exc
     packet_version = raw["version"]
     if not isinstance(packet_version, int) or isinstance(packet_version, bool) or packet_version < 1:
         raise PacketError(f"manifest version must be an integer >= 1, got {packet_version!r}")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import Message
 
-from plasma import tensors
+from plasma import ids, tensors
 from plasma.mbrl import quality, tasks
 from plasma.mbrl.audit import AuditSettings
 from plasma.mbrl.planning import PlannerConfig
@@ -210,6 +210,7 @@ def task_spec_to_proto(spec: TaskSpecData) -> task_pb2.TaskSpec:
 
 def task_spec_from_proto(message: task_pb2.TaskSpec) -> TaskSpecData:
     """Decodes a TaskSpec; its values are checked against a model's spec by tasks.task_from_spec."""
+    ids.check_name("task.name", message.name, optional=True)
     objective = message.WhichOneof("objective")
     if objective is None:
         raise InvalidArgument("task needs one objective: environment, learned or tracking")

@@ -13,7 +13,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
-from plasma import blobs, channels, packet, signing
+from plasma import blobs, channels, ids, packet, signing
 from plasma import log as plog
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.mbrl import threads
@@ -105,6 +105,9 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
     ) -> Iterator[compiler_pb2.CompileResponse]:
         if not request.run_id:
             raise InvalidArgument("run_id is required: the trainer run whose policy to compile")
+        ids.check_id("run_id", request.run_id)
+        ids.check_name("name", request.name, optional=True)
+        ids.check_id("base_packet_id", request.base_packet_id, optional=True)
         kind = request.kind or compiler_pb2.PACKET_KIND_MERGED
         if kind not in _KINDS:
             raise InvalidArgument(f"kind {request.kind} is not a PacketKind")
@@ -233,6 +236,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
     def GetPacket(
         self, request: compiler_pb2.GetPacketRequest, context: grpc.ServicerContext
     ) -> compiler_pb2.GetPacketResponse:
+        ids.check_id("packet_id", request.packet_id)
         return compiler_pb2.GetPacketResponse(packet=self._store.get(request.packet_id))
 
     @translate_errors
@@ -245,6 +249,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
     def DownloadPacket(
         self, request: compiler_pb2.DownloadPacketRequest, context: grpc.ServicerContext
     ) -> Iterator[compiler_pb2.DownloadPacketResponse]:
+        ids.check_id("packet_id", request.packet_id)
         _, data = self._store.read(request.packet_id)
         yield from blobs.send(data, packet.MEDIA_TYPE, compiler_pb2.DownloadPacketResponse)
 

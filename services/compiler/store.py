@@ -14,9 +14,9 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from plasma import blobs, files
+from plasma import blobs, files, ids
 from plasma.compiler.v1 import compiler_pb2
-from plasma.server.errors import DataLoss, InvalidArgument, NotFound
+from plasma.server.errors import DataLoss, NotFound
 
 _PACKET_ID = re.compile(r"pkt-[0-9a-f]{12}")
 
@@ -32,7 +32,7 @@ class PacketStore:
             (directory / "packet.zip").write_bytes(data)
             (directory / "packet.json").write_text(json_format.MessageToJson(record))
 
-        files.write_dir_atomic(self.packets_dir / record.packet_id, fill)
+        files.write_dir_atomic(self.packets_dir / ids.check_id("packet_id", record.packet_id), fill)
 
     def get(self, packet_id: str) -> compiler_pb2.Packet:
         return json_format.Parse((self._directory(packet_id) / "packet.json").read_text(), compiler_pb2.Packet())
@@ -54,10 +54,9 @@ class PacketStore:
         return 1 + max((p.version for p in self.list_packets() if p.name == name), default=0)
 
     def _directory(self, packet_id: str) -> Path:
-        if not packet_id:
-            raise InvalidArgument("packet_id is required")
-        directory = self.packets_dir / packet_id
-        # The pattern check also keeps ids like "../x" from reaching the filesystem.
+        # The servicer checks ids where requests come in; this second check keeps any other caller's id from
+        # reaching the filesystem. Valid ids outside the compiler's own pattern name no packet.
+        directory = self.packets_dir / ids.check_id("packet_id", packet_id)
         if not _PACKET_ID.fullmatch(packet_id) or not directory.is_dir():
             raise NotFound(f"packet {packet_id!r} does not exist; list packets with ListPackets")
         return directory

@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from plasma import files, tensors
+from plasma import files, ids, tensors
 from plasma import log as plog
 from plasma.common.v1 import common_pb2
 from plasma.mbrl.types import Transitions
@@ -40,7 +40,6 @@ log = plog.get(__name__)
 
 # One upload stream may hold at most this many transitions (a bound on staging disk and commit memory).
 MAX_UPLOAD_TRANSITIONS = 10_000_000
-MAX_NAME_LENGTH = 200
 _BATCH_FILE = "batch-{:06d}.npz"
 
 
@@ -226,6 +225,9 @@ class _Target:
     """Where the upload goes: a new name, or the next version after an existing dataset."""
 
     def __init__(self, store: SimulatorStore, header: simulator_pb2.UploadHeader) -> None:
+        ids.check_name("header name", header.name, optional=True)
+        ids.check_id("header append_to_dataset_id", header.append_to_dataset_id, optional=True)
+        ids.check_name("header env_spec.env_id", header.env_spec.env_id, optional=True)
         self.spec = checked_spec(header)
         self.base: tuple[simulator_pb2.Dataset, Transitions] | None = None
         self.name = header.name
@@ -247,8 +249,6 @@ class _Target:
             self.spec, self.base, self.name = spec, (base, base_rows), base.name
         elif not header.name:
             raise InvalidArgument("header name is required for a new dataset (or set append_to_dataset_id)")
-        if len(self.name) > MAX_NAME_LENGTH or not self.name.isprintable():
-            raise InvalidArgument(f"header name must be at most {MAX_NAME_LENGTH} printable characters")
 
 
 def _received(

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 import grpc
 from grpc_health.v1 import health
 
-from plasma import blobs, channels
+from plasma import blobs, channels, ids
 from plasma import log as plog
 from plasma.mbrl import threads
 from plasma.mbrl.algorithms import distill
@@ -62,6 +62,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         configs.distill_config(request.config)  # the request's own fields first, before any other call
         if not request.model_id:
             raise InvalidArgument("model_id is required: the simulator's world model to train against")
+        ids.check_id("model_id", request.model_id)
+        ids.check_id("base_run_id", request.base_run_id, optional=True)
+        ids.check_name("task.name", request.task.name, optional=True)
         model = self._simulator.GetWorldModel(
             simulator_pb2.GetWorldModelRequest(model_id=request.model_id), timeout=channels.UNARY_DEADLINE_S
         ).model
@@ -137,6 +140,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def WatchRun(
         self, request: trainer_pb2.WatchRunRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.WatchRunResponse]:
+        ids.check_id("run_id", request.run_id)
         sent = 0
         while True:
             seen = self._store.updates()
@@ -153,6 +157,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     @translate_errors
     def GetRun(self, request: trainer_pb2.GetRunRequest, context: grpc.ServicerContext) -> trainer_pb2.GetRunResponse:
+        ids.check_id("run_id", request.run_id)
         return trainer_pb2.GetRunResponse(run=self._store.run(request.run_id))
 
     @translate_errors
@@ -165,6 +170,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def ExportPolicy(
         self, request: trainer_pb2.ExportPolicyRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.ExportPolicyResponse]:
+        ids.check_id("run_id", request.run_id)
         data = self._store.bundle(request.run_id)
         yield from blobs.send(data, bundle.MEDIA_TYPE, trainer_pb2.ExportPolicyResponse)
 

@@ -356,11 +356,14 @@ def test_corrupted_bundle_stream_is_data_loss(stub: compiler_pb2_grpc.CompilerSe
     assert "sha256" in error.details()
 
 
-@pytest.mark.parametrize("packet_id", ["pkt-000000000000", "../../etc"])
-def test_unknown_packet_is_not_found(stub: compiler_pb2_grpc.CompilerServiceStub, packet_id: str) -> None:
+@pytest.mark.parametrize(("packet_id", "code"), [("pkt-000000000000", grpc.StatusCode.NOT_FOUND),
+                                                ("../../etc", grpc.StatusCode.INVALID_ARGUMENT)])
+def test_unknown_packet_is_not_found(
+    stub: compiler_pb2_grpc.CompilerServiceStub, packet_id: str, code: grpc.StatusCode
+) -> None:
     get = rpc_error(lambda: stub.GetPacket(compiler_pb2.GetPacketRequest(packet_id=packet_id), timeout=T))
-    assert get.code() == grpc.StatusCode.NOT_FOUND and packet_id in get.details()
-    assert rpc_error(lambda: download(stub, packet_id)).code() == grpc.StatusCode.NOT_FOUND
+    assert get.code() == code and packet_id in get.details()
+    assert rpc_error(lambda: download(stub, packet_id)).code() == code
 
 
 def test_empty_packet_id_is_invalid(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:

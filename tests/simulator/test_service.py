@@ -127,11 +127,13 @@ def test_unknown_ids_are_not_found(stub: simulator_pb2_grpc.SimulatorServiceStub
         lambda: stub.GetWorldModel(simulator_pb2.GetWorldModelRequest(model_id="wm-missing"), timeout=T),
         lambda: stub.FitWorldModel(simulator_pb2.FitWorldModelRequest(dataset_id="ds-missing"), timeout=T),
         lambda: stub.Simulate(simulator_pb2.SimulateRequest(model_id="wm-missing", num_paths=1, horizon=1), timeout=T),
-        lambda: stub.GetDataset(simulator_pb2.GetDatasetRequest(dataset_id="../../etc"), timeout=T),
     ]
     for call in calls:
         error = rpc_error(call)
         assert error.code() == grpc.StatusCode.NOT_FOUND, error.details()
+    # A path is no id at all (plasma.ids): refused before any store is asked.
+    error = rpc_error(lambda: stub.GetDataset(simulator_pb2.GetDatasetRequest(dataset_id="../../etc"), timeout=T))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
 
 
 def test_simulate_rejects_bad_requests_and_keeps_serving(
