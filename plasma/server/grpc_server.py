@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from plasma import log as plog
 from plasma.channels import MAX_MESSAGE_BYTES
+from plasma.server.parsing import RejectUnparseable
 from plasma.server.security import ServerSecurity
 
 log = plog.get(__name__)
@@ -31,7 +32,8 @@ def build_server(max_workers: int, max_concurrent_rpcs: int | None = None,
         options=[("grpc.max_send_message_length", max_message_bytes),
                  ("grpc.max_receive_message_length", max_message_bytes)],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
-        interceptors=security.interceptors() if security is not None else None,
+        # Authorization first; then requests that do not parse get INVALID_ARGUMENT, not grpcio's leak (parsing.py).
+        interceptors=[*(security.interceptors() if security is not None else ()), RejectUnparseable()],
     )
 
 
