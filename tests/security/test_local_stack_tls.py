@@ -5,6 +5,8 @@ a reader may look and act, not train or deploy; a plaintext client is refused.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -53,6 +55,18 @@ def test_a_local_stack_on_mutual_tls_runs_collect_fit_train_compile_and_deploy(
                 with pytest.raises(grpc.RpcError) as caught:
                     refused()
                 assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        # The CLI: the same settings as flags.
+        ca, reader_cert = dev_certs / "ca" / "ca.pem", dev_certs / "reader"
+        flags = [f"--trainer={stack.endpoints.trainer}", f"--tls-ca={ca}", f"--tls-cert={reader_cert / 'client.pem'}",
+                 f"--tls-key={reader_cert / 'client-key.pem'}"]
+        listed = subprocess.run([sys.executable, "-m", "plasma.cli", "list", "runs", *flags], capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert listed.returncode == 0 and run.run_id in listed.stdout, listed.stderr
+        trained = subprocess.run([sys.executable, "-m", "plasma.cli", "train", model.model_id, *flags],
+                                 capture_output=True, text=True, timeout=120, check=False)
+        assert trained.returncode == 1
+        assert "PERMISSION_DENIED: Train needs the operator role; caller 'reader'" in trained.stderr
 
         with PlasmaClient(Endpoints(simulator=stack.endpoints.simulator)) as plaintext, \
                 pytest.raises(grpc.RpcError) as caught:
