@@ -16,6 +16,7 @@ from plasma import log as plog
 from plasma.channels import MAX_MESSAGE_BYTES
 from plasma.server.parsing import RejectUnparseable
 from plasma.server.security import ServerSecurity
+from plasma.server.settings import ConfigError
 
 log = plog.get(__name__)
 
@@ -58,7 +59,12 @@ def set_serving(health_servicer: health.HealthServicer, service_names: Iterable[
 def bind(server: grpc.Server, address: str, security: ServerSecurity | None = None) -> int:
     """Listens on `address`: TLS when `security` has a certificate, plaintext otherwise."""
     if security is not None and security.tls:
-        port = server.add_secure_port(address, security.credentials())
+        try:
+            port = server.add_secure_port(address, security.credentials())
+        except RuntimeError as exc:  # grpc says no more than "Failed to bind"; its log line says which
+            raise ConfigError(f"cannot serve TLS on {address} with certificate {security.cert} and key "
+                              f"{security.key}: a file that is not PEM, a key that is not the certificate's, or "
+                              f"the address is in use ({exc})") from exc
     else:
         if address.rpartition(":")[0] not in _LOOPBACK_HOSTS:
             log.warning("plaintext gRPC on %s: whoever reaches this port may call every RPC; set the service's "

@@ -17,6 +17,7 @@ from edge_runtime.config import Config as EdgeConfig
 from plasma import channels
 from plasma.channels import ClientSecurity
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.server import grpc_server
 from plasma.server.security import ServerSecurity
 from plasma.server.settings import ConfigError
 from scripts import make_certs
@@ -168,3 +169,10 @@ def test_make_certs_keeps_current_certificates_and_renews_what_changed(tmp_path:
     assert make_certs.make(out, extra_sans=["plasma.example"]) == ["reader/client.pem"]
     os.remove(out / "ca" / "ca.pem")  # a new CA re-issues everything it signed
     assert len(make_certs.make(out, extra_sans=["plasma.example"])) == 1 + len(make_certs.leaves(out, []))
+
+
+def test_a_key_that_is_not_the_certificate_s_stops_the_server_with_both_named(dev_certs: Path) -> None:
+    security = ServerSecurity(cert=dev_certs / "edge" / "server.pem", key=dev_certs / "simulator" / "server-key.pem")
+    server = grpc_server.build_server(1, security=security)
+    with pytest.raises(ConfigError, match=r"edge/server\.pem and key .*simulator/server-key\.pem"):
+        grpc_server.bind(server, "127.0.0.1:0", security)
