@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         security = channels.ClientSecurity.from_env()
     except ConfigError as exc:
         print(f"{address}: {exc}", file=sys.stderr)
-        return 2
+        return 1
     with channels.channel(address, security) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=3.0)

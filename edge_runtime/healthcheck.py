@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge_runtime.config import Config
 from plasma import channels
+from plasma.server.settings import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service", default="", help="service name to check (default: the whole server)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
     args = parser.parse_args(argv)
-    with channels.channel(args.address, channels.ClientSecurity.from_env()) as channel:
+    try:
+        security = channels.ClientSecurity.from_env()
+    except ConfigError as exc:
+        print(f"{args.address}: {exc}", file=sys.stderr)
+        return 1
+    with channels.channel(args.address, security) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
