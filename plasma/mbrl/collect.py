@@ -22,6 +22,10 @@ class UnknownEnvironment(ValueError):
     """The id names no registered Gymnasium environment."""
 
 
+class EnvironmentUnavailable(RuntimeError):
+    """The id is registered, but the environment cannot be built on this machine: a dependency is missing."""
+
+
 def _space_spec(space: gym.Space[Any], what: str) -> Space:
     if isinstance(space, spaces.Discrete):
         return Space(kind="discrete", n=int(space.n))
@@ -44,12 +48,19 @@ def env_spec_of(env: gym.Env) -> EnvSpec:
 
 
 def make_env(env_id: str) -> gym.Env:
-    """gym.make, with an error that suggests real ids when `env_id` is not registered."""
+    """gym.make, with an error that suggests real ids when `env_id` is not registered, and EnvironmentUnavailable
+    (saying what is missing) when it is registered but needs a package that is not installed (Box2D, MuJoCo, jax)."""
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "try e.g. CartPole-v1 or Pendulum-v1"
         raise UnknownEnvironment(f"unknown environment {env_id!r}: {hint}")
-    return gym.make(env_id)
+    try:
+        return gym.make(env_id)
+    except gym.error.DependencyNotInstalled as exc:  # Box2D, MuJoCo: the message says what to install
+        raise EnvironmentUnavailable(f"environment {env_id!r} cannot be built here: {exc}") from exc
+    except ImportError as exc:  # jax for phys2d/* and tabular/*; environments moved out of gymnasium
+        missing = f"the Python module {exc.name!r} is not installed" if exc.name else str(exc)
+        raise EnvironmentUnavailable(f"environment {env_id!r} cannot be built here: {missing}") from exc
 
 
 def collect(
