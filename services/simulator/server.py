@@ -62,9 +62,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         ids.check_name("env_id", request.env_id)
         ids.check_id("append_to_dataset_id", request.append_to_dataset_id, optional=True)
         ids.check_name("name", request.name, optional=True)
-        ids.check_name("env_id", request.env_id)
-        ids.check_id("append_to_dataset_id", request.append_to_dataset_id, optional=True)
-        ids.check_name("name", request.name, optional=True)
         if not 1 <= request.num_steps <= MAX_COLLECT_STEPS:
             raise InvalidArgument(f"num_steps={request.num_steps} must be in 1..{MAX_COLLECT_STEPS}")
         if not 0.0 <= request.epsilon <= 1.0:
@@ -119,14 +116,12 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.GetDatasetRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.GetDatasetResponse:
         ids.check_id("dataset_id", request.dataset_id)
-        ids.check_id("dataset_id", request.dataset_id)
         return simulator_pb2.GetDatasetResponse(dataset=self._store.dataset(request.dataset_id))
 
     @translate_errors
     def ListDatasets(
         self, request: simulator_pb2.ListDatasetsRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.ListDatasetsResponse:
-        ids.check_name("name", request.name, optional=True)
         ids.check_name("name", request.name, optional=True)
         return simulator_pb2.ListDatasetsResponse(datasets=self._store.list_datasets(request.name))
 
@@ -140,8 +135,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def FitWorldModel(
         self, request: simulator_pb2.FitWorldModelRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.FitWorldModelResponse]:
-        ids.check_id("dataset_id", request.dataset_id)
-        ids.check_id("init_from_model_id", request.init_from_model_id, optional=True)
         ids.check_id("dataset_id", request.dataset_id)
         ids.check_id("init_from_model_id", request.init_from_model_id, optional=True)
         config = _fit_config(request.config)
@@ -189,7 +182,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.GetWorldModelRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.GetWorldModelResponse:
         ids.check_id("model_id", request.model_id)
-        ids.check_id("model_id", request.model_id)
         return simulator_pb2.GetWorldModelResponse(model=self._store.model(request.model_id))
 
     @translate_errors
@@ -203,7 +195,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.ExportWorldModelRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.ExportWorldModelResponse]:
         ids.check_id("model_id", request.model_id)
-        ids.check_id("model_id", request.model_id)
         data = archive.pack(self._store.model_weights_dir(request.model_id))
         yield from blobs.send(data, archive.MEDIA_TYPE, simulator_pb2.ExportWorldModelResponse)
 
@@ -212,7 +203,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.ExportDatasetRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.ExportDatasetResponse]:
         ids.check_id("dataset_id", request.dataset_id)
-        ids.check_id("dataset_id", request.dataset_id)
         data = self._store.transitions_file(request.dataset_id).read_bytes()
         yield from blobs.send(data, transitions_archive.MEDIA_TYPE, simulator_pb2.ExportDatasetResponse)
 
@@ -220,7 +210,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def Simulate(
         self, request: simulator_pb2.SimulateRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.SimulateResponse]:
-        ids.check_id("model_id", request.model_id)
         ids.check_id("model_id", request.model_id)
         paths = requests.open_paths(request, self._store, self._models)
         with bad_input():
@@ -232,14 +221,12 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.StartSimulationRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.StartSimulationResponse:
         ids.check_id("request.model_id", request.request.model_id)
-        ids.check_id("request.model_id", request.request.model_id)
         return simulator_pb2.StartSimulationResponse(simulation=self._jobs.start(request.request))
 
     @translate_errors
     def GetSimulation(
         self, request: simulator_pb2.GetSimulationRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.GetSimulationResponse:
-        ids.check_id("simulation_id", request.simulation_id)
         ids.check_id("simulation_id", request.simulation_id)
         return simulator_pb2.GetSimulationResponse(simulation=self._jobs.get(request.simulation_id))
 
@@ -254,7 +241,6 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.CancelSimulationRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.CancelSimulationResponse:
         ids.check_id("simulation_id", request.simulation_id)
-        ids.check_id("simulation_id", request.simulation_id)
         return simulator_pb2.CancelSimulationResponse(simulation=self._jobs.cancel(request.simulation_id))
 
     @translate_errors
@@ -262,14 +248,12 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.SubscribeResponse]:
         ids.check_id("simulation_id", request.simulation_id)
-        ids.check_id("simulation_id", request.simulation_id)
         yield from self._jobs.subscribe(request.simulation_id, request.from_sequence, context.is_active)
 
     @translate_errors
     def ForecastErrors(
         self, request: simulator_pb2.ForecastErrorsRequest, context: grpc.ServicerContext
     ) -> simulator_pb2.ForecastErrorsResponse:
-        ids.check_id("model_id", request.model_id)
         ids.check_id("model_id", request.model_id)
         return forecasts.to_proto(forecasts.forecast(request, self._store, self._models, context.is_active))
 
