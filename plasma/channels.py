@@ -23,8 +23,6 @@ UNARY_DEADLINE_S = 30.0
 STREAM_DEADLINE_S = 3600.0
 
 
-
-
 @dataclass(frozen=True)
 class ClientSecurity:
     """How a client reaches servers that speak TLS: the CA that signed their certificates, for mTLS this client's
