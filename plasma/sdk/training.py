@@ -11,14 +11,11 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from plasma import log as plog
+from plasma import metadata
 from plasma.reconnect import DEFAULT_RECONNECT, Reconnect, retryable
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
 log = plog.get(__name__)
-
-# The Train call's initial metadata names the run as soon as it exists, before its first progress event.
-RUN_ID_METADATA = "plasma-run-id"
-
 
 class RunNotSucceeded(RuntimeError):
     """The followed run ended FAILED or CANCELLED; `run` says why (run.error)."""
@@ -46,7 +43,7 @@ def train_to_end(stub: trainer_pb2_grpc.TrainerServiceStub, channel: grpc.Channe
             report(message.progress)
         raise RuntimeError("the Train stream ended without the finished run")
     except grpc.RpcError as error:
-        run_id = dict(stream.initial_metadata() or ()).get(RUN_ID_METADATA, "")
+        run_id = dict(stream.initial_metadata() or ()).get(metadata.RUN_ID, "")
         if not run_id or not retryable(error):
             raise
         log.info("run=%s: the Train stream broke (%s); following the run with WatchRun", run_id, error.code())

@@ -9,12 +9,11 @@ from collections.abc import Iterator, Mapping
 import grpc
 from grpc_health.v1 import health
 
-from plasma import blobs, channels, ids
+from plasma import blobs, channels, ids, metadata
 from plasma import log as plog
 from plasma.mbrl import threads
 from plasma.mbrl.algorithms import distill
 from plasma.mbrl.algorithms.base import PolicyIO, Progress
-from plasma.sdk import training
 from plasma.server import grpc_server, service_main
 from plasma.server.errors import (
     Cancelled,
@@ -96,7 +95,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             cancel()
         # Named at once, so that a client whose stream breaks can follow this run with WatchRun (plasma.sdk).
         with contextlib.suppress(grpc.RpcError):  # raised when the client is gone: the callback cancels the run
-            context.send_initial_metadata(((training.RUN_ID_METADATA, run.run_id),))
+            context.send_initial_metadata(((metadata.RUN_ID, run.run_id),))
         for progress in handle.events():
             yield trainer_pb2.TrainResponse(progress=progress_to_proto(progress))
         ended = handle.outcome()
