@@ -29,6 +29,7 @@ from plasma.sdk.evaluate import observation_size, run_episodes
 from plasma.sdk.local import LocalStack
 from plasma.sdk.logged import load_npz
 from plasma.sdk.quality_table import format_quality
+from plasma.sdk.training import RunNotSucceeded
 from plasma.sdk.workflow import EVAL_SEED_OFFSET, StageDone, WorkflowSummary, train_and_deploy
 from plasma.server.settings import ConfigError
 from plasma.simulator.v1 import simulator_pb2, task_pb2
@@ -410,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except grpc.RpcError as error:
         print(f"plasma: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    except RunNotSucceeded as error:  # a run followed after its Train stream broke, that then failed
+        print(f"plasma: {error}", file=sys.stderr)
         return 1
     except ConfigError as error:
         print(f"plasma: {error}", file=sys.stderr)
