@@ -57,7 +57,7 @@ def row(record: dict[str, Any]) -> str:
     return (f"{env_id:<12} {seed:>4} {record['real_steps_used']:>6} {record['mean_return']:>9.1f} {verdict:>7}  "
             f"{tried:<28} {100 * parity.get('agreement', 0):>6.2f} {parity.get('nearTies', 0):>6} "
             f"{parity.get('closedLoopReturn', 0):>8.1f} {parity.get('fp32ClosedLoopReturn', 0):>8.1f} "
-            f"{'passed' if self_test.get('passed') else 'FAILED':>9} {packet['sizeBytes']:>7,} {wall:>7.0f}")
+            f"{'passed' if self_test.get('passed') else 'FAILED':>9} {int(packet['sizeBytes']):>7,} {wall:>7.0f}")
 
 
 HEADER = (f"{'env':<12} {'seed':>4} {'steps':>6} {'return':>9} {'solved':>7}  {'precisions tried':<28} "
@@ -77,6 +77,8 @@ def main() -> None:
             for seed in args.seeds or DEFAULT_SEEDS[env_id]:
                 record = run_demo(env_id, seed, Path(tmp))
                 records.append(record)
+                if args.out:  # after every seed: an hour's figures survive a crash
+                    args.out.write_text(json.dumps(records, indent=1))
                 print(row(record), flush=True)
     print()
     for env_id in args.env:
@@ -88,8 +90,6 @@ def main() -> None:
         print(f"{env_id}: {len(solved)}/{len(mine)} seeds solved (mean real return >= {SOLVED[env_id]:g} with "
               f"<= {BUDGETS[env_id]} real steps); {len(mine) - len(finished)} failed to finish"
               + (f"; wall {min(walls):.0f}-{max(walls):.0f} s" if walls else ""))
-    if args.out:
-        args.out.write_text(json.dumps(records, indent=1))
 
 
 if __name__ == "__main__":

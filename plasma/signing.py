@@ -213,11 +213,14 @@ def load_or_create(path: Path) -> tuple[SigningKey, bool]:
     return key, True
 
 
+DEV_KEY_FILE = "compiler-ed25519.pem"
+
+
 def dev_key_env(directory: Path) -> dict[str, str]:
     """Environment for a compiler and an edge runtime started together (local stacks, demos): one key pair
     kept in `directory` (created on first use, reused after, so a restarted stack trusts its stored packets),
     the private half for the compiler, the public half for the edge."""
-    path = directory / "compiler-ed25519.pem"
+    path = directory / DEV_KEY_FILE
     key, _ = load_or_create(path)
     return {"PLASMA_COMPILER_SIGNING_KEY": str(path), "PLASMA_EDGE_TRUSTED_KEYS": key.public.base64}
 
