@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from plasma import log as plog
 from plasma.channels import MAX_MESSAGE_BYTES
+from plasma.server.health import HealthServicer
 from plasma.server.parsing import RejectUnparseable
 from plasma.server.security import ServerSecurity
 from plasma.server.settings import ConfigError
@@ -41,7 +42,7 @@ def build_server(max_workers: int, max_concurrent_rpcs: int | None = None,
 def add_health_and_reflection(server: grpc.Server, service_names: Iterable[str]) -> health.HealthServicer:
     """Registers the standard health and reflection services; every service starts NOT_SERVING."""
     names = list(service_names)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in names:
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
