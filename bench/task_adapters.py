@@ -20,7 +20,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from plasma.compiler.v1 import compiler_pb2
+from plasma.common.v1 import common_pb2
 from plasma.sdk import recipes, tasks
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.local import LocalStack
@@ -79,17 +79,17 @@ def main() -> None:
         runs = {"environment": base}
         for name, spec in task_specs.items():
             runs[name] = client.train(model.model_id, train, task=spec, base_run_id=base.run_id)
-        base_packet = client.compile(base.run_id, kind=compiler_pb2.PACKET_KIND_ADAPTABLE)
+        base_packet = client.compile(base.run_id, kind=common_pb2.PACKET_KIND_ADAPTABLE)
         packets = {"environment": base_packet}
         for name in task_specs:
-            packets[name] = client.compile(runs[name].run_id, kind=compiler_pb2.PACKET_KIND_ADAPTER,
+            packets[name] = client.compile(runs[name].run_id, kind=common_pb2.PACKET_KIND_ADAPTER,
                                            base_packet_id=base_packet.packet_id)
         rows = []
         for name, packet in packets.items():
             client.deploy(client.download_packet(packet.packet_id))
             scores = {task: _evaluate(client, spec, EVAL_SEED) for task, spec in
                       [("environment", None), *task_specs.items()]}
-            rows.append((name, compiler_pb2.PacketKind.Name(packet.kind), packet.size_bytes,
+            rows.append((name, common_pb2.PacketKind.Name(packet.kind), packet.size_bytes,
                          runs[name].metrics.adapter_parameters, scores))
     print(f"\n{ENV_ID}, seed {args.seed}: {data.num_transitions} real steps in all ({args.random_steps} random + "
           f"{args.policy_steps} by the first policy), one world model, one base; {EPISODES} real episodes per cell; "

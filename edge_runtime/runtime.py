@@ -144,7 +144,8 @@ class Runtime:
         return Entry(sha256=served.sha256, packet_id=served.packet_id, name=manifest.name, version=served.version,
                      kind=manifest.kind,
                      model_sha256=manifest.payload.sha256 if manifest.kind == packet.KIND_MODEL else "",
-                     base_sha256=served.base.sha256 if served.base is not None else "")
+                     base_sha256=served.base.sha256 if served.base is not None else "",
+                     adaptable=bool(manifest.adapter_slots))
 
     @staticmethod
     def _trim(bases: tuple[Entry, ...], *keep: Entry | None) -> tuple[Entry, ...]:

@@ -31,7 +31,6 @@ log = plog.get(__name__)
 SERVICE_NAME = edge_pb2.DESCRIPTOR.services_by_name["EdgeRuntimeService"].full_name
 # Observations are small and packets arrive in 64 KiB chunks: nothing legitimate comes near this.
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
-_KIND = {packet.KIND_MODEL: edge_pb2.PACKET_KIND_MODEL, packet.KIND_ADAPTER: edge_pb2.PACKET_KIND_ADAPTER}
 _INT64 = np.dtype("<i8")
 
 
@@ -41,14 +40,24 @@ def _timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+def _kind(manifest_kind: str, adaptable: bool) -> common_pb2.PacketKind:
+    """The manifest says model or adapter; a model with adapter slots is the ADAPTABLE kind."""
+    if manifest_kind == packet.KIND_ADAPTER:
+        return common_pb2.PACKET_KIND_ADAPTER
+    if manifest_kind == packet.KIND_MODEL:
+        return common_pb2.PACKET_KIND_ADAPTABLE if adaptable else common_pb2.PACKET_KIND_MERGED
+    return common_pb2.PACKET_KIND_UNSPECIFIED
+
+
 def packet_info(served: ServedPacket) -> edge_pb2.PacketInfo:
     manifest = served.manifest
     base = manifest.base
+    kind = _kind(manifest.kind, adaptable=bool(manifest.adapter_slots))
     return edge_pb2.PacketInfo(
         packet_id=manifest.packet_id, name=manifest.name, sha256=served.sha256, size_bytes=served.size_bytes,
         env_spec=common_pb2.EnvSpec(env_id=manifest.env_id, observation_space=manifest.observation_space.to_proto(),
                                     action_space=manifest.action_space.to_proto()),
-        load_time=_timestamp(served.loaded_at), version=manifest.version, kind=_KIND[manifest.kind],
+        load_time=_timestamp(served.loaded_at), version=manifest.version, kind=kind,
         signing_key_id=served.key_id, base_packet_id=base.packet_id if base else "",
         base_version=base.version if base else 0, self_test=_self_test_report(served), precision=served.precision,
     )
@@ -71,7 +80,7 @@ def entry_info(entry: Entry | None) -> edge_pb2.PacketInfo | None:
     if entry is None:
         return None
     return edge_pb2.PacketInfo(packet_id=entry.packet_id, name=entry.name, sha256=entry.sha256,
-                               version=entry.version, kind=_KIND.get(entry.kind, edge_pb2.PACKET_KIND_UNSPECIFIED))
+                               version=entry.version, kind=_kind(entry.kind, adaptable=entry.adaptable))
 
 
 class ActionEncoder:

@@ -48,16 +48,19 @@ class Entry:
     kind: str = packet.KIND_MODEL
     model_sha256: str = ""  # kind model: sha256 of model.onnx (what adapter packets name as their base)
     base_sha256: str = ""  # kind adapter: the installed base packet's archive sha256
+    adaptable: bool = False  # kind model: adapter packets can be applied to it (it has adapter slots)
 
     def to_json(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "packet_id": self.packet_id, "name": self.name, "version": self.version,
-                "kind": self.kind, "model_sha256": self.model_sha256, "base_sha256": self.base_sha256}
+                "kind": self.kind, "model_sha256": self.model_sha256, "base_sha256": self.base_sha256,
+                "adaptable": self.adaptable}
 
     @classmethod
     def from_json(cls, raw: Any) -> Entry:
         entry = cls(sha256=str(raw["sha256"]), packet_id=str(raw["packet_id"]), name=str(raw.get("name", "")),
                     version=int(raw.get("version", 0)), kind=str(raw.get("kind", packet.KIND_MODEL)),
-                    model_sha256=str(raw.get("model_sha256", "")), base_sha256=str(raw.get("base_sha256", "")))
+                    model_sha256=str(raw.get("model_sha256", "")), base_sha256=str(raw.get("base_sha256", "")),
+                    adaptable=bool(raw.get("adaptable", False)))
         for value in (entry.sha256, *(v for v in (entry.base_sha256,) if v)):
             if not _SHA256.fullmatch(value):
                 raise ValueError(f"sha256 {value!r} is not 64 lowercase hex digits")

@@ -161,7 +161,7 @@ class PlasmaClient:
     # Compiler
 
     def compile(self, run_id: str, name: str = "", on_progress: Progress | None = None,
-                kind: compiler_pb2.PacketKind = compiler_pb2.PACKET_KIND_MERGED,
+                kind: common_pb2.PacketKind = common_pb2.PACKET_KIND_MERGED,
                 base_packet_id: str = "",
                 precision: compiler_pb2.Precision = compiler_pb2.PRECISION_UNSPECIFIED,
                 float_fallback: bool = False, min_agreement: float = 0.0) -> compiler_pb2.Packet:

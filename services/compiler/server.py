@@ -15,6 +15,7 @@ from grpc_health.v1 import health
 
 from plasma import blobs, channels, ids, packet, signing
 from plasma import log as plog
+from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.mbrl import threads
 from plasma.mbrl.policy_net import PolicySpec
@@ -33,7 +34,7 @@ log = plog.get(__name__)
 SERVICE_NAME = compiler_pb2.DESCRIPTOR.services_by_name["CompilerService"].full_name
 DEFAULT_MIN_AGREEMENT = 0.95
 DEV_KEY_FILE = "signing/dev-ed25519.pem"
-_KINDS = {compiler_pb2.PACKET_KIND_MERGED, compiler_pb2.PACKET_KIND_ADAPTABLE, compiler_pb2.PACKET_KIND_ADAPTER}
+_KINDS = {common_pb2.PACKET_KIND_MERGED, common_pb2.PACKET_KIND_ADAPTABLE, common_pb2.PACKET_KIND_ADAPTER}
 PRECISIONS = {
     compiler_pb2.PRECISION_INT8: precision.INT8,
     compiler_pb2.PRECISION_INT8_FLOAT_OUTPUT: precision.INT8_FLOAT_OUTPUT,
@@ -67,7 +68,7 @@ def _options(request: compiler_pb2.CompileRequest, kind: int, config: Config, se
         raise InvalidArgument(f"min_agreement={request.min_agreement} must be in [0, 1] (0 for the default 0.95)")
     if request.precision and request.precision not in PRECISIONS:
         raise InvalidArgument(f"precision {request.precision} is not a Precision")
-    if request.float_fallback and kind != compiler_pb2.PACKET_KIND_MERGED:
+    if request.float_fallback and kind != common_pb2.PACKET_KIND_MERGED:
         raise InvalidArgument("float_fallback is for PACKET_KIND_MERGED packets: an adaptable base's adapters and "
                               "an adapter packet need the base graph itself")
     return pipeline.Settings(min_agreement=request.min_agreement or DEFAULT_MIN_AGREEMENT,
@@ -108,11 +109,11 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         ids.check_id("run_id", request.run_id)
         ids.check_name("name", request.name, optional=True)
         ids.check_id("base_packet_id", request.base_packet_id, optional=True)
-        kind = request.kind or compiler_pb2.PACKET_KIND_MERGED
+        kind = request.kind or common_pb2.PACKET_KIND_MERGED
         if kind not in _KINDS:
             raise InvalidArgument(f"kind {request.kind} is not a PacketKind")
         options = _options(request, kind, self._config, seed=0)
-        base = self._base(request.base_packet_id) if kind == compiler_pb2.PACKET_KIND_ADAPTER else None
+        base = self._base(request.base_packet_id) if kind == common_pb2.PACKET_KIND_ADAPTER else None
         if base is None and request.base_packet_id:
             raise InvalidArgument("base_packet_id is only for kind PACKET_KIND_ADAPTER")
         run = self._get_run(request.run_id)
@@ -142,7 +143,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                 if base is not None:
                     return pipeline.compile_adapter(policy, base[1], scenario, options, report)
                 return pipeline.compile_model(policy, scenario, real_observations, options, report,
-                                              adaptable=kind == compiler_pb2.PACKET_KIND_ADAPTABLE)
+                                              adaptable=kind == common_pb2.PACKET_KIND_ADAPTABLE)
 
         job = ProgressJob(work)
         for stage, message in job.events():
@@ -153,7 +154,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         yield _progress("package", f"packet {record.packet_id} {record.name} v{record.version}: "
                                    f"{record.size_bytes} bytes, signed by key {record.signing_key_id}, stored")
         log.info("packet=%s name=%s version=%d kind=%s precision=%s run=%s size_bytes=%d agreement=%.4f",
-                 record.packet_id, record.name, record.version, compiler_pb2.PacketKind.Name(kind),
+                 record.packet_id, record.name, record.version, common_pb2.PacketKind.Name(kind),
                  job.result.precision, run.run_id, record.size_bytes, record.parity.agreement)
         yield compiler_pb2.CompileResponse(packet=record)
 
@@ -162,8 +163,8 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             raise InvalidArgument("base_packet_id is required for kind PACKET_KIND_ADAPTER: the adaptable packet "
                                   "the adapter is for")
         record, data = self._store.read(base_packet_id)
-        if record.kind != compiler_pb2.PACKET_KIND_ADAPTABLE:
-            raise FailedPrecondition(f"base packet {base_packet_id} is {compiler_pb2.PacketKind.Name(record.kind)}; "
+        if record.kind != common_pb2.PACKET_KIND_ADAPTABLE:
+            raise FailedPrecondition(f"base packet {base_packet_id} is {common_pb2.PacketKind.Name(record.kind)}; "
                                      "adapters apply only to PACKET_KIND_ADAPTABLE packets")
         manifest, model = packet.read(data)
         base_precision = str(manifest.quantization.get("precision", precision.INT8_DYNAMIC))
@@ -188,7 +189,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         return blobs.receive(stream, f"the trainer's ExportPolicy stream for run {run_id!r}")
 
     def _package(self, compiled: pipeline.Compiled, run: trainer_pb2.Run, env: EnvSpec, name: str,
-                 kind: compiler_pb2.PacketKind, weights_sha256: str,
+                 kind: common_pb2.PacketKind, weights_sha256: str,
                  base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()

@@ -15,6 +15,7 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from plasma import blobs, packet, parity, signing
+from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.server import grpc_server
 from plasma.server.settings import ConfigError
@@ -116,7 +117,7 @@ def test_compile_streams_every_stage_then_a_small_packet(compiled_discrete: list
     record = compiled_discrete[-1].packet
     assert record.packet_id.startswith("pkt-") and record.run_id == "run-discrete"
     assert record.name == "CartPole-v1" and record.version == 1
-    assert record.kind == compiler_pb2.PACKET_KIND_MERGED and not record.base_packet_id
+    assert record.kind == common_pb2.PACKET_KIND_MERGED and not record.base_packet_id
     assert len(record.base_weights_sha256) == 64
     assert 3_000 < record.size_bytes < 10_000  # ~8 KB for a 4->64->64->2 policy
     assert record.precision == compiler_pb2.PRECISION_INT8 and not record.float_fallback
@@ -232,19 +233,19 @@ def test_versions_increase_per_name(stub: compiler_pb2_grpc.CompilerServiceStub)
 
 def test_adaptable_packet_then_an_adapter_only_packet_for_it(stub: compiler_pb2_grpc.CompilerServiceStub) -> None:
     keys = trusted(stub)
-    base = compile_run(stub, "run-discrete", name="adaptable", kind=compiler_pb2.PACKET_KIND_ADAPTABLE)[-1].packet
-    assert (base.kind, base.version) == (compiler_pb2.PACKET_KIND_ADAPTABLE, 1)
+    base = compile_run(stub, "run-discrete", name="adaptable", kind=common_pb2.PACKET_KIND_ADAPTABLE)[-1].packet
+    assert (base.kind, base.version) == (common_pb2.PACKET_KIND_ADAPTABLE, 1)
     base_manifest, base_model = packet.read(download(stub, base.packet_id)[1])
     assert {t.name for t in base_manifest.adapter_slots} == {f"lora_{ab}_{i}" for ab in "ab" for i in range(3)}
     assert base.parity.agreement >= 0.95
 
-    responses = compile_run(stub, "run-shared-base", kind=compiler_pb2.PACKET_KIND_ADAPTER,
+    responses = compile_run(stub, "run-shared-base", kind=common_pb2.PACKET_KIND_ADAPTER,
                             base_packet_id=base.packet_id)
     assert [r.progress.stage for r in responses[:-1]] == [
         "fetch", "world", "merge", "export", "reference", "adapter", "package"]
     adapter = responses[-1].packet
     assert adapter.precision == base.precision == compiler_pb2.PRECISION_INT8
-    assert (adapter.kind, adapter.name, adapter.version) == (compiler_pb2.PACKET_KIND_ADAPTER, "adaptable", 2)
+    assert (adapter.kind, adapter.name, adapter.version) == (common_pb2.PACKET_KIND_ADAPTER, "adaptable", 2)
     assert adapter.base_packet_id == base.packet_id and adapter.base_weights_sha256 == base.base_weights_sha256
     verified = packet.verify(download(stub, adapter.packet_id)[1], keys)
     manifest = verified.manifest
@@ -264,14 +265,14 @@ def test_adaptable_packet_then_an_adapter_only_packet_for_it(stub: compiler_pb2_
 def test_adapter_packets_need_a_matching_adaptable_base(
     stub: compiler_pb2_grpc.CompilerServiceStub, compiled_discrete: list
 ) -> None:
-    adapter = compiler_pb2.PACKET_KIND_ADAPTER
+    adapter = common_pb2.PACKET_KIND_ADAPTER
     missing = rpc_error(lambda: compile_run(stub, "run-shared-base", kind=adapter))
     assert missing.code() == grpc.StatusCode.INVALID_ARGUMENT and "base_packet_id" in missing.details()
     merged_id = compiled_discrete[-1].packet.packet_id
     not_adaptable = rpc_error(lambda: compile_run(stub, "run-shared-base", kind=adapter, base_packet_id=merged_id))
     assert not_adaptable.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "PACKET_KIND_ADAPTABLE" in not_adaptable.details()
-    base = compile_run(stub, "run-discrete", name="adaptable-2", kind=compiler_pb2.PACKET_KIND_ADAPTABLE)[-1].packet
+    base = compile_run(stub, "run-discrete", name="adaptable-2", kind=common_pb2.PACKET_KIND_ADAPTABLE)[-1].packet
     # run-fragile's base weights differ from run-discrete's.
     other = rpc_error(lambda: compile_run(stub, "run-fragile", kind=adapter, base_packet_id=base.packet_id))
     assert other.code() == grpc.StatusCode.FAILED_PRECONDITION and "other base weights" in other.details()
@@ -345,7 +346,7 @@ def test_the_parity_states_and_the_fallback_are_recorded(stub: compiler_pb2_grpc
     assert verified.manifest.has_fallback and verified.fallback is not None
     assert verified.manifest.quantization["fallback"]["precision"] == "fp32"
     assert len(verified.fallback) < record.fp32_model_bytes  # the same graph, shorter names
-    adaptable = rpc_error(lambda: compile_run(stub, "run-discrete", kind=compiler_pb2.PACKET_KIND_ADAPTABLE,
+    adaptable = rpc_error(lambda: compile_run(stub, "run-discrete", kind=common_pb2.PACKET_KIND_ADAPTABLE,
                                               float_fallback=True))
     assert adaptable.code() == grpc.StatusCode.INVALID_ARGUMENT and "float_fallback" in adaptable.details()
 

@@ -118,7 +118,7 @@ def test_load_reports_the_packet(stub: Stub, discrete: tuple[bytes, bytes]) -> N
     info = reply.packet
     manifest, _ = packet.read(discrete[0])
     assert info.packet_id == manifest.packet_id and info.name == manifest.name
-    assert (info.version, info.kind) == (1, edge_pb2.PACKET_KIND_MODEL)
+    assert (info.version, info.kind) == (1, common_pb2.PACKET_KIND_MERGED)
     assert info.signing_key_id == policies.TEST_KEY.key_id
     assert info.sha256 == blobs.sha256_hex(discrete[0]) and info.size_bytes == len(discrete[0])
     assert list(info.env_spec.observation_space.shape) == [4] and info.env_spec.action_space.n == 2
@@ -441,12 +441,12 @@ def test_an_adapter_packet_applies_to_the_base_it_names(
     base_manifest, base_model = packet.read(adaptable)
     assert base_manifest.packet_id in missing.details() and "load that adaptable packet first" in missing.details()
 
-    load(stub, adaptable)
+    assert load(stub, adaptable).kind == common_pb2.PACKET_KIND_ADAPTABLE
     observations = policies.observations("discrete", 300, seed=21)
     base_actions = [int(act(stub, obs)[0]) for obs in observations]
     info = load(stub, adapter)
     assert (info.kind, info.version, info.base_packet_id, info.base_version) == \
-        (edge_pb2.PACKET_KIND_ADAPTER, 2, base_manifest.packet_id, 1)
+        (common_pb2.PACKET_KIND_ADAPTER, 2, base_manifest.packet_id, 1)
     assert len(adapter) < 8_000
     adapter_file = packet.read(adapter)[1]
     with_adapter = export.Graph(base_model, 1, adapter=adapter_file)
@@ -456,14 +456,29 @@ def test_an_adapter_packet_applies_to_the_base_it_names(
     assert act_reply(stub, observations[0]).packet_version == 2
 
     rolled = stub.Rollback(edge_pb2.RollbackRequest(), timeout=T)
-    assert rolled.packet.kind == edge_pb2.PACKET_KIND_MODEL
+    assert (rolled.packet.kind, rolled.rolled_back.kind) == (common_pb2.PACKET_KIND_ADAPTABLE,
+                                                             common_pb2.PACKET_KIND_ADAPTER)
     assert [int(act(stub, obs)[0]) for obs in observations] == base_actions
 
     # The base is held while other packets are served: the adapter's next version applies again later.
-    load(stub, discrete[0])
-    assert status(stub).packet.kind == edge_pb2.PACKET_KIND_MODEL
+    merged = stub.LoadPacket(load_requests(discrete[0]), timeout=T)
+    assert (merged.packet.kind, merged.previous.kind) == (common_pb2.PACKET_KIND_MERGED,
+                                                          common_pb2.PACKET_KIND_ADAPTABLE)
+    assert status(stub).packet.kind == common_pb2.PACKET_KIND_MERGED
     again = load(stub, policies.make_adapter_packet(adaptable, adapter_seed=5, version=3)[0])
-    assert again.kind == edge_pb2.PACKET_KIND_ADAPTER and again.base_packet_id == base_manifest.packet_id
+    assert again.kind == common_pb2.PACKET_KIND_ADAPTER and again.base_packet_id == base_manifest.packet_id
+
+
+def test_the_kept_previous_packet_is_still_adaptable_after_a_restart(
+    tmp_path: Path, adaptable: bytes, discrete: tuple[bytes, bytes]
+) -> None:
+    with edge(tmp_path) as (client, _):
+        load(client, adaptable)
+        load(client, discrete[0])
+    with edge(tmp_path) as (client, _):  # the previous packet's kind comes from the store's record, not a manifest
+        kept = status(client)
+        assert (kept.packet.kind, kept.previous.kind) == (common_pb2.PACKET_KIND_MERGED,
+                                                          common_pb2.PACKET_KIND_ADAPTABLE)
 
 
 def test_an_adapter_that_does_not_fit_its_base_is_refused(stub: Stub, adaptable: bytes, adapter: bytes) -> None:

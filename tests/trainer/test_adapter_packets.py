@@ -16,6 +16,7 @@ import torch
 from edge_runtime import server as edge_server
 from edge_runtime.config import Config as EdgeConfig
 from plasma import blobs, packet, signing, tensors
+from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.mbrl.algorithms.base import mlp_weights_of
@@ -71,11 +72,11 @@ def test_an_adapter_run_ships_as_an_adapter_packet_for_its_base_runs_packet(
         compiler = compiler_pb2_grpc.CompilerServiceStub(channel)
         key = compiler.GetSigningKey(compiler_pb2.GetSigningKeyRequest(), timeout=T)
         base_packet, base_data = _compile(compiler, run_id=base_run.run_id, name="cartpole",
-                                          kind=compiler_pb2.PACKET_KIND_ADAPTABLE)
+                                          kind=common_pb2.PACKET_KIND_ADAPTABLE)
         adapter_packet, adapter_data = _compile(compiler, run_id=adapter_run.run_id,
-                                                kind=compiler_pb2.PACKET_KIND_ADAPTER,
+                                                kind=common_pb2.PACKET_KIND_ADAPTER,
                                                 base_packet_id=base_packet.packet_id)
-    assert adapter_packet.kind == compiler_pb2.PACKET_KIND_ADAPTER
+    assert adapter_packet.kind == common_pb2.PACKET_KIND_ADAPTER
     assert adapter_packet.base_weights_sha256 == base_packet.base_weights_sha256
     assert packet.read(adapter_data)[0].base.packet_id == base_packet.packet_id
     assert packet.MODEL_FILE in _files(base_data) and packet.MODEL_FILE not in _files(adapter_data)

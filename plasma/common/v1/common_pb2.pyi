@@ -20,6 +20,13 @@ class SpaceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SPACE_KIND_UNSPECIFIED: _ClassVar[SpaceKind]
     SPACE_KIND_DISCRETE: _ClassVar[SpaceKind]
     SPACE_KIND_BOX: _ClassVar[SpaceKind]
+
+class PacketKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PACKET_KIND_UNSPECIFIED: _ClassVar[PacketKind]
+    PACKET_KIND_MERGED: _ClassVar[PacketKind]
+    PACKET_KIND_ADAPTABLE: _ClassVar[PacketKind]
+    PACKET_KIND_ADAPTER: _ClassVar[PacketKind]
 DATA_TYPE_UNSPECIFIED: DataType
 DATA_TYPE_FLOAT32: DataType
 DATA_TYPE_FLOAT64: DataType
@@ -28,6 +35,10 @@ DATA_TYPE_BOOL: DataType
 SPACE_KIND_UNSPECIFIED: SpaceKind
 SPACE_KIND_DISCRETE: SpaceKind
 SPACE_KIND_BOX: SpaceKind
+PACKET_KIND_UNSPECIFIED: PacketKind
+PACKET_KIND_MERGED: PacketKind
+PACKET_KIND_ADAPTABLE: PacketKind
+PACKET_KIND_ADAPTER: PacketKind
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "dtype", "data")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from plasma.common.v1 import common_pb2 as plasma_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!plasma/compiler/v1/compiler.proto\x12\x12plasma.compiler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\"\xd5\x01\n\x0e\x43ompileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rmin_agreement\x18\x03 \x01(\x01\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.plasma.compiler.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\x05 \x01(\t\x12\x30\n\tprecision\x18\x06 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x16\n\x0e\x66loat_fallback\x18\x07 \x01(\x08\"\xc5\x01\n\x10PrecisionAttempt\x12\x30\n\tprecision\x18\x01 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tagreement\x18\x04 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x05 \x01(\x01\x12\x13\n\x0bmodel_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13self_test_agreement\x18\x07 \x01(\x01\"\xbc\x01\n\x0cParityReport\x12\x18\n\x10num_observations\x18\x01 \x01(\x03\x12\x11\n\tagreement\x18\x02 \x01(\x01\x12\x14\n\x0cmax_abs_diff\x18\x03 \x01(\x01\x12\x11\n\tnear_ties\x18\x04 \x01(\x03\x12\x1f\n\x17\x66p32_closed_loop_return\x18\x05 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x06 \x01(\x01\x12\x19\n\x11\x63losed_loop_paths\x18\x07 \x01(\x03\"\xc8\x04\n\x06Packet\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x18\n\x10\x66p32_model_bytes\x18\x05 \x01(\x03\x12\x1c\n\x10int8_model_bytes\x18\x06 \x01(\x03\x42\x02\x18\x01\x12\x30\n\x06parity\x18\x07 \x01(\x0b\x32 .plasma.compiler.v1.ParityReport\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12+\n\x08\x65nv_spec\x18\t \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12,\n\x04kind\x18\x0c \x01(\x0e\x32\x1e.plasma.compiler.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\r \x01(\t\x12\x16\n\x0esigning_key_id\x18\x0e \x01(\t\x12\x1b\n\x13\x62\x61se_weights_sha256\x18\x0f \x01(\t\x12\x30\n\tprecision\x18\x10 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x36\n\x08\x61ttempts\x18\x11 \x03(\x0b\x32$.plasma.compiler.v1.PrecisionAttempt\x12\x13\n\x0bmodel_bytes\x18\x12 \x01(\x03\x12\x16\n\x0e\x66loat_fallback\x18\x13 \x01(\x08\"1\n\x0f\x43ompileProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x81\x01\n\x0f\x43ompileResponse\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.plasma.compiler.v1.CompileProgressH\x00\x12,\n\x06packet\x18\x02 \x01(\x0b\x32\x1a.plasma.compiler.v1.PacketH\x00\x42\x07\n\x05\x65vent\"%\n\x10GetPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"?\n\x11GetPacketResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.compiler.v1.Packet\"\x14\n\x12ListPacketsRequest\"B\n\x13ListPacketsResponse\x12+\n\x07packets\x18\x01 \x03(\x0b\x32\x1a.plasma.compiler.v1.Packet\"*\n\x15\x44ownloadPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"a\n\x16\x44ownloadPacketResponse\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x16\n\x14GetSigningKeyRequest\"a\n\x15GetSigningKeyResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tgenerated\x18\x04 \x01(\x08*\x9f\x01\n\tPrecision\x12\x19\n\x15PRECISION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRECISION_INT8\x10\x01\x12\x1f\n\x1bPRECISION_INT8_FLOAT_OUTPUT\x10\x02\x12\x12\n\x0ePRECISION_FP16\x10\x03\x12\x12\n\x0ePRECISION_FP32\x10\x04\x12\x1a\n\x16PRECISION_INT8_DYNAMIC\x10\x05*u\n\nPacketKind\x12\x1b\n\x17PACKET_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PACKET_KIND_MERGED\x10\x01\x12\x19\n\x15PACKET_KIND_ADAPTABLE\x10\x02\x12\x17\n\x13PACKET_KIND_ADAPTER\x10\x03\x32\xf2\x03\n\x0f\x43ompilerService\x12T\n\x07\x43ompile\x12\".plasma.compiler.v1.CompileRequest\x1a#.plasma.compiler.v1.CompileResponse0\x01\x12X\n\tGetPacket\x12$.plasma.compiler.v1.GetPacketRequest\x1a%.plasma.compiler.v1.GetPacketResponse\x12^\n\x0bListPackets\x12&.plasma.compiler.v1.ListPacketsRequest\x1a\'.plasma.compiler.v1.ListPacketsResponse\x12i\n\x0e\x44ownloadPacket\x12).plasma.compiler.v1.DownloadPacketRequest\x1a*.plasma.compiler.v1.DownloadPacketResponse0\x01\x12\x64\n\rGetSigningKey\x12(.plasma.compiler.v1.GetSigningKeyRequest\x1a).plasma.compiler.v1.GetSigningKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!plasma/compiler/v1/compiler.proto\x12\x12plasma.compiler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\"\xd3\x01\n\x0e\x43ompileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rmin_agreement\x18\x03 \x01(\x01\x12*\n\x04kind\x18\x04 \x01(\x0e\x32\x1c.plasma.common.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\x05 \x01(\t\x12\x30\n\tprecision\x18\x06 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x16\n\x0e\x66loat_fallback\x18\x07 \x01(\x08\"\xc5\x01\n\x10PrecisionAttempt\x12\x30\n\tprecision\x18\x01 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tagreement\x18\x04 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x05 \x01(\x01\x12\x13\n\x0bmodel_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13self_test_agreement\x18\x07 \x01(\x01\"\xbc\x01\n\x0cParityReport\x12\x18\n\x10num_observations\x18\x01 \x01(\x03\x12\x11\n\tagreement\x18\x02 \x01(\x01\x12\x14\n\x0cmax_abs_diff\x18\x03 \x01(\x01\x12\x11\n\tnear_ties\x18\x04 \x01(\x03\x12\x1f\n\x17\x66p32_closed_loop_return\x18\x05 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x06 \x01(\x01\x12\x19\n\x11\x63losed_loop_paths\x18\x07 \x01(\x03\"\xc6\x04\n\x06Packet\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x18\n\x10\x66p32_model_bytes\x18\x05 \x01(\x03\x12\x1c\n\x10int8_model_bytes\x18\x06 \x01(\x03\x42\x02\x18\x01\x12\x30\n\x06parity\x18\x07 \x01(\x0b\x32 .plasma.compiler.v1.ParityReport\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12+\n\x08\x65nv_spec\x18\t \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12*\n\x04kind\x18\x0c \x01(\x0e\x32\x1c.plasma.common.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\r \x01(\t\x12\x16\n\x0esigning_key_id\x18\x0e \x01(\t\x12\x1b\n\x13\x62\x61se_weights_sha256\x18\x0f \x01(\t\x12\x30\n\tprecision\x18\x10 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x36\n\x08\x61ttempts\x18\x11 \x03(\x0b\x32$.plasma.compiler.v1.PrecisionAttempt\x12\x13\n\x0bmodel_bytes\x18\x12 \x01(\x03\x12\x16\n\x0e\x66loat_fallback\x18\x13 \x01(\x08\"1\n\x0f\x43ompileProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x81\x01\n\x0f\x43ompileResponse\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.plasma.compiler.v1.CompileProgressH\x00\x12,\n\x06packet\x18\x02 \x01(\x0b\x32\x1a.plasma.compiler.v1.PacketH\x00\x42\x07\n\x05\x65vent\"%\n\x10GetPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"?\n\x11GetPacketResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.compiler.v1.Packet\"\x14\n\x12ListPacketsRequest\"B\n\x13ListPacketsResponse\x12+\n\x07packets\x18\x01 \x03(\x0b\x32\x1a.plasma.compiler.v1.Packet\"*\n\x15\x44ownloadPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"a\n\x16\x44ownloadPacketResponse\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x16\n\x14GetSigningKeyRequest\"a\n\x15GetSigningKeyResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tgenerated\x18\x04 \x01(\x08*\x9f\x01\n\tPrecision\x12\x19\n\x15PRECISION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRECISION_INT8\x10\x01\x12\x1f\n\x1bPRECISION_INT8_FLOAT_OUTPUT\x10\x02\x12\x12\n\x0ePRECISION_FP16\x10\x03\x12\x12\n\x0ePRECISION_FP32\x10\x04\x12\x1a\n\x16PRECISION_INT8_DYNAMIC\x10\x05\x32\xf2\x03\n\x0f\x43ompilerService\x12T\n\x07\x43ompile\x12\".plasma.compiler.v1.CompileRequest\x1a#.plasma.compiler.v1.CompileResponse0\x01\x12X\n\tGetPacket\x12$.plasma.compiler.v1.GetPacketRequest\x1a%.plasma.compiler.v1.GetPacketResponse\x12^\n\x0bListPackets\x12&.plasma.compiler.v1.ListPacketsRequest\x1a\'.plasma.compiler.v1.ListPacketsResponse\x12i\n\x0e\x44ownloadPacket\x12).plasma.compiler.v1.DownloadPacketRequest\x1a*.plasma.compiler.v1.DownloadPacketResponse0\x01\x12\x64\n\rGetSigningKey\x12(.plasma.compiler.v1.GetSigningKeyRequest\x1a).plasma.compiler.v1.GetSigningKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,38 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PACKET'].fields_by_name['int8_model_bytes']._loaded_options = None
   _globals['_PACKET'].fields_by_name['int8_model_bytes']._serialized_options = b'\030\001'
-  _globals['_PRECISION']._serialized_start=1959
-  _globals['_PRECISION']._serialized_end=2118
-  _globals['_PACKETKIND']._serialized_start=2120
-  _globals['_PACKETKIND']._serialized_end=2237
+  _globals['_PRECISION']._serialized_start=1955
+  _globals['_PRECISION']._serialized_end=2114
   _globals['_COMPILEREQUEST']._serialized_start=122
-  _globals['_COMPILEREQUEST']._serialized_end=335
-  _globals['_PRECISIONATTEMPT']._serialized_start=338
-  _globals['_PRECISIONATTEMPT']._serialized_end=535
-  _globals['_PARITYREPORT']._serialized_start=538
-  _globals['_PARITYREPORT']._serialized_end=726
-  _globals['_PACKET']._serialized_start=729
-  _globals['_PACKET']._serialized_end=1313
-  _globals['_COMPILEPROGRESS']._serialized_start=1315
-  _globals['_COMPILEPROGRESS']._serialized_end=1364
-  _globals['_COMPILERESPONSE']._serialized_start=1367
-  _globals['_COMPILERESPONSE']._serialized_end=1496
-  _globals['_GETPACKETREQUEST']._serialized_start=1498
-  _globals['_GETPACKETREQUEST']._serialized_end=1535
-  _globals['_GETPACKETRESPONSE']._serialized_start=1537
-  _globals['_GETPACKETRESPONSE']._serialized_end=1600
-  _globals['_LISTPACKETSREQUEST']._serialized_start=1602
-  _globals['_LISTPACKETSREQUEST']._serialized_end=1622
-  _globals['_LISTPACKETSRESPONSE']._serialized_start=1624
-  _globals['_LISTPACKETSRESPONSE']._serialized_end=1690
-  _globals['_DOWNLOADPACKETREQUEST']._serialized_start=1692
-  _globals['_DOWNLOADPACKETREQUEST']._serialized_end=1734
-  _globals['_DOWNLOADPACKETRESPONSE']._serialized_start=1736
-  _globals['_DOWNLOADPACKETRESPONSE']._serialized_end=1833
-  _globals['_GETSIGNINGKEYREQUEST']._serialized_start=1835
-  _globals['_GETSIGNINGKEYREQUEST']._serialized_end=1857
-  _globals['_GETSIGNINGKEYRESPONSE']._serialized_start=1859
-  _globals['_GETSIGNINGKEYRESPONSE']._serialized_end=1956
-  _globals['_COMPILERSERVICE']._serialized_start=2240
-  _globals['_COMPILERSERVICE']._serialized_end=2738
+  _globals['_COMPILEREQUEST']._serialized_end=333
+  _globals['_PRECISIONATTEMPT']._serialized_start=336
+  _globals['_PRECISIONATTEMPT']._serialized_end=533
+  _globals['_PARITYREPORT']._serialized_start=536
+  _globals['_PARITYREPORT']._serialized_end=724
+  _globals['_PACKET']._serialized_start=727
+  _globals['_PACKET']._serialized_end=1309
+  _globals['_COMPILEPROGRESS']._serialized_start=1311
+  _globals['_COMPILEPROGRESS']._serialized_end=1360
+  _globals['_COMPILERESPONSE']._serialized_start=1363
+  _globals['_COMPILERESPONSE']._serialized_end=1492
+  _globals['_GETPACKETREQUEST']._serialized_start=1494
+  _globals['_GETPACKETREQUEST']._serialized_end=1531
+  _globals['_GETPACKETRESPONSE']._serialized_start=1533
+  _globals['_GETPACKETRESPONSE']._serialized_end=1596
+  _globals['_LISTPACKETSREQUEST']._serialized_start=1598
+  _globals['_LISTPACKETSREQUEST']._serialized_end=1618
+  _globals['_LISTPACKETSRESPONSE']._serialized_start=1620
+  _globals['_LISTPACKETSRESPONSE']._serialized_end=1686
+  _globals['_DOWNLOADPACKETREQUEST']._serialized_start=1688
+  _globals['_DOWNLOADPACKETREQUEST']._serialized_end=1730
+  _globals['_DOWNLOADPACKETRESPONSE']._serialized_start=1732
+  _globals['_DOWNLOADPACKETRESPONSE']._serialized_end=1829
+  _globals['_GETSIGNINGKEYREQUEST']._serialized_start=1831
+  _globals['_GETSIGNINGKEYREQUEST']._serialized_end=1853
+  _globals['_GETSIGNINGKEYRESPONSE']._serialized_start=1855
+  _globals['_GETSIGNINGKEYRESPONSE']._serialized_end=1952
+  _globals['_COMPILERSERVICE']._serialized_start=2117
+  _globals['_COMPILERSERVICE']._serialized_end=2615
 # @@protoc_insertion_point(module_scope)

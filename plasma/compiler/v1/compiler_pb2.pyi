@@ -19,23 +19,12 @@ class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRECISION_FP16: _ClassVar[Precision]
     PRECISION_FP32: _ClassVar[Precision]
     PRECISION_INT8_DYNAMIC: _ClassVar[Precision]
-
-class PacketKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    PACKET_KIND_UNSPECIFIED: _ClassVar[PacketKind]
-    PACKET_KIND_MERGED: _ClassVar[PacketKind]
-    PACKET_KIND_ADAPTABLE: _ClassVar[PacketKind]
-    PACKET_KIND_ADAPTER: _ClassVar[PacketKind]
 PRECISION_UNSPECIFIED: Precision
 PRECISION_INT8: Precision
 PRECISION_INT8_FLOAT_OUTPUT: Precision
 PRECISION_FP16: Precision
 PRECISION_FP32: Precision
 PRECISION_INT8_DYNAMIC: Precision
-PACKET_KIND_UNSPECIFIED: PacketKind
-PACKET_KIND_MERGED: PacketKind
-PACKET_KIND_ADAPTABLE: PacketKind
-PACKET_KIND_ADAPTER: PacketKind
 
 class CompileRequest(_message.Message):
     __slots__ = ("run_id", "name", "min_agreement", "kind", "base_packet_id", "precision", "float_fallback")
@@ -49,11 +38,11 @@ class CompileRequest(_message.Message):
     run_id: str
     name: str
     min_agreement: float
-    kind: PacketKind
+    kind: _common_pb2.PacketKind
     base_packet_id: str
     precision: Precision
     float_fallback: bool
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ..., kind: _Optional[_Union[_common_pb2.PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
 
 class PrecisionAttempt(_message.Message):
     __slots__ = ("precision", "passed", "reason", "agreement", "closed_loop_return", "model_bytes", "self_test_agreement")
@@ -123,7 +112,7 @@ class Packet(_message.Message):
     env_spec: _common_pb2.EnvSpec
     create_time: _timestamp_pb2.Timestamp
     version: int
-    kind: PacketKind
+    kind: _common_pb2.PacketKind
     base_packet_id: str
     signing_key_id: str
     base_weights_sha256: str
@@ -131,7 +120,7 @@ class Packet(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[PrecisionAttempt]
     model_bytes: int
     float_fallback: bool
-    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., base_weights_sha256: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., attempts: _Optional[_Iterable[_Union[PrecisionAttempt, _Mapping]]] = ..., model_bytes: _Optional[int] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[_common_pb2.PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., base_weights_sha256: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., attempts: _Optional[_Iterable[_Union[PrecisionAttempt, _Mapping]]] = ..., model_bytes: _Optional[int] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
 
 class CompileProgress(_message.Message):
     __slots__ = ("stage", "message")

@@ -26,41 +26,39 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from plasma.common.v1 import common_pb2 as plasma_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19plasma/edge/v1/edge.proto\x12\x0eplasma.edge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\"\\\n\x11LoadPacketRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xf4\x02\n\nPacketInfo\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x08\x65nv_spec\x18\x05 \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12-\n\tload_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12(\n\x04kind\x18\x08 \x01(\x0e\x32\x1a.plasma.edge.v1.PacketKind\x12\x16\n\x0esigning_key_id\x18\t \x01(\t\x12\x16\n\x0e\x62\x61se_packet_id\x18\n \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x0b \x01(\x03\x12\x31\n\tself_test\x18\x0c \x01(\x0b\x32\x1e.plasma.edge.v1.SelfTestReport\x12\x11\n\tprecision\x18\r \x01(\t\"\x88\x02\n\x0eSelfTestReport\x12\x0b\n\x03ran\x18\x01 \x01(\x08\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x11\n\tagreement\x18\x03 \x01(\x01\x12\x15\n\rmin_agreement\x18\x04 \x01(\x01\x12\x14\n\x0cobservations\x18\x05 \x01(\x03\x12\x11\n\tnear_ties\x18\x06 \x01(\x03\x12\x14\n\x0cmax_abs_diff\x18\x07 \x01(\x01\x12\"\n\x1amax_abs_diff_from_compiler\x18\x08 \x01(\x01\x12\x18\n\x10serving_fallback\x18\t \x01(\x08\x12\x14\n\x0c\x63pu_features\x18\n \x03(\t\x12\x1c\n\x14\x61llowed_max_abs_diff\x18\x0b \x01(\x01\"n\n\x12LoadPacketResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12,\n\x08previous\x18\x02 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\"$\n\x0fRollbackRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"o\n\x10RollbackResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12/\n\x0brolled_back\x18\x02 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\";\n\nActRequest\x12-\n\x0bobservation\x18\x01 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\"b\n\x0b\x41\x63tResponse\x12(\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\x12\x11\n\tpacket_id\x18\x02 \x01(\t\x12\x16\n\x0epacket_version\x18\x03 \x01(\x03\"Q\n\x0e\x43ontrolRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12-\n\x0bobservation\x18\x02 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\"x\n\x0f\x43ontrolResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\x12\x11\n\tpacket_id\x18\x03 \x01(\t\x12\x16\n\x0epacket_version\x18\x04 \x01(\x03\"\x12\n\x10GetStatusRequest\"O\n\x0eLatencySummary\x12\x0e\n\x06p50_ms\x18\x01 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0e\n\x06p90_ms\x18\x04 \x01(\x01\"\x82\x03\n\x11GetStatusResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12*\n\x06packet\x18\x02 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12\x17\n\x0frequests_served\x18\x03 \x01(\x03\x12\x17\n\x0frequests_failed\x18\x04 \x01(\x03\x12\x39\n\x11inference_latency\x18\x05 \x01(\x0b\x32\x1e.plasma.edge.v1.LatencySummary\x12,\n\x08previous\x18\x06 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12\x1b\n\x13observations_served\x18\x07 \x01(\x03\x12\x16\n\x0epackets_loaded\x18\x08 \x01(\x03\x12\x17\n\x0fpackets_refused\x18\t \x01(\x03\x12\x17\n\x0ftrusted_key_ids\x18\n \x03(\t\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*Y\n\nPacketKind\x12\x1b\n\x17PACKET_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11PACKET_KIND_MODEL\x10\x01\x12\x17\n\x13PACKET_KIND_ADAPTER\x10\x02\x32\x9c\x03\n\x12\x45\x64geRuntimeService\x12U\n\nLoadPacket\x12!.plasma.edge.v1.LoadPacketRequest\x1a\".plasma.edge.v1.LoadPacketResponse(\x01\x12M\n\x08Rollback\x12\x1f.plasma.edge.v1.RollbackRequest\x1a .plasma.edge.v1.RollbackResponse\x12>\n\x03\x41\x63t\x12\x1a.plasma.edge.v1.ActRequest\x1a\x1b.plasma.edge.v1.ActResponse\x12N\n\x07\x43ontrol\x12\x1e.plasma.edge.v1.ControlRequest\x1a\x1f.plasma.edge.v1.ControlResponse(\x01\x30\x01\x12P\n\tGetStatus\x12 .plasma.edge.v1.GetStatusRequest\x1a!.plasma.edge.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19plasma/edge/v1/edge.proto\x12\x0eplasma.edge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\"\\\n\x11LoadPacketRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xf6\x02\n\nPacketInfo\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x08\x65nv_spec\x18\x05 \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12-\n\tload_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12*\n\x04kind\x18\x08 \x01(\x0e\x32\x1c.plasma.common.v1.PacketKind\x12\x16\n\x0esigning_key_id\x18\t \x01(\t\x12\x16\n\x0e\x62\x61se_packet_id\x18\n \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x0b \x01(\x03\x12\x31\n\tself_test\x18\x0c \x01(\x0b\x32\x1e.plasma.edge.v1.SelfTestReport\x12\x11\n\tprecision\x18\r \x01(\t\"\x88\x02\n\x0eSelfTestReport\x12\x0b\n\x03ran\x18\x01 \x01(\x08\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x11\n\tagreement\x18\x03 \x01(\x01\x12\x15\n\rmin_agreement\x18\x04 \x01(\x01\x12\x14\n\x0cobservations\x18\x05 \x01(\x03\x12\x11\n\tnear_ties\x18\x06 \x01(\x03\x12\x14\n\x0cmax_abs_diff\x18\x07 \x01(\x01\x12\"\n\x1amax_abs_diff_from_compiler\x18\x08 \x01(\x01\x12\x18\n\x10serving_fallback\x18\t \x01(\x08\x12\x14\n\x0c\x63pu_features\x18\n \x03(\t\x12\x1c\n\x14\x61llowed_max_abs_diff\x18\x0b \x01(\x01\"n\n\x12LoadPacketResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12,\n\x08previous\x18\x02 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\"$\n\x0fRollbackRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"o\n\x10RollbackResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12/\n\x0brolled_back\x18\x02 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\";\n\nActRequest\x12-\n\x0bobservation\x18\x01 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\"b\n\x0b\x41\x63tResponse\x12(\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\x12\x11\n\tpacket_id\x18\x02 \x01(\t\x12\x16\n\x0epacket_version\x18\x03 \x01(\x03\"Q\n\x0e\x43ontrolRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12-\n\x0bobservation\x18\x02 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\"x\n\x0f\x43ontrolResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x18.plasma.common.v1.Tensor\x12\x11\n\tpacket_id\x18\x03 \x01(\t\x12\x16\n\x0epacket_version\x18\x04 \x01(\x03\"\x12\n\x10GetStatusRequest\"O\n\x0eLatencySummary\x12\x0e\n\x06p50_ms\x18\x01 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0e\n\x06p90_ms\x18\x04 \x01(\x01\"\x82\x03\n\x11GetStatusResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12*\n\x06packet\x18\x02 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12\x17\n\x0frequests_served\x18\x03 \x01(\x03\x12\x17\n\x0frequests_failed\x18\x04 \x01(\x03\x12\x39\n\x11inference_latency\x18\x05 \x01(\x0b\x32\x1e.plasma.edge.v1.LatencySummary\x12,\n\x08previous\x18\x06 \x01(\x0b\x32\x1a.plasma.edge.v1.PacketInfo\x12\x1b\n\x13observations_served\x18\x07 \x01(\x03\x12\x16\n\x0epackets_loaded\x18\x08 \x01(\x03\x12\x17\n\x0fpackets_refused\x18\t \x01(\x03\x12\x17\n\x0ftrusted_key_ids\x18\n \x03(\t\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x9c\x03\n\x12\x45\x64geRuntimeService\x12U\n\nLoadPacket\x12!.plasma.edge.v1.LoadPacketRequest\x1a\".plasma.edge.v1.LoadPacketResponse(\x01\x12M\n\x08Rollback\x12\x1f.plasma.edge.v1.RollbackRequest\x1a .plasma.edge.v1.RollbackResponse\x12>\n\x03\x41\x63t\x12\x1a.plasma.edge.v1.ActRequest\x1a\x1b.plasma.edge.v1.ActResponse\x12N\n\x07\x43ontrol\x12\x1e.plasma.edge.v1.ControlRequest\x1a\x1f.plasma.edge.v1.ControlResponse(\x01\x30\x01\x12P\n\tGetStatus\x12 .plasma.edge.v1.GetStatusRequest\x1a!.plasma.edge.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plasma.edge.v1.edge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PACKETKIND']._serialized_start=1964
-  _globals['_PACKETKIND']._serialized_end=2053
   _globals['_LOADPACKETREQUEST']._serialized_start=109
   _globals['_LOADPACKETREQUEST']._serialized_end=201
   _globals['_PACKETINFO']._serialized_start=204
-  _globals['_PACKETINFO']._serialized_end=576
-  _globals['_SELFTESTREPORT']._serialized_start=579
-  _globals['_SELFTESTREPORT']._serialized_end=843
-  _globals['_LOADPACKETRESPONSE']._serialized_start=845
-  _globals['_LOADPACKETRESPONSE']._serialized_end=955
-  _globals['_ROLLBACKREQUEST']._serialized_start=957
-  _globals['_ROLLBACKREQUEST']._serialized_end=993
-  _globals['_ROLLBACKRESPONSE']._serialized_start=995
-  _globals['_ROLLBACKRESPONSE']._serialized_end=1106
-  _globals['_ACTREQUEST']._serialized_start=1108
-  _globals['_ACTREQUEST']._serialized_end=1167
-  _globals['_ACTRESPONSE']._serialized_start=1169
-  _globals['_ACTRESPONSE']._serialized_end=1267
-  _globals['_CONTROLREQUEST']._serialized_start=1269
-  _globals['_CONTROLREQUEST']._serialized_end=1350
-  _globals['_CONTROLRESPONSE']._serialized_start=1352
-  _globals['_CONTROLRESPONSE']._serialized_end=1472
-  _globals['_GETSTATUSREQUEST']._serialized_start=1474
-  _globals['_GETSTATUSREQUEST']._serialized_end=1492
-  _globals['_LATENCYSUMMARY']._serialized_start=1494
-  _globals['_LATENCYSUMMARY']._serialized_end=1573
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1576
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1962
-  _globals['_EDGERUNTIMESERVICE']._serialized_start=2056
-  _globals['_EDGERUNTIMESERVICE']._serialized_end=2468
+  _globals['_PACKETINFO']._serialized_end=578
+  _globals['_SELFTESTREPORT']._serialized_start=581
+  _globals['_SELFTESTREPORT']._serialized_end=845
+  _globals['_LOADPACKETRESPONSE']._serialized_start=847
+  _globals['_LOADPACKETRESPONSE']._serialized_end=957
+  _globals['_ROLLBACKREQUEST']._serialized_start=959
+  _globals['_ROLLBACKREQUEST']._serialized_end=995
+  _globals['_ROLLBACKRESPONSE']._serialized_start=997
+  _globals['_ROLLBACKRESPONSE']._serialized_end=1108
+  _globals['_ACTREQUEST']._serialized_start=1110
+  _globals['_ACTREQUEST']._serialized_end=1169
+  _globals['_ACTRESPONSE']._serialized_start=1171
+  _globals['_ACTRESPONSE']._serialized_end=1269
+  _globals['_CONTROLREQUEST']._serialized_start=1271
+  _globals['_CONTROLREQUEST']._serialized_end=1352
+  _globals['_CONTROLRESPONSE']._serialized_start=1354
+  _globals['_CONTROLRESPONSE']._serialized_end=1474
+  _globals['_GETSTATUSREQUEST']._serialized_start=1476
+  _globals['_GETSTATUSREQUEST']._serialized_end=1494
+  _globals['_LATENCYSUMMARY']._serialized_start=1496
+  _globals['_LATENCYSUMMARY']._serialized_end=1575
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1578
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1964
+  _globals['_EDGERUNTIMESERVICE']._serialized_start=1967
+  _globals['_EDGERUNTIMESERVICE']._serialized_end=2379
 # @@protoc_insertion_point(module_scope)

@@ -3,22 +3,12 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from plasma.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class PacketKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    PACKET_KIND_UNSPECIFIED: _ClassVar[PacketKind]
-    PACKET_KIND_MODEL: _ClassVar[PacketKind]
-    PACKET_KIND_ADAPTER: _ClassVar[PacketKind]
-PACKET_KIND_UNSPECIFIED: PacketKind
-PACKET_KIND_MODEL: PacketKind
-PACKET_KIND_ADAPTER: PacketKind
 
 class LoadPacketRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -50,13 +40,13 @@ class PacketInfo(_message.Message):
     env_spec: _common_pb2.EnvSpec
     load_time: _timestamp_pb2.Timestamp
     version: int
-    kind: PacketKind
+    kind: _common_pb2.PacketKind
     signing_key_id: str
     base_packet_id: str
     base_version: int
     self_test: SelfTestReport
     precision: str
-    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[PacketKind, str]] = ..., signing_key_id: _Optional[str] = ..., base_packet_id: _Optional[str] = ..., base_version: _Optional[int] = ..., self_test: _Optional[_Union[SelfTestReport, _Mapping]] = ..., precision: _Optional[str] = ...) -> None: ...
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[_common_pb2.PacketKind, str]] = ..., signing_key_id: _Optional[str] = ..., base_packet_id: _Optional[str] = ..., base_version: _Optional[int] = ..., self_test: _Optional[_Union[SelfTestReport, _Mapping]] = ..., precision: _Optional[str] = ...) -> None: ...
 
 class SelfTestReport(_message.Message):
     __slots__ = ("ran", "passed", "agreement", "min_agreement", "observations", "near_ties", "max_abs_diff", "max_abs_diff_from_compiler", "serving_fallback", "cpu_features", "allowed_max_abs_diff")
