@@ -121,7 +121,7 @@ def format_summary(summary: WorkflowSummary, budget: int) -> str:
                                          f"p50 {summary.edge_inference_p50_ms:.3f} ms)"),
         ("mean real return", f"{ev.mean_return:.1f} ± {ev.std_return:.1f} over {len(ev.returns)} episodes{verdict}"),
         ("wall time", f"{summary.wall_seconds:.0f} s ({stages})"),
-        ("seed", f"{summary.seed} (the same seed on the same machine gives the same packet bytes)"),
+        ("seed", f"{summary.seed} (same seed and machine: same packet id; same bytes with the same signing key)"),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"Plasma summary: {summary.env_id}  packet {summary.packet_id}"]
