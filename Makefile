@@ -30,6 +30,27 @@ emulator: ## qemu-user (Debian) for the edge tests that emulate a CPU without VN
 	  echo "installed qemu-x86_64"; \
 	else echo "qemu-x86_64 missing (needs root and apt-get to install): the emulated-CPU tests will skip" >&2; fi
 
+# Debian's protoc and the protobuf-java of its release, Go with protoc-gen-go(-grpc) and the Go packages the
+# generated code imports. No JDK: javac compiles the Java where one is installed.
+CODEGEN_DEBS := protobuf-compiler libprotobuf-java golang-go protoc-gen-go protoc-gen-go-grpc golang-google-protobuf-dev \
+	golang-google-grpc-dev
+
+.PHONY: codegen-tools
+codegen-tools: ## Debian's protoc, protobuf-java and Go for make codegen-check, which skips what is missing
+	@if command -v protoc >/dev/null && command -v go >/dev/null && \
+	  command -v protoc-gen-go >/dev/null && command -v protoc-gen-go-grpc >/dev/null && [ -f /usr/share/java/protobuf.jar ] && \
+	  [ -d /usr/share/gocode/src/google.golang.org/grpc ]; then echo "codegen tools: $$(protoc --version), $$(go version)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CODEGEN_DEBS) >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CODEGEN_DEBS) >/dev/null; }; \
+	  echo "installed $(CODEGEN_DEBS)"; \
+	else echo "protoc, protobuf-java or Go missing (needs root and apt-get to install $(CODEGEN_DEBS)): make codegen-check skips what needs them" >&2; fi
+
+.PHONY: codegen-check
+codegen-check: $(STAMP) codegen-tools ## Java, Go, C# and Objective-C generated from protos/ into a temp dir; Java and Go compiled
+	$(BIN)/python scripts/codegen_check.py
+
 .PHONY: generate
 generate: $(STAMP) ## Regenerate the Python stubs from protos/
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/gen_protos.py

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eplasma/simulator/v1/task.proto\x12\x13plasma.simulator.v1\"\xdd\x01\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12@\n\x0b\x65nvironment\x18\x02 \x01(\x0b\x32).plasma.simulator.v1.EnvironmentObjectiveH\x00\x12\x38\n\x07learned\x18\x03 \x01(\x0b\x32%.plasma.simulator.v1.LearnedObjectiveH\x00\x12:\n\x08tracking\x18\x04 \x01(\x0b\x32&.plasma.simulator.v1.TrackingObjectiveH\x00\x42\x0b\n\tobjective\"\x16\n\x14\x45nvironmentObjective\"\x12\n\x10LearnedObjective\"\xbc\x01\n\x11TrackingObjective\x12\x1a\n\x12target_observation\x18\x01 \x03(\x01\x12\x15\n\rstate_weights\x18\x02 \x03(\x01\x12\x16\n\x0e\x61\x63tion_weights\x18\x03 \x03(\x01\x12\x15\n\rtarget_action\x18\x04 \x03(\x01\x12\x13\n\x0b\x61live_bonus\x18\x05 \x01(\x01\x12\x17\n\x0fterminate_below\x18\x06 \x03(\x01\x12\x17\n\x0fterminate_above\x18\x07 \x03(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eplasma/simulator/v1/task.proto\x12\x13plasma.simulator.v1\"\xdd\x01\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12@\n\x0b\x65nvironment\x18\x02 \x01(\x0b\x32).plasma.simulator.v1.EnvironmentObjectiveH\x00\x12\x38\n\x07learned\x18\x03 \x01(\x0b\x32%.plasma.simulator.v1.LearnedObjectiveH\x00\x12:\n\x08tracking\x18\x04 \x01(\x0b\x32&.plasma.simulator.v1.TrackingObjectiveH\x00\x42\x0b\n\tobjective\"\x16\n\x14\x45nvironmentObjective\"\x12\n\x10LearnedObjective\"\xbc\x01\n\x11TrackingObjective\x12\x1a\n\x12target_observation\x18\x01 \x03(\x01\x12\x15\n\rstate_weights\x18\x02 \x03(\x01\x12\x16\n\x0e\x61\x63tion_weights\x18\x03 \x03(\x01\x12\x15\n\rtarget_action\x18\x04 \x03(\x01\x12\x13\n\x0b\x61live_bonus\x18\x05 \x01(\x01\x12\x17\n\x0fterminate_below\x18\x06 \x03(\x01\x12\x17\n\x0fterminate_above\x18\x07 \x03(\x01\x42|\n\x17org.plasma.simulator.v1B\tTaskProtoP\x01Z8plasma.org/plasma/gen/go/plasma/simulator/v1;simulatorv1\xa2\x02\x03PLS\xaa\x02\x13Plasma.Simulator.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plasma.simulator.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027org.plasma.simulator.v1B\tTaskProtoP\001Z8plasma.org/plasma/gen/go/plasma/simulator/v1;simulatorv1\242\002\003PLS\252\002\023Plasma.Simulator.V1'
   _globals['_TASKSPEC']._serialized_start=56
   _globals['_TASKSPEC']._serialized_end=277
   _globals['_ENVIRONMENTOBJECTIVE']._serialized_start=279
