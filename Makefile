@@ -60,11 +60,19 @@ check-generated: generate ## Fail if the committed stubs differ from the protos
 	@if [ -n "$$(git status --porcelain --untracked-files=all -- 'plasma/*/v1/*')" ]; then \
 	  echo "generated stubs are stale: run 'make generate' and commit" >&2; git status --porcelain --untracked-files=all -- 'plasma/*/v1/*' >&2; exit 1; fi
 
+# `make lint` compares protos/ with this commit by buf breaking (FILE rules): the previous one, so CI refuses a
+# newest commit that breaks the wire or generated code. BUF_AGAINST_REF=origin/main compares a branch with main.
+BUF_AGAINST_REF ?= HEAD~1
+
 .PHONY: lint
-lint: $(STAMP) ## ruff, mypy and buf lint
+lint: $(STAMP) ## ruff, mypy, buf lint, and buf breaking against the previous commit
 	$(BIN)/ruff check .
 	$(BIN)/mypy plasma services edge_runtime bench scripts
 	cd protos && ../$(BIN)/buf lint
+	@if against=$$(git rev-parse -q --verify '$(BUF_AGAINST_REF)^{commit}'); then \
+	  echo "buf breaking against $(BUF_AGAINST_REF) ($$against)"; \
+	  $(BIN)/buf breaking protos --against "$$(git rev-parse --git-common-dir)#format=git,ref=$$against,subdir=protos"; \
+	else echo "buf breaking: skipped, $(BUF_AGAINST_REF) is not in this clone (a shallow clone or a first commit)" >&2; fi
 
 .PHONY: test
 test: $(STAMP) ## All tests: unit, services on port 0, the four-service pipeline
