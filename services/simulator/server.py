@@ -142,7 +142,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         parent = None
         if request.init_from_model_id:
             parent, config = fine_tune.parent_model(
-                self._store, self._models, request.init_from_model_id, spec, request.config, config
+                self._models, request.init_from_model_id, spec, request.config, config
             )
         started = time.monotonic()
         fit_job = ProgressJob(lambda report: fitting.fit(spec, transitions, config, report, init=parent))
