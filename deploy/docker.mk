@@ -56,11 +56,21 @@ down: ## Stop and remove the compose stack (named volumes, i.e. the stores, are 
 down-volumes: ## Stop the compose stack and delete its volumes (datasets, models, runs, packets)
 	$(COMPOSE) down --volumes --remove-orphans
 
+# Where `make compose-certs` puts the stack's client certificates for the host (one folder per role).
+COMPOSE_CERTS_DIR ?= var/compose-certs
+ROLE ?= operator
+
+.PHONY: compose-certs
+compose-certs: ## Copy the running stack's operator client certificate and CA to COMPOSE_CERTS_DIR/operator (ROLE=reader)
+	deploy/client_certs.sh $(ROLE) $(COMPOSE_CERTS_DIR)/$(ROLE)
+
 .PHONY: demo-compose
 demo-compose: $(STAMP) up ## `make demo`'s workflow on CartPole-v1 against the compose stack (RECIPE=quick-check for a quick one)
+	deploy/client_certs.sh operator $(COMPOSE_CERTS_DIR)/operator >/dev/null
 	$(BIN)/plasma run --simulator 127.0.0.1:$(PLASMA_SIMULATOR_PORT) --trainer 127.0.0.1:$(PLASMA_TRAINER_PORT) \
 	  --compiler 127.0.0.1:$(PLASMA_COMPILER_PORT) --edge 127.0.0.1:$(PLASMA_EDGE_PORT) \
-	  --env CartPole-v1 --recipe $(RECIPE)
+	  --tls-ca $(COMPOSE_CERTS_DIR)/operator/ca.pem --tls-cert $(COMPOSE_CERTS_DIR)/operator/client.pem \
+	  --tls-key $(COMPOSE_CERTS_DIR)/operator/client-key.pem --env CartPole-v1 --recipe $(RECIPE)
 	@echo "the edge container is serving the packet on 127.0.0.1:$(PLASMA_EDGE_PORT); 'make down' stops the stack"
 
 .PHONY: e2e

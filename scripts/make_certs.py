@@ -1,6 +1,6 @@
 """A development CA and the certificates of a Plasma deployment (`make certs`), with `cryptography` only.
 
-    python scripts/make_certs.py [--out DIR] [--san NAME ...] [--days N]
+    python scripts/make_certs.py [--out DIR] [--san NAME ...] [--days N]     (make certs [CERTS_DIR=DIR])
 
 Idempotent: a certificate is kept while it is signed by the CA in DIR, names what it should, and has more than
 30 days left; anything missing, stale or signed by another CA is made again (a new CA therefore re-issues all).
@@ -205,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("PLASMA_CERTS_DIR", "var/certs")),
                         help="output directory (default $PLASMA_CERTS_DIR or var/certs)")
-    parser.add_argument("--san", action="append", default=[], metavar="NAME",
-                        help="another DNS name or IP address for every server certificate (repeatable)")
+    from_env = [name.strip() for name in os.environ.get("PLASMA_CERTS_SANS", "").split(",") if name.strip()]
+    parser.add_argument("--san", action="append", default=from_env, metavar="NAME",
+                        help="another DNS name or IP address for every server certificate (repeatable; also "
+                             "$PLASMA_CERTS_SANS, comma-separated)")
     parser.add_argument("--days", type=int, default=365, help="validity of the leaf certificates (default 365)")
     args = parser.parse_args(argv)
     if args.days <= RENEW_BEFORE.days:
