@@ -6,15 +6,21 @@ reads the packet's action back over gRPC.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import tarfile
 import uuid
 from collections.abc import Iterator
 
+import docker
 import pytest
+from docker.models.containers import Container
+from docker.models.networks import Network
+from docker.models.volumes import Volume
 
 from plasma import packet, signing
 from tests.e2e import dockerutil
-from tests.e2e.dockerutil import run
 from tests.support import policies
 from tests.support.edge import packet_action
 
@@ -25,20 +31,20 @@ PYTHON = "/opt/plasma/venv/bin/python"
 # A CartPole-like state; the action the container returns must be the packet's own answer for it.
 OBSERVATION = [0.03, -0.2, 0.05, 0.4]
 
-# Runs in a throwaway container on the device network. "load": streams the packet on stdin to LoadPacket;
+# Runs in a throwaway container on the device network. "load": streams the packet file PACKET to LoadPacket;
 # "ask": GetStatus and one Act. Prints one JSON line.
+PACKET = "/tmp/packet.zip"
 CLIENT = """
 import json, sys
 import grpc
 import numpy as np
-from plasma import packet
-from plasma.core import blobs, tensors
+from plasma import blobs, packet, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 command, address = sys.argv[1], sys.argv[2]
 with grpc.insecure_channel(address) as channel:
     stub = edge_pb2_grpc.EdgeRuntimeServiceStub(channel)
     if command == "load":
-        data = sys.stdin.buffer.read()
+        data = open(sys.argv[3], "rb").read()
         parts = [edge_pb2.LoadPacketRequest(header=blobs.header_for(data, packet.MEDIA_TYPE))]
         parts += [edge_pb2.LoadPacketRequest(chunk=chunk) for chunk in blobs.chunks(data)]
         print(json.dumps({"loaded": stub.LoadPacket(iter(parts), timeout=60).packet.packet_id}))
@@ -56,17 +62,20 @@ class Resources:
 
     def __init__(self) -> None:
         self.prefix = f"plasma-e2e-{uuid.uuid4().hex[:8]}"
-        self.containers: list[str] = []
-        self.networks: list[str] = []
-        self.volumes: list[str] = []
+        self.containers: list[Container] = []
+        self.networks: list[Network] = []
+        self.volumes: list[Volume] = []
 
     def remove(self) -> None:
         for container in self.containers:
-            run(["docker", "rm", "--force", "--volumes", container], check=False)
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
         for network in self.networks:
-            run(["docker", "network", "rm", network], check=False)
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
         for volume in self.volumes:
-            run(["docker", "volume", "rm", "--force", volume], check=False)
+            with contextlib.suppress(docker.errors.NotFound):
+                volume.remove(force=True)
 
 
 @pytest.fixture
@@ -77,21 +86,20 @@ def resources(images: str) -> Iterator[Resources]:
         yield created
     finally:
         created.remove()
-        left = run(["docker", "ps", "-a", "-q", "--filter", f"name={created.prefix}"]).stdout.strip()
-        assert not left, f"containers left behind: {left}"
+        left = dockerutil.engine().containers.list(all=True, filters={"name": created.prefix})
+        assert not left, f"containers left behind: {[c.name for c in left]}"
 
 
 def test_edge_image_holds_the_runtime_only(images: str) -> None:
     image = f"plasma/edge:{images}"
-    found = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", PYTHON, image, "-c",
-                 "import importlib.util as u; import onnxruntime, numpy, grpc, edge_runtime.server; "
-                 "print([m for m in ('torch', 'peft', 'onnx', 'gymnasium', 'services', 'pip', 'setuptools') "
-                 "if u.find_spec(m)])"]).stdout.strip()
+    found = _output(image, PYTHON, "-c",
+                    "import importlib.util as u; import onnxruntime, numpy, grpc, edge_runtime.server; "
+                    "print([m for m in ('torch', 'peft', 'onnx', 'gymnasium', 'services', 'pip', 'setuptools') "
+                    "if u.find_spec(m)])").strip()
     assert found == "[]", f"the edge image holds {found}"
-    tools = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
-                 "for tool in gcc cc c++ make ld as; do command -v $tool || true; done"]).stdout.split()
+    tools = _output(image, "sh", "-c", "for tool in gcc cc c++ make ld as; do command -v $tool || true; done").split()
     assert tools == [], f"build tools in the edge image: {tools}"
-    user = dockerutil.inspect(image, "{{.Config.User}}")
+    user = dockerutil.attrs(image)["Config"]["User"]
     assert user not in ("", "root", "0")
     dockerutil.FIGURES["edge image size (docker image inspect)"] = f"{dockerutil.image_size_mb(image):.0f} MB"
     base = f"plasma/service-base:{images}"
@@ -111,32 +119,38 @@ def test_edge_container_serves_a_packet_from_a_read_only_volume_with_device_limi
     manifest, _ = packet.read(data)
     expected = packet_action(data, OBSERVATION)[0]
 
-    volume, network = f"{resources.prefix}-store", f"{resources.prefix}-net"
-    run(["docker", "volume", "create", volume])
+    api = dockerutil.engine()
+    volume = api.volumes.create(f"{resources.prefix}-store")
     resources.volumes.append(volume)
     # An internal network: the runtime is reachable from its peers on the gRPC port, and reaches nothing.
-    run(["docker", "network", "create", "--internal", network])
+    network = api.networks.create(f"{resources.prefix}-net", internal=True)
     resources.networks.append(network)
 
     def device(name: str, store_mode: str) -> str:
-        resources.containers.append(name)
-        run(["docker", "run", "--detach", "--name", name, "--network", network,
-             "--cpus", "1", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
-             "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-             "--env", f"PLASMA_EDGE_TRUSTED_KEYS={key.public.base64}",
-             "--volume", f"{volume}:{STORE}:{store_mode}", image])
+        container = api.containers.run(
+            image, detach=True, name=name, network=network.name, nano_cpus=10**9, mem_limit="256m",
+            memswap_limit="256m", pids_limit=64, read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], environment={"PLASMA_EDGE_TRUSTED_KEYS": key.public.base64},
+            volumes={volume.name: {"bind": STORE, "mode": store_mode}})
+        resources.containers.append(container)
         dockerutil.wait_healthy(name, timeout_s=120)
         return f"{name}:50054"
 
-    def client(*args: str, stdin: bytes | None = None) -> dict[str, object]:
-        done = run(["docker", "run", "--rm", "--interactive", "--network", network, "--entrypoint", PYTHON, image,
-                    "-c", CLIENT, *args], stdin=stdin)
-        return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    def client(*args: str, packet_file: bytes | None = None) -> dict[str, object]:
+        container = api.containers.create(image, ["-c", CLIENT, *args], entrypoint=PYTHON, network=network.name)
+        resources.containers.append(container)
+        if packet_file is not None:
+            container.put_archive("/tmp", _tar({PACKET.removeprefix("/tmp/"): packet_file}))
+        container.start()
+        exit_code = container.wait(timeout=120)["StatusCode"]
+        output = container.logs().decode(errors="replace")
+        assert exit_code == 0, f"the client container exited with {exit_code}:\n{output[-4000:]}"
+        return json.loads(output.strip().splitlines()[-1])
 
     # Install: the runtime verifies the signature and writes the packet to its store volume.
     installer = device(f"{resources.prefix}-install", "rw")
-    assert client("load", installer, stdin=data) == {"loaded": manifest.packet_id}
-    run(["docker", "stop", "--time", "30", installer.split(":")[0]])
+    assert client("load", installer, PACKET, packet_file=data) == {"loaded": manifest.packet_id}
+    dockerutil.container(installer.split(":")[0]).stop(timeout=30)
 
     # Serve: a new container, the store mounted read-only, serves the packet from start-up.
     name = f"{resources.prefix}-edge"
@@ -146,16 +160,34 @@ def test_edge_container_serves_a_packet_from_a_read_only_volume_with_device_limi
         f"edge answered {answer}; the packet's graph says action {expected}")
 
     # No way out of the device network.
-    escape = run(["docker", "exec", name, PYTHON, "-c",
-                  "import socket; socket.create_connection(('1.1.1.1', 53), timeout=3)"], check=False)
-    assert escape.returncode != 0, "the edge container reached the internet"
-    limits = dockerutil.inspect(name, "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.ReadonlyRootfs}}")
-    assert limits == f"{10**9} {256 * 2**20} true"
+    escape = dockerutil.container(name).exec_run(
+        [PYTHON, "-c", "import socket; socket.create_connection(('1.1.1.1', 53), timeout=3)"])
+    assert escape.exit_code != 0, "the edge container reached the internet"
+    host = dockerutil.attrs(name)["HostConfig"]
+    assert (host["NanoCpus"], host["Memory"], host["ReadonlyRootfs"]) == (10**9, 256 * 2**20, True)
     dockerutil.FIGURES["edge container memory while serving (docker stats)"] = dockerutil.memory_usage(name)
 
     # SIGTERM drains and exits cleanly (exit code 0) inside docker's grace period; no OOM on the way.
-    run(["docker", "stop", "--time", "30", name])
+    dockerutil.container(name).stop(timeout=30)
     final = dockerutil.state(name)
     assert final["ExitCode"] == 0 and not final["OOMKilled"], f"edge stopped with {final}"
     installed = dockerutil.state(installer.split(":")[0])
     assert installed["ExitCode"] == 0, f"installing container stopped with {installed}"
+
+
+def _output(image: str, entrypoint: str, *args: str) -> str:
+    """What a throwaway container of `image` with no network prints on stdout."""
+    logs = dockerutil.engine().containers.run(image, list(args), entrypoint=entrypoint, network_mode="none",
+                                              remove=True, stdout=True, stderr=False)
+    return bytes(logs).decode(errors="replace")
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar archive of `files` (name: content), as the Engine API's put_archive takes them."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
