@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2
 
 from edge_runtime import server as edge_server
 from edge_runtime.config import Config as EdgeConfig
+from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.server import grpc_server
@@ -105,7 +106,7 @@ def _calls(stubs: dict[str, Any], bad: str) -> dict[str, Callable[[], object]]:
         "Compile": lambda: compiler.Compile(compiler_pb2.CompileRequest(run_id=bad), timeout=T),
         "Compile name": lambda: compiler.Compile(compiler_pb2.CompileRequest(run_id="run-0", name=bad), timeout=T),
         "Compile base_packet_id": lambda: compiler.Compile(compiler_pb2.CompileRequest(
-            run_id="run-0", kind=compiler_pb2.PACKET_KIND_ADAPTER, base_packet_id=bad), timeout=T),
+            run_id="run-0", kind=common_pb2.PACKET_KIND_ADAPTER, base_packet_id=bad), timeout=T),
         "GetPacket": lambda: compiler.GetPacket(compiler_pb2.GetPacketRequest(packet_id=bad), timeout=T),
         "DownloadPacket": lambda: compiler.DownloadPacket(compiler_pb2.DownloadPacketRequest(packet_id=bad),
                                                           timeout=T),
