@@ -39,20 +39,30 @@ SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 
 
 class ProgressPrinter:
-    """One line per progress event on stderr, at most every `interval_s` per stage."""
+    """One line per progress event on stderr, at most every `interval_s` per stage, and a stage's last event
+    before its "done" line (so a stage quicker than the interval does not seem to stop at its first event)."""
 
     def __init__(self, interval_s: float = 1.0) -> None:
         self._interval_s = interval_s
         self._last: dict[str, float] = {}
+        self._skipped: dict[str, Any] = {}  # per stage, the latest event not printed
 
     def __call__(self, stage: str, event: Any) -> None:
         now = time.monotonic()
         if isinstance(event, StageDone):
+            if stage in self._skipped:
+                self._print(stage, self._skipped.pop(stage))
             print(f"[{stage}] done in {event.seconds:.1f} s", file=sys.stderr, flush=True)
             return
-        if now - self._last.get(stage, 0.0) < self._interval_s:
+        if stage in self._last and now - self._last[stage] < self._interval_s:
+            self._skipped[stage] = event
             return
         self._last[stage] = now
+        self._skipped.pop(stage, None)
+        self._print(stage, event)
+
+    @staticmethod
+    def _print(stage: str, event: Any) -> None:
         print(f"[{stage}] {describe_progress(event)}", file=sys.stderr, flush=True)
 
 
