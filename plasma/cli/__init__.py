@@ -335,12 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plasma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, handler: Any, help_text: str, connects: bool = True) -> argparse.ArgumentParser:
+        """A subcommand; `connects` ones take where the services are and how to reach them (demo and serve start
+        their own on loopback)."""
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(handler=handler)
-        for service in ("simulator", "trainer", "compiler", "edge"):
-            sub.add_argument(f"--{service}", help=f"{service} host:port (default from PLASMA_{service.upper()}_TARGET)")
-        connection.add_tls_flags(sub)
+        if connects:
+            for service in connection.SERVICES:
+                sub.add_argument(f"--{service}",
+                                 help=f"{service} host:port (default from PLASMA_{service.upper()}_TARGET)")
+            connection.add_tls_flags(sub)
         return sub
 
     def workflow_flags(sub: argparse.ArgumentParser) -> None:
@@ -356,10 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "quick-check: a fast end-to-end check (plasma.sdk.recipes)")
         sub.add_argument("--json", help="also write the summary as JSON to this file")
 
-    demo = add("demo", cmd_demo, "start the four services locally and run the whole workflow")
+    demo = add("demo", cmd_demo, "start the four services locally and run the whole workflow", connects=False)
     workflow_flags(demo)
     demo.add_argument("--store", help="store root for the services (default: a new temp dir)")
-    serve = add("serve", cmd_serve, "start the four services locally on ports 50051-50054 until Ctrl-C")
+    serve = add("serve", cmd_serve, "start the four services locally on ports 50051-50054 until Ctrl-C",
+                connects=False)
     serve.add_argument("--store", default="var/local", help="store root for the services (default var/local)")
     run = add("run", cmd_run, "run the whole workflow against running services")
     workflow_flags(run)
