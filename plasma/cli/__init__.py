@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import signal
 import sys
 import tempfile
@@ -19,7 +20,7 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from plasma import channels
+from plasma import channels, signing
 from plasma.cli import connection, plots
 from plasma.compiler.v1 import compiler_pb2
 from plasma.edge.v1 import edge_pb2
@@ -184,6 +185,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
         with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """A signing key pair for a compiler and an edge runtime started by hand: the private key in --dir (made
+    unless it is there), and on stdout the two variables that wire it, for `eval "$(plasma keys)"`."""
+    for name, value in signing.dev_key_env(Path(args.dir).resolve()).items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 
@@ -366,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add("serve", cmd_serve, "start the four services locally on ports 50051-50054 until Ctrl-C",
                 connects=False)
     serve.add_argument("--store", default="var/local", help="store root for the services (default var/local)")
+    keys = add("keys", cmd_keys, "a compiler/edge signing key pair for services started by hand: prints the "
+               "variables that wire it", connects=False)
+    keys.add_argument("--dir", default="var/keys", help="where the private key is kept (default var/keys)")
     run = add("run", cmd_run, "run the whole workflow against running services")
     workflow_flags(run)
     run.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the services")
