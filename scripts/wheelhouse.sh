@@ -76,8 +76,8 @@ deps() {
   step "edge set (onnxruntime, numpy, grpcio)" download_set "$OUT/edge"
   mkdir -p "$OUT/build"
   step "build backend (setuptools, wheel)" bash -c \
-    "'$PYTHON' -m pip download --quiet --no-index --find-links '$OUT/build' -d '$OUT/build' 'setuptools>=69' wheel \
-       >/dev/null 2>&1 || '$PYTHON' -m pip download --quiet -d '$OUT/build' 'setuptools>=69' wheel"
+    "'$PYTHON' -m pip download --quiet --no-index --find-links '$OUT/build' -d '$OUT/build' 'setuptools>=77' wheel \
+       >/dev/null 2>&1 || '$PYTHON' -m pip download --quiet -d '$OUT/build' 'setuptools>=77' wheel"
 }
 
 project() {
