@@ -114,6 +114,13 @@ def _status_set(context: grpc.ServicerContext) -> bool:
     return cast(_StatusContext, context).code() is not None
 
 
+def _client_gone(context: grpc.ServicerContext) -> bool:
+    """Whether the call ended before the method did (cancelled by its client, past its deadline): then the
+    exception is usually the request iterator's grpc.RpcError, which grpcio recognizes as its own and does not
+    log; anything else grpcio logs with its traceback. Either way no status can reach the client."""
+    return not context.is_active()
+
+
 def translate_errors(method: F) -> F:
     """Wraps a unary or server-streaming servicer method so domain errors become gRPC statuses."""
 
@@ -135,8 +142,8 @@ def translate_errors(method: F) -> F:
             try:
                 yield from method(self, request, context)
             except Exception as exc:
-                if _status_set(context):
-                    raise  # context.abort already ran
+                if _status_set(context) or _client_gone(context):
+                    raise  # context.abort already ran, or there is nobody to answer
                 _abort(context, exc)
 
         return cast(F, stream_wrapper)
@@ -146,7 +153,7 @@ def translate_errors(method: F) -> F:
         try:
             return method(self, request, context)
         except Exception as exc:
-            if _status_set(context):
+            if _status_set(context) or _client_gone(context):
                 raise
             _abort(context, exc)
 

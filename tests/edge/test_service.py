@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import queue
 import threading
 import urllib.request
@@ -29,6 +30,7 @@ from services.compiler import export
 from tests.conftest import rpc_error, running
 from tests.support import policies
 from tests.support.edge import TRUSTED, T, load, load_requests, refusal, status
+from tests.support.waiting import eventually
 
 Stub = edge_pb2_grpc.EdgeRuntimeServiceStub
 
@@ -750,3 +752,29 @@ def test_trusted_keys_from_files_and_base64(tmp_path: Path) -> None:
     other = signing.SigningKey.generate()
     config = Config.from_env({"PLASMA_EDGE_TRUSTED_KEYS": f"{key_file},{other.public.base64}"})
     assert sorted(config.trusted_keys) == sorted([policies.TEST_KEY.key_id, other.key_id])
+
+
+def test_a_control_stream_its_client_cancels_ends_without_an_error_in_the_log(
+    tmp_path: Path, discrete: tuple[bytes, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client going away is how control loops end: not an internal error with a traceback."""
+    observation = tensors.to_proto(np.zeros(4, np.float32))
+    with edge(tmp_path / "edge", max_control_streams=1, max_concurrent_rpcs=4) as (client, _), \
+            caplog.at_level(logging.WARNING):
+        load(client, discrete[0])
+        outbox: queue.Queue[edge_pb2.ControlRequest] = queue.Queue()
+        call = client.Control(iter(outbox.get, None), timeout=T)
+        outbox.put(edge_pb2.ControlRequest(sequence=1, observation=observation))
+        assert next(call).sequence == 1
+        call.cancel()
+
+        def slot_free() -> bool:  # the one stream slot is released once the cancelled stream's handler ended
+            try:
+                return len(control(client, [edge_pb2.ControlRequest(sequence=2, observation=observation)])) == 1
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                return False
+
+        eventually(slot_free, what="the cancelled stream's slot to be released")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
