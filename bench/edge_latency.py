@@ -231,6 +231,17 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return now / 1024, peak / 1024
 
 
+def rss_parts_mb(pid: int) -> dict[str, float]:
+    """What the resident set holds (/proc/PID/smaps_rollup): "Anonymous" is the process's own memory (heaps,
+    arenas, thread stacks), the rest is file-backed, mostly shared libraries' code; "Pss" counts pages shared
+    with other processes (the client here imports the same libraries) by share."""
+    parts = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value, *_ = line.split()
+        parts[name.rstrip(":")] = int(value) / 1024
+    return parts
+
+
 def summary(name: str, latencies_ms: np.ndarray, rate: float | None = None) -> str:
     p50, p99 = np.percentile(latencies_ms, [50, 99])
     rate = rate if rate is not None else 1e3 / latencies_ms.mean()
@@ -320,6 +331,7 @@ def main() -> None:
                             measured[label].setdefault(name, []).append((latencies, rate))
                 server = stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=channels.UNARY_DEADLINE_S)
                 rss_now, rss_peak = rss_mb(process.pid)
+                rss_parts = rss_parts_mb(process.pid)
         finally:
             for proc in (process, echo):
                 proc.terminate()
@@ -338,7 +350,10 @@ def main() -> None:
     latency = server.inference_latency
     print(f"\nserver-side inference (GetStatus, last {latency.count} requests): "
           f"p50 {latency.p50_ms:.3f} ms, p99 {latency.p99_ms:.3f} ms")
-    print(f"serving process RSS after the runs: {rss_now:.1f} MB (peak {rss_peak:.1f} MB)")
+    print(f"serving process RSS after the runs: {rss_now:.1f} MB (peak {rss_peak:.1f} MB): "
+          f"{rss_parts['Anonymous']:.1f} MB its own (heaps, arenas, stacks), "
+          f"{rss_now - rss_parts['Anonymous']:.1f} MB file-backed (libraries' code and data); "
+          f"PSS {rss_parts['Pss']:.1f} MB")
     serving, first = (statistics.median(s[i] for s in starts) for i in (0, 1))
     print(f"cold start, packet in store (median of {len(starts)}): process start -> SERVING {serving:.2f} s, "
           f"-> first action {first:.2f} s")
