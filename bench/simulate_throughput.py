@@ -61,6 +61,24 @@ def build_store(root: Path, fit: ensemble.WorldModelConfig) -> str:
     return model.model_id
 
 
+def flops_per_path_step(model: ensemble.EnsembleWorldModel) -> int:
+    """Multiply-adds x 2 of one imagined step of one path: every member's MLP (the audit needs them all)."""
+    return sum(2 * members * fan_in * fan_out for members, fan_in, fan_out in (w.shape for w in model.weights))
+
+
+def addmm_gflops(rows: int, width: int, seconds: float = 0.5) -> float:
+    """The machine's matmul rate at the rollout's shapes, in this process and its torch threads: [rows, width] x
+    [width, width] + bias, repeated for `seconds`."""
+    x, w, b = torch.randn(rows, width), torch.randn(width, width), torch.randn(width)
+    out = torch.empty(rows, width)
+    calls, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        for _ in range(50):
+            torch.addmm(b, x, w, out=out)
+        calls += 50
+    return calls * 2 * rows * width * width / elapsed / 1e9
+
+
 def timed(run: Callable[[], Iterator[tuple[int, int]]]) -> tuple[float, int, int]:
     """(seconds, paths, steps) of one run of `run()`, which returns an iterable of (index, length)."""
     started = time.perf_counter()
@@ -96,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         request.policy.random.SetInParent()
         store = SimulatorStore(root)
         models = requests.ModelCache(store, 1)
+        flops_per_step = flops_per_path_step(models.get(model_id))
 
         def in_process() -> Iterator[tuple[int, int]]:
             return ((i, p.length) for i, p in enumerate(requests.open_paths(request, store, models)))
@@ -126,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                     results[name] = (seconds, paths, steps)
         channel.close()
         server.stop(None).wait()
+    peaks = {rows: addmm_gflops(rows, args.hidden_size) for rows in (args.batch_paths, 1024)}
     base = results["in-process rollout"][0]
     command = ["python", "-m", "bench.simulate_throughput", *(sys.argv[1:] if argv is None else argv)]
     print(f"command: {' '.join(command)}")
@@ -133,10 +153,17 @@ def main(argv: list[str] | None = None) -> None:
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, torch threads {args.torch_threads}")
     print(f"{args.paths} paths x {args.horizon} steps, best of {args.repeats}; world model 5 x 3 x {args.hidden_size}, "
           f"rollout batch {args.batch_paths} paths")
-    print(f"{'way':<36} {'seconds':>8} {'paths/s':>9} {'steps/s':>10} {'vs in-process':>14}")
+    peak = peaks[args.batch_paths]
+    print(f"{'way':<36} {'seconds':>8} {'paths/s':>9} {'steps/s':>10} {'vs in-process':>14} {'GFLOP/s':>8} "
+          f"{'of peak':>8}")
     for name, (seconds, paths, steps) in results.items():
+        gflops = steps * flops_per_step / seconds / 1e9
         print(f"{name:<36} {seconds:>8.2f} {paths / seconds:>9.0f} {steps / seconds:>10.0f} "
-              f"{base / seconds:>13.0%}")
+              f"{base / seconds:>13.0%} {gflops:>8.1f} {gflops / peak:>8.0%}")
+    print(f"model FLOP per path-step (all members): {flops_per_step:,}; torch.addmm [rows, {args.hidden_size}] x "
+          f"[{args.hidden_size}, {args.hidden_size}] in this run: "
+          + ", ".join(f"{gflops:.1f} GFLOP/s at {rows} rows" for rows, gflops in peaks.items())
+          + " (\"of peak\": against the rollout batch's rows)")
 
 
 if __name__ == "__main__":
