@@ -176,7 +176,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """The four services on their default ports, their stores under --store, one signing key pair wired between
     the compiler and the edge runtime; until Ctrl-C (or SIGTERM), then a graceful stop."""
-    ports = {"simulator": 50051, "trainer": 50052, "compiler": 50053, "edge": 50054}
+    defaults = Endpoints()  # where the other commands look for the services by default
+    ports = {name: int(getattr(defaults, name).rsplit(":", 1)[1]) for name in connection.SERVICES}
     with LocalStack(Path(args.store), ports=ports) as stack:
         for name in connection.SERVICES:
             print(f"{name:<10} {getattr(stack.endpoints, name)}", file=sys.stderr)

@@ -130,11 +130,11 @@ class LocalStack:
 
     def _caller_tls_env(self, name: str) -> dict[str, str]:
         """The client settings of a service that calls others (trainer, compiler): its own client certificate."""
-        if self.certs is None or name not in ("trainer", "compiler"):
+        security = self._client_security(name) if name in ("trainer", "compiler") else None
+        if security is None:
             return {}
-        return {"PLASMA_TLS_CA": str(self.certs / "ca" / "ca.pem"),
-                "PLASMA_TLS_CERT": str(self.certs / name / "client.pem"),
-                "PLASMA_TLS_KEY": str(self.certs / name / "client-key.pem")}
+        return {"PLASMA_TLS_CA": str(security.ca), "PLASMA_TLS_CERT": str(security.cert),
+                "PLASMA_TLS_KEY": str(security.key)}
 
     def stop(self, grace_s: float = 15.0) -> dict[str, int]:
         """SIGTERM every service, wait for graceful exits, kill stragglers; returns exit codes."""
