@@ -18,7 +18,7 @@ import pytest
 from plasma import packet, tensors
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.local import free_port, wait_serving
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
@@ -26,7 +26,7 @@ from services.trainer.store import TrainerStore
 from tests.conftest import running
 from tests.support import policies
 from tests.support.edge import packet_action, trusted_env
-from tests.support.training import T
+from tests.support.training import small_cartpole_model
 
 pytestmark = pytest.mark.slow
 
@@ -65,13 +65,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     store = tmp_path_factory.mktemp("simulator")
     address = f"127.0.0.1:{free_port()}"
     with _simulator(store, address), grpc.insecure_channel(address) as channel:
-        sim = simulator_pb2_grpc.SimulatorServiceStub(channel)
-        dataset = list(sim.CollectTransitions(
-            simulator_pb2.CollectTransitionsRequest(env_id="CartPole-v1", num_steps=300, seed=2), timeout=T))[-1]
-        fit = simulator_pb2.FitWorldModelRequest(
-            dataset_id=dataset.dataset.dataset_id,
-            config=simulator_pb2.WorldModelConfig(ensemble_size=2, hidden_size=32, train_steps=200))
-        return store, list(sim.FitWorldModel(fit, timeout=120))[-1].model.model_id
+        return store, small_cartpole_model(channel)
 
 
 def test_simulation_paths_come_each_once_in_order_across_a_simulator_restart(world: tuple[Path, str]) -> None:

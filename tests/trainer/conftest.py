@@ -7,14 +7,13 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.trainer.v1 import trainer_pb2_grpc
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer import server as trainer_server
 from services.trainer.config import Config as TrainerConfig
 from tests.conftest import running
-from tests.support.training import T
+from tests.support.training import small_cartpole_model
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +35,4 @@ def stub(services: dict[str, str]) -> Iterator[trainer_pb2_grpc.TrainerServiceSt
 @pytest.fixture(scope="module")
 def model_id(services: dict[str, str]) -> str:
     with grpc.insecure_channel(services["simulator"]) as channel:
-        sim = simulator_pb2_grpc.SimulatorServiceStub(channel)
-        dataset = list(sim.CollectTransitions(
-            simulator_pb2.CollectTransitionsRequest(env_id="CartPole-v1", num_steps=300, seed=2), timeout=T))[-1]
-        fit = simulator_pb2.FitWorldModelRequest(
-            dataset_id=dataset.dataset.dataset_id,
-            config=simulator_pb2.WorldModelConfig(ensemble_size=2, hidden_size=32, train_steps=200))
-        return list(sim.FitWorldModel(fit, timeout=120))[-1].model.model_id
+        return small_cartpole_model(channel)

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from plasma.sdk.local import free_port, wait_serving
-from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
+from plasma.simulator.v1 import simulator_pb2
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import wire
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer.store import TrainerStore
 from tests.conftest import rpc_error, running
+from tests.support.training import small_cartpole_model
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -42,13 +43,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
     config = SimulatorConfig(address="127.0.0.1:0", store_dir=tmp_path_factory.mktemp("simulator"))
     with running(lambda: simulator_server.create_server(config), simulator_server.SERVICE_NAME) as address:
         with grpc.insecure_channel(address) as channel:
-            sim = simulator_pb2_grpc.SimulatorServiceStub(channel)
-            dataset = list(sim.CollectTransitions(
-                simulator_pb2.CollectTransitionsRequest(env_id="CartPole-v1", num_steps=300, seed=2), timeout=T))[-1]
-            fit = simulator_pb2.FitWorldModelRequest(
-                dataset_id=dataset.dataset.dataset_id,
-                config=simulator_pb2.WorldModelConfig(ensemble_size=2, hidden_size=32, train_steps=200))
-            model_id = list(sim.FitWorldModel(fit, timeout=120))[-1].model.model_id
+            model_id = small_cartpole_model(channel)
         yield address, model_id
 
 
