@@ -42,11 +42,7 @@ class Reconnect:
              stop: threading.Event | None = None) -> None:
         """Sleeps the backoff and waits for the channel to connect; re-raises `error` when out of attempts or
         time (`deadline` on time.monotonic). Returns early once `stop` is set."""
-        if failures > self.attempts:
-            raise error
-        backoff = min(self.first_backoff_seconds * 2 ** (failures - 1), self.max_backoff_seconds)
-        if time.monotonic() + backoff >= deadline:
-            raise error
+        backoff = self.backoff(error, failures, deadline)
         if stop is None:
             time.sleep(backoff)
         elif stop.wait(backoff):
@@ -55,6 +51,16 @@ class Reconnect:
         with contextlib.suppress(grpc.FutureTimeoutError):
             grpc.channel_ready_future(channel).result(
                 timeout=max(min(self.connect_seconds, deadline - time.monotonic()), 0.001))
+
+    def backoff(self, error: grpc.RpcError, failures: int, deadline: float) -> float:
+        """Seconds to sleep before the next try (also for asyncio clients); re-raises `error` when out of attempts
+        or time."""
+        if failures > self.attempts:
+            raise error
+        backoff = min(self.first_backoff_seconds * 2 ** (failures - 1), self.max_backoff_seconds)
+        if time.monotonic() + backoff >= deadline:
+            raise error
+        return backoff
 
 
 DEFAULT_RECONNECT = Reconnect()
