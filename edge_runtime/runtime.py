@@ -180,33 +180,7 @@ class Runtime:
         return base
 
     def _build(self, verified: packet.Packet, payload_path: Path, base: ServedPacket | None) -> ServedPacket:
-        """A warm session over the packet's graph that passed the packet's self-test on this CPU, or else over its
-        float fallback if that passes; refuses the packet when neither does."""
-        try:
-            if base is not None:
-                served = ServedPacket(verified, base.session, adapter_path=payload_path, base=base)
-            else:
-                served = ServedPacket(verified, new_session(verified.payload, self._intra_threads,
-                                                            self._inter_threads))
-            report = served.check_self_test()
-            if report is None or report.passed:
-                return served
-            if verified.fallback is not None:
-                fallback = ServedPacket(verified, new_session(verified.fallback, self._intra_threads,
-                                                              self._inter_threads), fallback=True)
-                fallback_report = fallback.check_self_test()
-                if fallback_report is not None and fallback_report.passed:
-                    log.warning("packet=%s: its %s graph failed its self-test on this CPU (%s; CPU features %s); "
-                                "serving its fp32 fallback", served.packet_id, served.precision, report.describe(),
-                                ",".join(self_test.cpu_features()))
-                    return fallback
-        except packet.PacketError as exc:
-            raise errors.Malformed(str(exc)) from exc
-        raise errors.SelfTestFailed(
-            f"packet {served.packet_id} failed its self-test on this CPU: its {served.precision} graph "
-            f"{report.describe()}; CPU features {', '.join(self_test.cpu_features()) or 'none detected'}"
-            + ("; its fp32 fallback failed too" if verified.fallback is not None else
-               "; recompile it with a larger precision (fp16 or fp32) or with float_fallback"))
+        return checked_session(verified, payload_path, base, self._intra_threads, self._inter_threads)
 
     def _commit(self, served: ServedPacket, staged: Staged | None, state: State) -> None:
         """Swap first (requests see the new packet from now on), then make it durable; undo the swap if the
@@ -283,3 +257,33 @@ class Runtime:
     def describe_trust(self) -> str:
         return describe(self.trusted_keys)
 
+
+def checked_session(verified: packet.Packet, payload_path: Path | None, base: ServedPacket | None,
+                    intra_threads: int = 1, inter_threads: int = 1) -> ServedPacket:
+    """A warm session over the packet's graph that passed the packet's self-test on this CPU, or else over its
+    float fallback if that passes; refuses the packet when neither does. `payload_path` is the adapter's file, for
+    an adapter packet on `base`. Also what plasma.sdk.offline serves from, so a device acts as its edge would."""
+    try:
+        if base is not None:
+            served = ServedPacket(verified, base.session, adapter_path=payload_path, base=base)
+        else:
+            served = ServedPacket(verified, new_session(verified.payload, intra_threads, inter_threads))
+        report = served.check_self_test()
+        if report is None or report.passed:
+            return served
+        if verified.fallback is not None:
+            fallback = ServedPacket(verified, new_session(verified.fallback, intra_threads, inter_threads),
+                                    fallback=True)
+            fallback_report = fallback.check_self_test()
+            if fallback_report is not None and fallback_report.passed:
+                log.warning("packet=%s: its %s graph failed its self-test on this CPU (%s; CPU features %s); "
+                            "serving its fp32 fallback", served.packet_id, served.precision, report.describe(),
+                            ",".join(self_test.cpu_features()))
+                return fallback
+    except packet.PacketError as exc:
+        raise errors.Malformed(str(exc)) from exc
+    raise errors.SelfTestFailed(
+        f"packet {served.packet_id} failed its self-test on this CPU: its {served.precision} graph "
+        f"{report.describe()}; CPU features {', '.join(self_test.cpu_features()) or 'none detected'}"
+        + ("; its fp32 fallback failed too" if verified.fallback is not None else
+           "; recompile it with a larger precision (fp16 or fp32) or with float_fallback"))
