@@ -22,9 +22,10 @@ from plasma.mbrl.policy_net import PolicySpec
 from plasma.server import grpc_server, service_main, settings
 from plasma.server.errors import FailedPrecondition, InvalidArgument, NotFound, translate_errors
 from plasma.server.streaming import ProgressJob
+from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common import bundle
+from services.common import bundle, simulator_client
 from services.compiler import closed_loop_inputs, export, pipeline, precision
 from services.compiler.config import Config
 from services.compiler.store import PacketStore
@@ -74,6 +75,16 @@ def _options(request: compiler_pb2.CompileRequest, kind: int, config: Config, se
     return pipeline.Settings(min_agreement=request.min_agreement or DEFAULT_MIN_AGREEMENT,
                              threads=config.torch_threads, precision=PRECISIONS.get(request.precision),
                              float_fallback=request.float_fallback, seed=seed)
+
+
+def default_name(dataset_name: str, env_id: str, task: task_pb2.TaskSpec | None) -> str:
+    """A packet's lineage name when the request gives none: its data's (the dataset's name, else the environment
+    id), then the task's unless the run optimized the environment's own objective: "my-plant/track-obs1=0.5"."""
+    name = dataset_name or env_id or "policy"
+    objective = task.WhichOneof("objective") if task is not None else None
+    if task is not None and objective not in (None, "environment"):
+        name = f"{name}/{task.name or objective}"
+    return name[:ids.MAX_LENGTH]  # a valid name cut short is still a valid name
 
 
 def check_spaces(env: EnvSpec, spec: PolicySpec) -> None:
@@ -135,6 +146,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
             )
 
         scenario, real_observations = closed_loop_inputs.gather(self._simulator, run, env)
+        name = request.name or (base[0].name if base is not None else self._default_name(run))
         yield _progress("world", f"world model {run.model_id} and {len(real_observations)} real observations "
                                  f"from the simulator, for the parity check in closed loop")
 
@@ -149,8 +161,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         for stage, message in job.events():
             yield _progress(stage, message)
         assert job.result is not None
-        record = self._package(job.result, run, env, request.name, kind, weights_sha256,
-                               base[0] if base is not None else None)
+        record = self._package(job.result, run, env, name, kind, weights_sha256, base[0] if base is not None else None)
         yield _progress("package", f"packet {record.packet_id} {record.name} v{record.version}: "
                                    f"{record.size_bytes} bytes, signed by key {record.signing_key_id}, stored")
         log.info("packet=%s name=%s version=%d kind=%s precision=%s run=%s size_bytes=%d agreement=%.4f",
@@ -169,6 +180,12 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         manifest, model = packet.read(data)
         base_precision = str(manifest.quantization.get("precision", precision.INT8_DYNAMIC))
         return record, pipeline.Base(model_onnx=model, slots=manifest.adapter_slots, precision=base_precision)
+
+    def _default_name(self, run: trainer_pb2.Run) -> str:
+        model = simulator_client.fetch_model_record(self._simulator, run.model_id)
+        dataset = simulator_pb2_grpc.SimulatorServiceStub(self._simulator).GetDataset(
+            simulator_pb2.GetDatasetRequest(dataset_id=model.dataset_id), timeout=channels.UNARY_DEADLINE_S).dataset
+        return default_name(dataset.name, run.env_spec.env_id, run.task if run.HasField("task") else None)
 
     def _get_run(self, run_id: str) -> trainer_pb2.Run:
         try:
@@ -194,7 +211,6 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()
         create_time.FromDatetime(now)
-        name = name or (base.name if base is not None else env.env_id or "policy")
         if base is not None:
             manifest_fields: dict[str, Any] = dict(
                 kind=packet.KIND_ADAPTER, adapter_parameters=compiled.adapter_tensors, adapter_rank=compiled.lora_rank,
