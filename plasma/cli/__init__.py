@@ -10,134 +10,37 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 import gymnasium as gym
 import numpy as np
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from plasma import channels, signing
-from plasma.cli import connection, plots
+from plasma.cli import connection, output, plots, progress, render
+from plasma.cli.render import SOLVED as SOLVED  # bench.demo_reliability judges runs by it
 from plasma.compiler.v1 import compiler_pb2
-from plasma.edge.v1 import edge_pb2
 from plasma.sdk import recipes, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import observation_size, run_episodes
 from plasma.sdk.local import LocalStack
 from plasma.sdk.logged import load_npz
-from plasma.sdk.quality_table import format_quality
+from plasma.sdk.quality_table import quality_tables
 from plasma.sdk.training import RunNotSucceeded
-from plasma.sdk.workflow import EVAL_SEED_OFFSET, StageDone, WorkflowSummary, train_and_deploy
+from plasma.sdk.workflow import EVAL_SEED_OFFSET, train_and_deploy
 from plasma.server.settings import ConfigError
 from plasma.simulator.v1 import simulator_pb2, task_pb2
+from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2
 
-SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
+# Where `--json` with no file sends the workflow's summary (demo, run).
+STDOUT = "-"
 
 
-class ProgressPrinter:
-    """One line per progress event on stderr, at most every `interval_s` per stage, and a stage's last event
-    before its "done" line (so a stage quicker than the interval does not seem to stop at its first event)."""
-
-    def __init__(self, interval_s: float = 1.0) -> None:
-        self._interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, Any] = {}  # per stage, the latest event not printed
-
-    def __call__(self, stage: str, event: Any) -> None:
-        now = time.monotonic()
-        if isinstance(event, StageDone):
-            if stage in self._skipped:
-                self._print(stage, self._skipped.pop(stage))
-            print(f"[{stage}] done in {event.seconds:.1f} s", file=sys.stderr, flush=True)
-            return
-        if stage in self._last and now - self._last[stage] < self._interval_s:
-            self._skipped[stage] = event
-            return
-        self._last[stage] = now
-        self._skipped.pop(stage, None)
-        self._print(stage, event)
-
-    @staticmethod
-    def _print(stage: str, event: Any) -> None:
-        print(f"[{stage}] {describe_progress(event)}", file=sys.stderr, flush=True)
-
-
-def describe_progress(event: Message) -> str:
-    if isinstance(event, simulator_pb2.CollectionProgress):
-        return f"{event.steps_done}/{event.steps_total} real steps, {event.episodes_done} episodes"
-    if isinstance(event, simulator_pb2.BatchAck):
-        return f"batch {event.batch_index} stored, {event.transitions_stored} transitions so far"
-    if isinstance(event, simulator_pb2.FitProgress):
-        return (f"step {event.step}/{event.total_steps}  train NLL {event.train_nll:.3f}  "
-                f"held-out NLL {event.holdout_nll:.3f}  held-out MSE {event.holdout_obs_mse:.5f}")
-    if isinstance(event, trainer_pb2.TrainProgress):
-        return (f"{event.phase} round {event.round}/{event.total_rounds}  loss {event.loss:.4f}  "
-                f"imagined return {event.imagined_return:.1f}  planner agreement {event.planner_agreement:.3f}  "
-                f"phantom paths {event.phantom_paths_used}")
-    if isinstance(event, compiler_pb2.CompileProgress):
-        return f"{event.stage}: {event.message}"
-    return json_format.MessageToJson(event, indent=None)
-
-
-def precision_name(value: int) -> str:
-    """compiler_pb2.PRECISION_INT8_FLOAT_OUTPUT -> "int8-float-output" (the manifest's names)."""
-    return compiler_pb2.Precision.Name(value).removeprefix("PRECISION_").lower().replace("_", "-")
-
-
-def describe_packet(packet: compiler_pb2.Packet) -> str:
-    tried = ", ".join(f"{precision_name(a.precision)} {'passed' if a.passed else 'refused'}" for a in packet.attempts)
-    return (f"{packet.size_bytes:,} bytes, {precision_name(packet.precision)} (tried: {tried}); model "
-            f"{packet.model_bytes:,} B, fp32 {packet.fp32_model_bytes:,} B")
-
-
-def describe_parity(parity: compiler_pb2.ParityReport) -> str:
-    decisive = parity.num_observations - parity.near_ties
-    return (f"{100 * parity.agreement:.2f} % of {decisive:,} decisive visited states ({parity.near_ties:,} near-ties "
-            f"apart); closed-loop return {parity.closed_loop_return:.1f} (fp32 {parity.fp32_closed_loop_return:.1f})")
-
-
-def describe_self_test(test: edge_pb2.SelfTestReport) -> str:
-    if not test.ran:
-        return "none (format 1 packet)"
-    verdict = "passed" if test.passed else "FAILED"
-    fallback = ", serving the fp32 fallback" if test.serving_fallback else ""
-    return (f"{verdict}{fallback}: {100 * test.agreement:.1f} % of {test.observations - test.near_ties} decisive, "
-            f"max |diff| from fp32 {test.max_abs_diff:.3f} (allowed {test.allowed_max_abs_diff:.3f}); "
-            f"CPU {' '.join(test.cpu_features) or 'features unknown'}")
-
-
-def format_summary(summary: WorkflowSummary, budget: int) -> str:
-    ev = summary.evaluation
-    metrics = summary.model_metrics
-    solved = SOLVED.get(summary.env_id)
-    verdict = "" if solved is None else (
-        f"  (solved at {solved:g}: {'yes' if ev.mean_return >= solved else 'NO'})")
-    stages = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in summary.stage_seconds.items())
-    rows = [
-        ("real steps used for learning", f"{summary.real_steps_used} (budget {budget})"),
-        ("world model held-out error", f"MSE {metrics.holdout_obs_mse:.2e} normalized "
-                                       f"(naive next=current: {metrics.holdout_naive_obs_mse:.2e}), "
-                                       f"NLL {metrics.holdout_nll:.3f}"),
-        ("training time", f"{summary.training_seconds:.1f} s (imagined return {summary.imagined_return:.1f})"),
-        ("packet", describe_packet(summary.packet)),
-        ("parity with fp32", describe_parity(summary.packet.parity)),
-        ("self-test on the edge's CPU", describe_self_test(summary.served.self_test)),
-        ("edge latency (Act over gRPC)", f"p50 {ev.latency_percentile(50):.3f} ms, "
-                                         f"p99 {ev.latency_percentile(99):.3f} ms (inference in runtime "
-                                         f"p50 {summary.edge_inference_p50_ms:.3f} ms)"),
-        ("mean real return", f"{ev.mean_return:.1f} ± {ev.std_return:.1f} over {len(ev.returns)} episodes{verdict}"),
-        ("wall time", f"{summary.wall_seconds:.0f} s ({stages})"),
-        ("seed", f"{summary.seed} (same seed and machine: same packet id; same bytes with the same signing key)"),
-    ]
-    width = max(len(label) for label, _ in rows)
-    lines = [f"Plasma summary: {summary.env_id}  packet {summary.packet_id}"]
-    lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]
-    return "\n".join(lines)
+class UsageError(Exception):
+    """A request the CLI refuses before (or without) calling a service; exit status 2."""
 
 
 def _workflow(client: PlasmaClient, args: argparse.Namespace) -> int:
@@ -145,24 +48,13 @@ def _workflow(client: PlasmaClient, args: argparse.Namespace) -> int:
                            eval_episodes=args.episodes)
     rounds = " + ".join(str(steps) for steps in (cfg.real_steps, *cfg.more_rounds))
     print(f"{cfg.env_id}: recipe {args.recipe} ({rounds} real steps), seed {cfg.seed}", file=sys.stderr, flush=True)
-    summary = train_and_deploy(client, cfg, ProgressPrinter())
-    print(format_summary(summary, cfg.real_steps + sum(cfg.more_rounds)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary_record(summary), indent=2))
-    return 0
-
-
-def summary_record(summary: WorkflowSummary) -> dict[str, Any]:
-    ev = summary.evaluation
-    return {
-        "env_id": summary.env_id, "real_steps_used": summary.real_steps_used, "packet_id": summary.packet_id,
-        "holdout_obs_mse": summary.model_metrics.holdout_obs_mse,
-        "holdout_naive_obs_mse": summary.model_metrics.holdout_naive_obs_mse,
-        "training_seconds": summary.training_seconds, "seed": summary.seed,
-        "packet": json_format.MessageToDict(summary.packet), "served": json_format.MessageToDict(summary.served),
-        "act_p50_ms": ev.latency_percentile(50), "act_p99_ms": ev.latency_percentile(99),
-        "mean_return": ev.mean_return, "returns": list(ev.returns), "stage_seconds": summary.stage_seconds,
-    }
+    with progress.printer() as show:
+        summary = train_and_deploy(client, cfg, show)
+    record = render.summary_document(summary)
+    if args.json not in (None, STDOUT):
+        Path(args.json).write_text(json.dumps(record, indent=2))
+    table = render.summary_table(summary, cfg.real_steps + sum(cfg.more_rounds))
+    return output.show(args.json == STDOUT, record, [table])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -204,28 +96,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    with PlasmaClient(_endpoints(args)) as client:
-        dataset = client.collect(args.env, args.steps, args.seed, on_progress=_stage_printer("collect"))
-    return _print_message(dataset)
+    with PlasmaClient(_endpoints(args)) as client, progress.stage("collect") as on_progress:
+        dataset = client.collect(args.env, args.steps, args.seed, on_progress=on_progress)
+    return _show_message(args, f"dataset {dataset.dataset_id}", dataset)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    printer = _stage_printer("fit")
     reports: list[simulator_pb2.QualityReport] = []
+    with PlasmaClient(_endpoints(args)) as client, progress.stage("fit") as show:
+        def on_progress(event: Any) -> None:
+            if isinstance(event, simulator_pb2.QualityReport):
+                reports.append(event)
+            else:
+                show(event)
 
-    def on_progress(event: Any) -> None:
-        if isinstance(event, simulator_pb2.QualityReport):
-            reports.append(event)
-        else:
-            printer(event)
-
-    with PlasmaClient(_endpoints(args)) as client:
         model = client.fit_world_model(args.dataset_id, on_progress=on_progress, init_from_model_id=args.init_from)
-    _print_message(model)
-    # The tables go to stderr with the progress, so that stdout stays one JSON document.
+    about = simulator_pb2.WorldModel()
+    about.CopyFrom(model)
+    about.ClearField("quality")  # its own tables follow
+    tables = [render.message_table(f"world model {model.model_id}", about)]
     for report in reports:
-        print(format_quality(report.quality, report.stage), file=sys.stderr)
-    return 0
+        tables += quality_tables(report.quality, report.stage)
+    return output.show(args.json, render.document(model), tables)
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -234,61 +126,65 @@ def cmd_upload(args: argparse.Namespace) -> int:
                                 obs_low=args.obs_low, obs_high=args.obs_high,
                                 action_low=args.action_low, action_high=args.action_high)
     except (OSError, ValueError) as error:
-        print(f"plasma: cannot read {args.file}: {error}", file=sys.stderr)
-        return 2
-    with PlasmaClient(_endpoints(args)) as client:
+        raise UsageError(f"cannot read {args.file}: {error}") from None
+    with PlasmaClient(_endpoints(args)) as client, progress.stage("upload") as on_progress:
         dataset = client.upload(spec, arrays, name=args.name, append_to=args.append_to,
-                                batch_rows=args.batch_rows, on_progress=_stage_printer("upload"))
-    return _print_message(dataset)
+                                batch_rows=args.batch_rows, on_progress=on_progress)
+    return _show_message(args, f"dataset {dataset.dataset_id}", dataset)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = recipes.workflow(args.recipe).train
     with PlasmaClient(_endpoints(args)) as client:
-        run = client.train(args.model_id, config, on_progress=_stage_printer("train"), task=args.task,
-                           base_run_id=args.base_run)
-    return _print_message(run)
+        task = None
+        if args.task is not None:  # a tracking target is checked against the model's observation
+            model = client.simulator.GetWorldModel(simulator_pb2.GetWorldModelRequest(model_id=args.model_id),
+                                                   timeout=channels.UNARY_DEADLINE_S).model
+            task = _resolve_task(args.task, EnvSpec.from_proto(model.env_spec).observation.flat_dim)
+        with progress.stage("train") as on_progress:
+            run = client.train(args.model_id, config, on_progress=on_progress, task=task, base_run_id=args.base_run)
+    return _show_message(args, f"run {run.run_id}", run)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    with PlasmaClient(_endpoints(args)) as client:
-        packet = client.compile(args.run_id, on_progress=_stage_printer("compile"), precision=args.precision,
+    with PlasmaClient(_endpoints(args)) as client, progress.stage("compile") as on_progress:
+        packet = client.compile(args.run_id, name=args.name, on_progress=on_progress, precision=args.precision,
                                 float_fallback=args.float_fallback, min_agreement=args.min_agreement)
-    print(f"{packet.packet_id}: {describe_packet(packet)}\n  parity: {describe_parity(packet.parity)}",
-          file=sys.stderr)
-    return _print_message(packet)
+    return output.show(args.json, render.document(packet), render.packet_tables(packet))
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     with PlasmaClient(_endpoints(args)) as client:
         packet = Path(args.file).read_bytes() if args.file else client.download_packet(args.packet_id)
-        return _print_message(client.deploy(packet))
+        served = client.deploy(packet)
+    return _show_message(args, f"serving packet {served.packet_id}", served)
 
 
 def cmd_act(args: argparse.Namespace) -> int:
     with PlasmaClient(_endpoints(args)) as client:
         action = client.act(np.array(args.observation, dtype=np.float32))
-    print(json.dumps(action.tolist()))
+    print(json.dumps(action.tolist()))  # the same for people and scripts
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.task is not None:
-        try:  # a task for another environment, or one with no real-world reward (learned)
-            tasks.scores_real_steps(args.task, observation_size(gym.make(args.env).observation_space))
+    task = None
+    if args.task is not None:  # a task for another environment, or one with no real-world reward (learned)
+        obs_size = observation_size(gym.make(args.env).observation_space)
+        task = _resolve_task(args.task, obs_size)
+        try:
+            tasks.scores_real_steps(task, obs_size)
         except ValueError as error:
-            print(f"plasma: {error}", file=sys.stderr)
-            return 2
+            raise UsageError(str(error)) from None
     with PlasmaClient(_endpoints(args)) as client:
-        evaluation = run_episodes(args.env, args.episodes, args.seed + EVAL_SEED_OFFSET, client.act, task=args.task)
-    print(f"mean return {evaluation.mean_return:.1f} ± {evaluation.std_return:.1f} over {args.episodes} episodes; "
-          f"Act p50 {evaluation.latency_percentile(50):.3f} ms p99 {evaluation.latency_percentile(99):.3f} ms")
-    return 0
+        evaluation = run_episodes(args.env, args.episodes, args.seed + EVAL_SEED_OFFSET, client.act, task=task)
+    return output.show(args.json, render.evaluation_document(args.env, evaluation),
+                       [render.evaluation_table(args.env, evaluation)])
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     with PlasmaClient(_endpoints(args)) as client:
-        return _print_message(client.edge_status())
+        return _show_message(args, "edge runtime", client.edge_status())
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -301,40 +197,50 @@ def cmd_list(args: argparse.Namespace) -> int:
             "runs": lambda: client.trainer.ListRuns(trainer_pb2.ListRunsRequest(), timeout=deadline),
             "packets": lambda: client.compiler.ListPackets(compiler_pb2.ListPacketsRequest(), timeout=deadline),
         }
-        return _print_message(calls[args.what]())
+        response = calls[args.what]()
+    return output.show(args.json, render.document(response), [render.list_table(args.what, response)])
 
 
-TASK_HELP = ("what to optimize: environment, learned, cartpole-x=X (CartPole at x = X) or pendulum-hold=DEG "
-             "(Pendulum DEG degrees from upright); default: the environment's own objective")
+TASK_HELP = (f"what to optimize: {tasks.TASK_SYNTAX}; cartpole-x=X holds CartPole's cart at x = X, "
+             "pendulum-hold=DEG Pendulum DEG degrees from upright, track:obs[I]=V holds observation element I at V "
+             "(@W weighs it, default 1; several comma-separated); default: the environment's own objective")
 
 
-def _task(text: str) -> task_pb2.TaskSpec:
+def _task_syntax(text: str) -> str:
     try:
-        return tasks.parse_task(text)
+        return tasks.check_task_syntax(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _resolve_task(text: str, obs_size: int) -> task_pb2.TaskSpec:
+    try:
+        return tasks.parse_task(text, obs_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _precision(text: str) -> int:
-    names = {precision_name(value): value for value in compiler_pb2.Precision.values()
+    names = {render.precision_name(value): value for value in compiler_pb2.Precision.values()
              if value != compiler_pb2.PRECISION_UNSPECIFIED}
     if text not in names:
         raise argparse.ArgumentTypeError(f"precision must be one of {', '.join(names)}, got {text!r}")
     return names[text]
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share in [0, 1]")
+    return value
+
+
 def _floats(text: str) -> list[float]:
     return [float(value) for value in text.split(",")]
 
 
-def _stage_printer(stage: str) -> Any:
-    printer = ProgressPrinter()
-    return lambda event: printer(stage, event)
-
-
-def _print_message(message: Message) -> int:
-    print(json_format.MessageToJson(message, indent=2))
-    return 0
+def _show_message(args: argparse.Namespace, title: str, message: Message) -> int:
+    return output.show(args.json, render.document(message), [render.message_table(title, message)])
 
 
 def _endpoints(args: argparse.Namespace) -> Endpoints:
@@ -345,11 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plasma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Any, help_text: str, connects: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, handler: Any, help_text: str, connects: bool = True,
+            prints: bool = True) -> argparse.ArgumentParser:
         """A subcommand; `connects` ones take where the services are and how to reach them (demo and serve start
-        their own on loopback)."""
+        their own on loopback); `prints` ones show what they made as tables, or as JSON for scripts."""
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(handler=handler)
+        if prints:
+            sub.add_argument("--json", action="store_true",
+                             help="print what the command made as one JSON document on stdout (protobuf's JSON "
+                                  "mapping), for scripts; progress stays on stderr")
         if connects:
             for service in connection.SERVICES:
                 sub.add_argument(f"--{service}",
@@ -368,18 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--recipe", choices=recipes.NAMES, default="default",
                          help="default: two rounds of 200 real steps; random-5000: one round of 5,000 random steps; "
                               "quick-check: a fast end-to-end check (plasma.sdk.recipes)")
-        sub.add_argument("--json", help="also write the summary as JSON to this file")
+        sub.add_argument("--json", nargs="?", const=STDOUT, metavar="FILE",
+                         help="the summary as one JSON document: on stdout instead of the table, or with FILE "
+                              "written there besides the table")
 
-    demo = add("demo", cmd_demo, "start the four services locally and run the whole workflow", connects=False)
+    demo = add("demo", cmd_demo, "start the four services locally and run the whole workflow", connects=False,
+               prints=False)
     workflow_flags(demo)
     demo.add_argument("--store", help="store root for the services (default: a new temp dir)")
     serve = add("serve", cmd_serve, "start the four services locally on ports 50051-50054 until Ctrl-C",
-                connects=False)
+                connects=False, prints=False)
     serve.add_argument("--store", default="var/local", help="store root for the services (default var/local)")
     keys = add("keys", cmd_keys, "a compiler/edge signing key pair for services started by hand: prints the "
-               "variables that wire it", connects=False)
+               "variables that wire it", connects=False, prints=False)
     keys.add_argument("--dir", default="var/keys", help="where the private key is kept (default var/keys)")
-    run = add("run", cmd_run, "run the whole workflow against running services")
+    run = add("run", cmd_run, "run the whole workflow against running services", prints=False)
     workflow_flags(run)
     run.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the services")
     collect = add("collect", cmd_collect, "collect real transitions into a dataset")
@@ -405,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", cmd_train, "train a policy against a world model")
     train.add_argument("model_id")
     train.add_argument("--recipe", choices=recipes.NAMES, default="default", help="the recipe's training settings")
-    train.add_argument("--task", type=_task, help=TASK_HELP)
+    train.add_argument("--task", type=_task_syntax, help=TASK_HELP)
     train.add_argument("--base-run", default="", help="train only a LoRA adapter for --task on this run's base policy")
     compile_ = add("compile", cmd_compile, "compile a run into a packet (the smallest precision that keeps parity)")
     compile_.add_argument("run_id")
@@ -414,8 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: the ladder, smallest first)")
     compile_.add_argument("--float-fallback", action="store_true",
                           help="also ship the fp32 graph, served where the packet fails its self-test")
-    compile_.add_argument("--min-agreement", type=float, default=0.0,
-                          help="the parity gate: decision agreement with fp32 on decisive states (default 0.95)")
+    compile_.add_argument("--min-agreement", type=_share, default=0.0, metavar="SHARE",
+                          help="the parity gate: the least share (0 to 1) of decisive states, visited in closed "
+                               "loop in the run's world model and in the packet's self-test, on which a precision "
+                               "must decide as the fp32 policy does; one below it is refused and the ladder tries "
+                               "the next (it must also keep 95 %% of fp32's closed-loop return). Default 0: the "
+                               "compiler's 0.95")
+    compile_.add_argument("--name", default="",
+                          help="the packet's lineage name (default: the dataset's name, or the environment id, "
+                               "with the task's name unless it is the environment's own objective)")
     deploy = add("deploy", cmd_deploy, "load a packet into the edge runtime")
     deploy.add_argument("packet_id", nargs="?", help="packet to download from the compiler")
     deploy.add_argument("--file", help="or a packet file on disk")
@@ -425,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--env", default="CartPole-v1")
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--task", type=_task, help=TASK_HELP + "; returns are then the task's reward")
+    evaluate.add_argument("--task", type=_task_syntax, help=TASK_HELP + "; returns are then the task's reward")
     add("status", cmd_status, "the edge runtime's status")
     add("list", cmd_list, "list stored objects").add_argument(
         "what", choices=("datasets", "models", "runs", "packets"))
@@ -443,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     except RunNotSucceeded as error:  # a run followed after its Train stream broke, that then failed
         print(f"plasma: {error}", file=sys.stderr)
         return 1
-    except ConfigError as error:
+    except (ConfigError, UsageError) as error:
         print(f"plasma: {error}", file=sys.stderr)
         return 2
 

@@ -9,11 +9,17 @@ Command-line syntax (`parse_task`), e.g. `plasma evaluate --task cartpole-x=1`:
     learned            the world model's learned reward and termination heads (training only)
     cartpole-x=X       CartPole-v1: keep the pole up with the cart at x = X (|X| < 2.4)
     pendulum-hold=DEG  Pendulum-v1: hold the pendulum at theta = DEG degrees (Gymnasium's theta, 0 upright)
+    track:obs[I]=V[@W][,obs[J]=U[@W]...]
+                       any environment: hold observation element I at V (cost W * (obs[I] - V)^2, W 1 unless
+                       given), J at U, ...; no alive bonus and no termination bounds
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,21 +80,100 @@ def pendulum_hold_at(angle_deg: float) -> task_pb2.TaskSpec:
     )
 
 
-def parse_task(text: str) -> task_pb2.TaskSpec:
-    """A task from the command-line syntax in this module's docstring."""
+TASK_SYNTAX = "environment, learned, cartpole-x=X, pendulum-hold=DEG or track:obs[I]=V[@W][,obs[J]=U[@W]...]"
+TRACK_PREFIX = "track:"
+_TARGET = re.compile(r"obs\[(\d+)\]=([^@]+)(?:@(.+))?")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Hold observation element `index` at `value`, at a cost of `weight` * (obs[index] - value)^2 per step."""
+
+    index: int
+    value: float
+    weight: float = 1.0
+
+
+def track_observations(targets: tuple[Target, ...], obs_size: int) -> task_pb2.TaskSpec:
+    """A tracking task for observations of `obs_size` elements: each target's element held at its value, the
+    other elements free; no alive bonus and no termination bounds (paths run their whole horizon)."""
+    target_observation, weights = [0.0] * obs_size, [0.0] * obs_size
+    for target in targets:
+        if not 0 <= target.index < obs_size:
+            raise ValueError(f"tracking target obs[{target.index}] is outside the observation, which has {obs_size} "
+                             f"elements: use obs[0] to obs[{obs_size - 1}]")
+        target_observation[target.index], weights[target.index] = target.value, target.weight
+    name = "track-" + "+".join(f"obs{t.index}={t.value:g}" + (f"w{t.weight:g}" if t.weight != 1.0 else "")
+                               for t in targets)
+    return task_pb2.TaskSpec(
+        name=name[:128],  # a task's name is a Plasma name (plasma.ids): at most 128 characters
+        tracking=task_pb2.TrackingObjective(target_observation=target_observation, state_weights=weights),
+    )
+
+
+def parse_targets(text: str) -> tuple[Target, ...]:
+    """`obs[1]=0.5,obs[0]=0@0.1` -> its targets; ValueError naming the part that is wrong."""
+    targets: list[Target] = []
+    for part in (p.strip() for p in text.split(",")):
+        match = _TARGET.fullmatch(part)
+        if match is None:
+            raise ValueError(f"tracking target {part!r} is not obs[I]=V or obs[I]=V@W (I an index from 0, V the "
+                             f"target value, W its weight)")
+        value, weight = _number(match[2], part), _number(match[3], part) if match[3] else 1.0
+        if not weight > 0:
+            raise ValueError(f"tracking target {part!r}: the weight must be positive")
+        if any(t.index == int(match[1]) for t in targets):
+            raise ValueError(f"tracking targets name obs[{match[1]}] twice")
+        targets.append(Target(int(match[1]), value, weight))
+    return tuple(targets)
+
+
+def check_task_syntax(text: str) -> str:
+    """`text` if it is a task in the command-line syntax (before the observation's size is known)."""
+    _builder(text)
+    return text
+
+
+def parse_task(text: str, obs_size: int | None = None) -> task_pb2.TaskSpec:
+    """A task from the command-line syntax in this module's docstring, checked against observations of
+    `obs_size` elements; `track:` targets need it (ValueError without it)."""
+    spec = _builder(text)(obs_size)
+    if obs_size is not None and spec.WhichOneof("objective") == "tracking":
+        scores_real_steps(spec, obs_size)  # a task made for another environment: the same error as evaluating it
+    return spec
+
+
+def _builder(text: str) -> Callable[[int | None], task_pb2.TaskSpec]:
+    """The task `text` names, as a function of the observation's size; ValueError for a bad spec."""
+    if text.startswith(TRACK_PREFIX):
+        targets = parse_targets(text.removeprefix(TRACK_PREFIX))
+
+        def tracking(obs_size: int | None) -> task_pb2.TaskSpec:
+            if obs_size is None:
+                raise ValueError(f"task {text!r} needs the observation's size: pass the environment's")
+            return track_observations(targets, obs_size)
+
+        return tracking
     name, _, value = text.partition("=")
     if name in ("environment", "learned") and not value:
         spec = task_pb2.TaskSpec(name=name)
         getattr(spec, name).SetInParent()
-        return spec
+        return lambda _: spec
     builders = {"cartpole-x": cartpole_balance_at, "pendulum-hold": pendulum_hold_at}
     if name not in builders or not value:
-        raise ValueError(f"unknown task {text!r}: use environment, learned, cartpole-x=X or pendulum-hold=DEG")
+        raise ValueError(f"unknown task {text!r}: use {TASK_SYNTAX}")
+    built = builders[name](_number(value, text))
+    return lambda _: built
+
+
+def _number(text: str, where: str) -> float:
     try:
-        number = float(value)
+        number = float(text)
     except ValueError:
-        raise ValueError(f"task {text!r}: {value!r} is not a number") from None
-    return builders[name](number)
+        raise ValueError(f"task {where!r}: {text!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"task {where!r}: {text!r} must be finite")
+    return number
 
 
 def real_reward(

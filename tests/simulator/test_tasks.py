@@ -282,9 +282,9 @@ def test_evaluate_sums_the_tasks_reward_over_real_episodes_and_stops_at_its_boun
 
 def test_cli_sends_tasks_and_base_runs() -> None:
     args = build_parser().parse_args(["train", "wm-1", "--task", "cartpole-x=1", "--base-run", "run-7"])
-    assert args.task == sdk_tasks.cartpole_balance_at(1.0) and args.base_run == "run-7"
+    assert sdk_tasks.parse_task(args.task, 4) == sdk_tasks.cartpole_balance_at(1.0) and args.base_run == "run-7"
     args = build_parser().parse_args(["evaluate", "--env", "Pendulum-v1", "--task", "pendulum-hold=20"])
-    assert args.task == sdk_tasks.pendulum_hold_at(20.0)
+    assert sdk_tasks.parse_task(args.task, 3) == sdk_tasks.pendulum_hold_at(20.0)
     assert build_parser().parse_args(["train", "wm-1"]).task is None
 
 

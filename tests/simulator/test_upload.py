@@ -279,7 +279,7 @@ def test_plasma_upload_streams_an_npz_file(
     np.savez(path, obs=data["observations"].astype(np.float64), actions=data["actions"][:, 0],
              rewards=data["rewards"], next_obs=data["next_observations"], terminated=data["terminated"],
              truncated=data["truncated"])
-    flags = ["--simulator", address, "--batch-rows", "100", "--action-low=-1", "--action-high=1"]
+    flags = ["--json", "--simulator", address, "--batch-rows", "100", "--action-low=-1", "--action-high=1"]
     assert cli.main(["upload", str(path), "--name", "from-npz", *flags]) == 0
     out = capsys.readouterr().out
     dataset = json_format.Parse(out, simulator_pb2.Dataset())
