@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,39 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MESSAGE_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+# The RPCs a client may send again after UNAVAILABLE, by service: those whose second attempt changes nothing
+# the first did not. Reads (Get*, List*, Export*, Download*, Subscribe and WatchRun replay logs), pure
+# computations (Act, Simulate, ForecastErrors: nothing stored), health checks, and CancelSimulation (an ended
+# job is returned as it is). Never the calls that create or change something: CollectTransitions,
+# UploadTransitions, FitWorldModel, StartSimulation, Train, Compile, LoadPacket (a second load of the same
+# version is refused as not newer), Rollback (a second one goes back further or fails). Control is left to
+# plasma.sdk.control, which resumes its stream knowing which observation is unanswered.
+IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
+    "plasma.simulator.v1.SimulatorService": (
+        "GetDataset", "ListDatasets", "GetWorldModel", "ListWorldModels", "Simulate", "GetSimulation",
+        "ListSimulations", "CancelSimulation", "Subscribe", "ForecastErrors", "ExportWorldModel", "ExportDataset"),
+    "plasma.trainer.v1.TrainerService": ("GetRun", "ListRuns", "WatchRun", "ExportPolicy"),
+    "plasma.compiler.v1.CompilerService": ("GetPacket", "ListPackets", "DownloadPacket", "GetSigningKey"),
+    "plasma.edge.v1.EdgeRuntimeService": ("Act", "GetStatus"),
+    "grpc.health.v1.Health": ("Check",),
+}
+# gRPC retries within the call's own deadline, only until the first response message arrives (a stream that
+# broke later is resumed by plasma.reconnect's callers), sleeping a random share of the backoff, which grows
+# from initial to max by the multiplier. Five attempts is the most gRPC allows.
+RETRY_POLICY = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+SERVICE_CONFIG = json.dumps({"methodConfig": [
+    {"name": [{"service": service, "method": method} for method in methods], "retryPolicy": RETRY_POLICY}
+    for service, methods in IDEMPOTENT_METHODS.items()
+]})
+CLIENT_OPTIONS: list[tuple[str, str | int]] = [
+    *MESSAGE_OPTIONS, ("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG),
 ]
 # Every client call carries a deadline; these are the defaults by kind of call.
 UNARY_DEADLINE_S = 30.0
@@ -72,13 +106,24 @@ class ClientSecurity:
 
 
 def channel(address: str, security: ClientSecurity | None = None) -> grpc.Channel:
-    """A channel to `address`: plaintext without `security` (local processes on loopback), TLS with it."""
+    """A channel to `address`: plaintext without `security` (local processes on loopback), TLS with it; idempotent
+    RPCs retried on UNAVAILABLE with backoff (RETRY_POLICY)."""
     if security is None:
-        return grpc.insecure_channel(address, options=MESSAGE_OPTIONS)
-    options: list[tuple[str, str | int]] = [*MESSAGE_OPTIONS]
-    if security.server_name:
-        options.append(("grpc.ssl_target_name_override", security.server_name))
-    return grpc.secure_channel(address, security.credentials(), options=options)
+        return grpc.insecure_channel(address, options=CLIENT_OPTIONS)
+    return grpc.secure_channel(address, security.credentials(), options=_secure_options(security))
+
+
+def aio_channel(address: str, security: ClientSecurity | None = None) -> grpc.aio.Channel:
+    """`channel` for asyncio (grpc.aio): the same options, retries and credentials."""
+    if security is None:
+        return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
+    return grpc.aio.secure_channel(address, security.credentials(), options=_secure_options(security))
+
+
+def _secure_options(security: ClientSecurity) -> list[tuple[str, str | int]]:
+    if not security.server_name:
+        return CLIENT_OPTIONS
+    return [*CLIENT_OPTIONS, ("grpc.ssl_target_name_override", security.server_name)]
 
 
 def wait_ready(ch: grpc.Channel, timeout_s: float) -> None:
