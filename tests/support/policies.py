@@ -162,15 +162,17 @@ def compiled(kind: str = "discrete", seed: int = 0, adaptable: bool = False,
 
 def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer: signing.SigningKey = TEST_KEY,
                 adaptable: bool = False, name: str = "", adapter_std: float = 0.02,
-                self_test: packet.SelfTest | None = None, fallback: bytes | None = None) -> tuple[bytes, bytes]:
+                self_test: packet.SelfTest | None = None, fallback: bytes | None = None,
+                packet_id: str = "") -> tuple[bytes, bytes]:
     """(signed packet, its fp32 model) built the way the compiler builds them, without gRPC (for edge tests).
     The same policy with another version or signer is a different packet (id and bytes); a large
     `adapter_std` gives a policy that decides differently from the plain one. `self_test` replaces the
-    compiler's (e.g. with another policy's answers, which this packet's graph fails)."""
+    compiler's (e.g. with another policy's answers, which this packet's graph fails). `packet_id` replaces the
+    readable default, e.g. with one the compiler's store takes (pkt- and 12 hex digits)."""
     result = compiled(kind, seed, adaptable, adapter_std)
     spec = EnvSpec.from_proto(env_spec(kind))
     data = packet.build(
-        packet_id=f"pkt-{kind[:4]}{seed:02d}{version:06d}", name=name or f"{spec.env_id}-test", version=version,
+        packet_id=packet_id or f"pkt-{kind[:4]}{seed:02d}{version:06d}", name=name or f"{spec.env_id}-test", version=version,
         source_run_id=f"run-{kind}-{seed}",
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         env_id=spec.env_id, observation_space=spec.observation, action_space=spec.action,
