@@ -1,25 +1,26 @@
-"""A thin, typed client over the four services. Every call carries a deadline."""
+"""A thin, typed client over the four services. Every call carries a deadline; idempotent ones are retried on
+UNAVAILABLE by the channel (plasma.channels.RETRY_POLICY). plasma.sdk.aio is the same client for asyncio."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from plasma import blobs, channels, tensors
+from plasma import blobs, channels, packet
 from plasma.common.v1 import common_pb2
 from plasma.compiler.v1 import compiler_pb2, compiler_pb2_grpc
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
-from plasma.sdk import training
+from plasma.sdk import calls, training
+from plasma.sdk.calls import Progress
 from plasma.sdk.control import ControlSession
+from plasma.sdk.packet_cache import PacketCache
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.subscription import DurablePaths
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-
-Progress = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,22 @@ class Endpoints:
 def _final(stream: Iterator[Any], result_field: str, on_progress: Progress | None) -> Any:
     """Consumes a progress stream: forwards progress events, returns the final result message."""
     for message in stream:
-        event = message.WhichOneof("event")
-        if event == result_field:
-            return getattr(message, result_field)
-        if on_progress is not None:
-            on_progress(getattr(message, event))
-    raise RuntimeError(f"stream ended without a {result_field}")
+        if (found := calls.result(message, result_field, on_progress)) is not None:
+            return found
+    raise calls.no_result(result_field)
 
 
 class PlasmaClient:
-    def __init__(self, endpoints: Endpoints, stream_deadline_s: float = channels.STREAM_DEADLINE_S) -> None:
+    """`packet_cache` (e.g. PacketCache.from_env()) keeps every packet download_packet returns, verified, and
+    answers later downloads of the same packet from it; plasma.sdk.offline acts from it without the network."""
+
+    def __init__(self, endpoints: Endpoints, stream_deadline_s: float = channels.STREAM_DEADLINE_S,
+                 packet_cache: PacketCache | None = None) -> None:
         self.endpoints = endpoints
+        self.packet_cache = packet_cache
         self._stream_deadline_s = stream_deadline_s
         self._channels = {name: channels.channel(getattr(endpoints, name), endpoints.security)
-                          for name in ("simulator", "trainer", "compiler", "edge")}
+                          for name in calls.SERVICES}
         self.simulator = simulator_pb2_grpc.SimulatorServiceStub(self._channels["simulator"])
         self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._channels["trainer"])
         self.compiler = compiler_pb2_grpc.CompilerServiceStub(self._channels["compiler"])
@@ -85,21 +88,16 @@ class PlasmaClient:
 
     def collect(self, env_id: str, num_steps: int, seed: int = 0, on_progress: Progress | None = None,
                 **request: Any) -> simulator_pb2.Dataset:
-        stream = self.simulator.CollectTransitions(
-            simulator_pb2.CollectTransitionsRequest(env_id=env_id, num_steps=num_steps, seed=seed, **request),
-            timeout=self._stream_deadline_s,
-        )
+        stream = self.simulator.CollectTransitions(calls.collect(env_id, num_steps, seed, **request),
+                                                   timeout=self._stream_deadline_s)
         return _final(stream, "dataset", on_progress)
 
     def fit_world_model(self, dataset_id: str, config: simulator_pb2.WorldModelConfig | None = None,
                         on_progress: Progress | None = None, init_from_model_id: str = "") -> simulator_pb2.WorldModel:
         """Fits (or, with `init_from_model_id`, fine-tunes) a world model; on_progress also gets the
         QualityReport messages ("before" when fine-tuning, "after")."""
-        stream = self.simulator.FitWorldModel(
-            simulator_pb2.FitWorldModelRequest(dataset_id=dataset_id, config=config,
-                                               init_from_model_id=init_from_model_id),
-            timeout=self._stream_deadline_s,
-        )
+        stream = self.simulator.FitWorldModel(calls.fit(dataset_id, config, init_from_model_id),
+                                              timeout=self._stream_deadline_s)
         return _final(stream, "model", on_progress)
 
     def upload(self, env_spec: common_pb2.EnvSpec, arrays: Mapping[str, np.ndarray], name: str = "",
@@ -108,19 +106,8 @@ class PlasmaClient:
         """Streams logged transitions as a new dataset `name` (or the next version of `append_to`), in batches
         of `batch_rows`. `arrays` are named and typed like TransitionBatch's fields (plasma.sdk.logged.load_npz
         reads them from a file); on_progress gets each BatchAck."""
-        rows = len(arrays["observations"])
-
-        def requests() -> Iterator[simulator_pb2.UploadTransitionsRequest]:
-            yield simulator_pb2.UploadTransitionsRequest(header=simulator_pb2.UploadHeader(
-                env_spec=env_spec, name=name, append_to_dataset_id=append_to))
-            starts = range(0, rows, batch_rows)
-            for start in starts:
-                part = {field: tensors.to_proto(np.asarray(array[start : start + batch_rows]))
-                        for field, array in arrays.items()}
-                yield simulator_pb2.UploadTransitionsRequest(batch=simulator_pb2.TransitionBatch(**part))
-            yield simulator_pb2.UploadTransitionsRequest(commit=simulator_pb2.UploadCommit(batches=len(starts)))
-
-        stream = self.simulator.UploadTransitions(requests(), timeout=self._stream_deadline_s)
+        stream = self.simulator.UploadTransitions(calls.upload(env_spec, arrays, name, append_to, batch_rows),
+                                                  timeout=self._stream_deadline_s)
         return _final(stream, "dataset", on_progress)
 
     def forecast(self, model_id: str, start_observation: np.ndarray, policy: simulator_pb2.RolloutPolicy,
@@ -129,12 +116,8 @@ class PlasmaClient:
         """ForecastErrors from one start state [obs_dim]. A unary call, but it rolls out up to 4,096 paths
         (with a planner, minutes): it gets the long deadline."""
         return self.simulator.ForecastErrors(
-            simulator_pb2.ForecastErrorsRequest(
-                model_id=model_id, start_observation=tensors.to_proto(np.asarray(start_observation, np.float32)),
-                policy=policy, horizon=horizon, num_samples=num_samples, seed=seed, **request,
-            ),
-            timeout=self._stream_deadline_s,
-        )
+            calls.forecast(model_id, start_observation, policy, horizon, num_samples, seed, **request),
+            timeout=self._stream_deadline_s)
 
     def start_simulation(self, request: simulator_pb2.SimulateRequest) -> simulator_pb2.Simulation:
         """A durable simulation job: its paths are logged in the simulator, to be read with simulation_paths."""
@@ -153,7 +136,7 @@ class PlasmaClient:
               base_run_id: str = "") -> trainer_pb2.Run:
         """`task` (default: the environment's objective) is what to optimize; `base_run_id` reuses that run's
         base policy and trains only a LoRA adapter for the task (plasma.sdk.tasks builds tasks)."""
-        request = trainer_pb2.TrainRequest(model_id=model_id, config=config, task=task, base_run_id=base_run_id)
+        request = calls.train(model_id, config, task, base_run_id)
         # A broken stream (the trainer restarted, the connection reset) is followed through to the same run.
         return training.train_to_end(self.trainer, self._channels["trainer"], request, self._stream_deadline_s,
                                      on_progress)
@@ -168,33 +151,33 @@ class PlasmaClient:
         """A packet of `kind`: MERGED (default), ADAPTABLE (base that adapter packets apply to), or ADAPTER (only
         the run's LoRA weights, for the ADAPTABLE packet `base_packet_id`). `precision` unspecified walks the
         precision ladder; `min_agreement` 0 is the compiler's default gate (0.95)."""
-        request = compiler_pb2.CompileRequest(run_id=run_id, name=name, kind=kind, base_packet_id=base_packet_id,
-                                              precision=precision, float_fallback=float_fallback,
-                                              min_agreement=min_agreement)
+        request = calls.compile_packet(run_id, name, kind, base_packet_id, precision, float_fallback, min_agreement)
         stream = self.compiler.Compile(request, timeout=self._stream_deadline_s)
         return _final(stream, "packet", on_progress)
 
     def download_packet(self, packet_id: str) -> bytes:
+        """The packet's bytes: from the packet cache when it holds them (verified), else downloaded (and, with a
+        cache, verified and kept; packet.PacketError when the packet fails the cache's checks)."""
+        if self.packet_cache is not None and (cached := self.packet_cache.get(packet_id)) is not None:
+            return cached.data
         stream = self.compiler.DownloadPacket(compiler_pb2.DownloadPacketRequest(packet_id=packet_id),
                                               timeout=channels.UNARY_DEADLINE_S)
-        return blobs.receive(stream, "DownloadPacket")
+        data = blobs.receive(stream, "DownloadPacket")
+        if self.packet_cache is not None:
+            self.packet_cache.put(data)
+        return data
 
     # Edge runtime
 
-    def deploy(self, packet: bytes, media_type: str = "application/vnd.plasma.packet+zip") -> edge_pb2.PacketInfo:
-        requests = blobs.send(packet, media_type, edge_pb2.LoadPacketRequest)
-        return self.edge.LoadPacket(requests, timeout=channels.UNARY_DEADLINE_S).packet
+    def deploy(self, data: bytes, media_type: str = packet.MEDIA_TYPE) -> edge_pb2.PacketInfo:
+        return self.edge.LoadPacket(calls.deploy(data, media_type), timeout=channels.UNARY_DEADLINE_S).packet
 
     def control(self) -> ControlSession:
         """A control loop over one Control stream that carries on across edge restarts (plasma.sdk.control)."""
         return ControlSession(self.edge, self._channels["edge"])
 
     def act(self, observation: np.ndarray, timeout_s: float = 1.0) -> np.ndarray:
-        response = self.edge.Act(
-            edge_pb2.ActRequest(observation=tensors.to_proto(np.asarray(observation, dtype=np.float32))),
-            timeout=timeout_s,
-        )
-        return tensors.from_proto(response.action, "action")
+        return calls.action(self.edge.Act(calls.act(observation), timeout=timeout_s))
 
     def edge_status(self) -> edge_pb2.GetStatusResponse:
         return self.edge.GetStatus(edge_pb2.GetStatusRequest(), timeout=channels.UNARY_DEADLINE_S)

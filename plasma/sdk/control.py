@@ -5,19 +5,44 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 import grpc
 import numpy as np
 
-from plasma import channels, tensors
+from plasma import channels
 from plasma import log as plog
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.reconnect import DEFAULT_RECONNECT, Reconnect, retryable
+from plasma.sdk import calls
 
 log = plog.get(__name__)
 
 
-class ControlSession:
+StubT = TypeVar("StubT")
+ChannelT = TypeVar("ChannelT")
+
+
+class Lockstep(Generic[StubT, ChannelT]):
+    """What a control session keeps, whether it waits in threads (ControlSession) or in asyncio
+    (plasma.sdk.aio_control): where it sends, how long and how hard it tries, and its sequence numbers."""
+
+    def __init__(self, stub: StubT, channel: ChannelT, stream_deadline_s: float = channels.STREAM_DEADLINE_S,
+                 reconnect: Reconnect = DEFAULT_RECONNECT) -> None:
+        self._stub = stub
+        self._channel = channel
+        self._stream_deadline_s = stream_deadline_s
+        self._reconnect = reconnect
+        self._sequence = 0
+        self.reconnects = 0  # streams opened again after a broken one
+
+    def _next(self, observation: np.ndarray) -> tuple[edge_pb2.ControlRequest, float]:
+        """The next observation's request, and the deadline (time.monotonic) for its answer."""
+        self._sequence += 1
+        return calls.control(self._sequence, observation), time.monotonic() + self._stream_deadline_s
+
+
+class ControlSession(Lockstep[edge_pb2_grpc.EdgeRuntimeServiceStub, grpc.Channel]):
     """Lock-step control over one Control stream: `act` sends one observation and returns its answer.
 
     After a broken stream (the edge restarted, the connection was reset) it opens a new stream and sends the
@@ -28,21 +53,13 @@ class ControlSession:
     def __init__(self, stub: edge_pb2_grpc.EdgeRuntimeServiceStub, channel: grpc.Channel,
                  stream_deadline_s: float = channels.STREAM_DEADLINE_S,
                  reconnect: Reconnect = DEFAULT_RECONNECT) -> None:
-        self._stub = stub
-        self._channel = channel
-        self._stream_deadline_s = stream_deadline_s
-        self._reconnect = reconnect
-        self._sequence = 0
+        super().__init__(stub, channel, stream_deadline_s, reconnect)
         self._outbox: queue.Queue[edge_pb2.ControlRequest | None] | None = None
         self._responses: Iterator[edge_pb2.ControlResponse] | None = None
-        self.reconnects = 0  # streams opened again after a broken one
 
     def act(self, observation: np.ndarray) -> edge_pb2.ControlResponse:
         """The edge's answer (action, packet id and version) to one observation, or a batch [n, obs_dim]."""
-        self._sequence += 1
-        request = edge_pb2.ControlRequest(sequence=self._sequence,
-                                          observation=tensors.to_proto(np.asarray(observation, np.float32)))
-        deadline = time.monotonic() + self._stream_deadline_s
+        request, deadline = self._next(observation)
         failures = 0
         while True:
             outbox, responses = self._stream()
@@ -51,7 +68,7 @@ class ControlSession:
                 response = next(responses)
             except grpc.RpcError as error:
                 self._close_stream()
-                if not self._broken(error):
+                if not broken(error):
                     raise
                 failures += 1
                 log.info("control stream broke at sequence=%d (%s); opening a new one", self._sequence,
@@ -59,9 +76,7 @@ class ControlSession:
                 self._reconnect.wait(self._channel, error, failures, deadline)
                 self.reconnects += 1
                 continue
-            if response.sequence != request.sequence:
-                raise RuntimeError(f"Control answered sequence {response.sequence}, expected {request.sequence}")
-            return response
+            return calls.check_sequence(response, request.sequence)
 
     def close(self) -> None:
         self._close_stream()
@@ -85,8 +100,8 @@ class ControlSession:
             self._responses.cancel()
         self._outbox = self._responses = None
 
-    @staticmethod
-    def _broken(error: grpc.RpcError) -> bool:
-        """A broken transport, or the edge shutting down: it cancels open streams when its grace period ends
-        (this session never cancels a stream it is waiting on)."""
-        return retryable(error) or error.code() == grpc.StatusCode.CANCELLED
+
+def broken(error: grpc.RpcError) -> bool:
+    """A broken transport, or the edge shutting down: it cancels open streams when its grace period ends
+    (a session never cancels a stream it is waiting on). Also plasma.sdk.aio_control's test."""
+    return retryable(error) or error.code() == grpc.StatusCode.CANCELLED

@@ -6,7 +6,7 @@ the client waits for the trainer to come back and follows the same run; no new r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 
 import grpc
 
@@ -17,12 +17,52 @@ from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
 log = plog.get(__name__)
 
+
 class RunNotSucceeded(RuntimeError):
     """The followed run ended FAILED or CANCELLED; `run` says why (run.error)."""
 
     def __init__(self, run: trainer_pb2.Run) -> None:
         super().__init__(f"run {run.run_id} ended {trainer_pb2.RunState.Name(run.state)}: {run.error}")
         self.run = run
+
+
+class Followed:
+    """What a follower of one run has reported, so that each progress event is reported once, in order, across
+    the Train stream and any number of WatchRun replays; shared by the sync and the asyncio follower."""
+
+    def __init__(self, on_progress: Callable[[trainer_pb2.TrainProgress], None] | None) -> None:
+        self._report = on_progress or (lambda _: None)
+        self._seen = 0
+        self._index = 0  # of the next event in the WatchRun stream being read
+
+    def trained(self, message: trainer_pb2.TrainResponse) -> trainer_pb2.Run | None:
+        """One Train message: the finished run, or None after reporting its progress."""
+        if message.HasField("run"):
+            return message.run
+        self._seen += 1
+        self._report(message.progress)
+        return None
+
+    def watch_started(self) -> None:
+        self._index = 0
+
+    def watched(self, message: trainer_pb2.WatchRunResponse) -> trainer_pb2.Run | None:
+        """One WatchRun message: the succeeded run (RunNotSucceeded for another end), or None after reporting its
+        progress unless reported before (WatchRun replays the run's history from its first event)."""
+        if message.HasField("run"):
+            if message.run.state != trainer_pb2.RUN_STATE_SUCCEEDED:
+                raise RunNotSucceeded(message.run)
+            return message.run
+        if self._index >= self._seen:
+            self._seen += 1
+            self._report(message.progress)
+        self._index += 1
+        return None
+
+
+def run_id_of(initial_metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The run a Train call created (its initial metadata), or "" when it ended before the run existed."""
+    return str(dict(initial_metadata or ()).get(metadata.RUN_ID, ""))
 
 
 def train_to_end(stub: trainer_pb2_grpc.TrainerServiceStub, channel: grpc.Channel,
@@ -32,40 +72,33 @@ def train_to_end(stub: trainer_pb2_grpc.TrainerServiceStub, channel: grpc.Channe
     """Trains and returns the succeeded run; `on_progress` hears each progress event once, in order, across
     reconnections. A broken Train stream before the run existed is raised: there is nothing to follow."""
     deadline = time.monotonic() + deadline_s
-    report = on_progress or (lambda _: None)
+    followed = Followed(on_progress)
     stream = stub.Train(request, timeout=deadline_s)
-    seen = 0
     try:
         for message in stream:
-            if message.HasField("run"):
-                return message.run
-            seen += 1
-            report(message.progress)
+            if (run := followed.trained(message)) is not None:
+                return run
         raise RuntimeError("the Train stream ended without the finished run")
     except grpc.RpcError as error:
-        run_id = dict(stream.initial_metadata() or ()).get(metadata.RUN_ID, "")
+        run_id = run_id_of(stream.initial_metadata())
         if not run_id or not retryable(error):
             raise
         log.info("run=%s: the Train stream broke (%s); following the run with WatchRun", run_id, error.code())
         reconnect.wait(channel, error, 1, deadline)
-    return _watch(stub, channel, str(run_id), seen, deadline, report, reconnect)
+    return _watch(stub, channel, run_id, followed, deadline, reconnect)
 
 
-def _watch(stub: trainer_pb2_grpc.TrainerServiceStub, channel: grpc.Channel, run_id: str, seen: int,
-           deadline: float, report: Callable[[trainer_pb2.TrainProgress], None], reconnect: Reconnect
-           ) -> trainer_pb2.Run:
+def _watch(stub: trainer_pb2_grpc.TrainerServiceStub, channel: grpc.Channel, run_id: str, followed: Followed,
+           deadline: float, reconnect: Reconnect) -> trainer_pb2.Run:
     failures = 1
     while True:
+        followed.watch_started()
         try:
-            for index, event in enumerate(_watched(stub, run_id, deadline)):
+            for message in stub.WatchRun(trainer_pb2.WatchRunRequest(run_id=run_id),
+                                         timeout=max(deadline - time.monotonic(), 0.001)):
                 failures = 0
-                if isinstance(event, trainer_pb2.Run):
-                    if event.state != trainer_pb2.RUN_STATE_SUCCEEDED:
-                        raise RunNotSucceeded(event)
-                    return event
-                if index >= seen:  # WatchRun replays the run's history from its first event
-                    seen += 1
-                    report(event)
+                if (run := followed.watched(message)) is not None:
+                    return run
             raise RuntimeError(f"WatchRun({run_id}) ended without the finished run")
         except grpc.RpcError as error:
             if not retryable(error):
@@ -73,11 +106,3 @@ def _watch(stub: trainer_pb2_grpc.TrainerServiceStub, channel: grpc.Channel, run
             failures += 1
             log.info("run=%s: WatchRun broke (%s); trying again", run_id, error.code())
             reconnect.wait(channel, error, failures, deadline)
-
-
-def _watched(stub: trainer_pb2_grpc.TrainerServiceStub, run_id: str,
-             deadline: float) -> Iterator[trainer_pb2.TrainProgress | trainer_pb2.Run]:
-    stream = stub.WatchRun(trainer_pb2.WatchRunRequest(run_id=run_id),
-                           timeout=max(deadline - time.monotonic(), 0.001))
-    for message in stream:
-        yield message.run if message.HasField("run") else message.progress
