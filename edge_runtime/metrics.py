@@ -116,58 +116,47 @@ def _percentile(ordered: list[int], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def start_http(metrics: Metrics, address: str) -> tuple[int, Callable[[], None]]:
-    """Serves /metrics on host:port (port 0 picks one); returns the port and a function that stops it."""
-    import prometheus_client
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+def collector(metrics: Metrics) -> Callable[[], Iterator[Any]]:
+    """The edge's own figures as Prometheus reads them at scrape time (plasma.server.observability serves them,
+    beside the RPC figures every service exports)."""
 
-    class Collector(prometheus_client.registry.Collector):
-        def collect(self) -> Iterator[Any]:
-            figures = metrics.snapshot()
-            requests = CounterMetricFamily("plasma_edge_requests", "Act calls and Control messages, by outcome",
-                                           labels=["outcome"])
-            requests.add_metric(["ok"], figures.served)
-            requests.add_metric(["error"], figures.failed)
-            yield requests
-            yield CounterMetricFamily("plasma_edge_observations", "Observations answered (batches count each)",
-                                      value=figures.observations)
-            cumulative, buckets = 0, []
-            for bound, count in zip((*[repr(b) for b in BUCKETS_S], "+Inf"), figures.bucket_counts, strict=True):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            yield HistogramMetricFamily("plasma_edge_inference_seconds",
-                                        "Validation + onnxruntime time per answered request",
-                                        buckets=buckets, sum_value=figures.latency_sum_s)
-            loads = CounterMetricFamily("plasma_edge_packet_loads", "LoadPacket and Rollback outcomes",
-                                        labels=["result"])
-            loads.add_metric(["loaded"], figures.loaded)
-            loads.add_metric(["rolled_back"], figures.rollbacks)
-            for reason, count in sorted(figures.refused_by_reason.items()):
-                loads.add_metric([f"refused_{reason}"], count)
-            yield loads
-            current = metrics.current
-            yield GaugeMetricFamily("plasma_edge_serving", "1 while a packet is served",
-                                    value=int(current is not None))
-            yield GaugeMetricFamily("plasma_edge_packet_version", "Version of the packet served (0: none)",
-                                    value=current.version if current is not None else 0)
-            info = GaugeMetricFamily("plasma_edge_packet_info", "The packet served",
-                                     labels=["packet_id", "name", "version", "kind", "sha256"])
-            if current is not None:
-                info.add_metric([current.packet_id, current.manifest.name, str(current.version),
-                                 current.manifest.kind, current.sha256], 1)
-            yield info
-            yield GaugeMetricFamily("plasma_edge_control_streams", "Open Control streams",
-                                    value=figures.control_streams)
+    def collect() -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-    registry = prometheus_client.CollectorRegistry(auto_describe=True)
-    registry.register(Collector())
-    host, _, port = address.rpartition(":")
-    server, thread = prometheus_client.start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0",
-                                                         registry=registry)
+        figures = metrics.snapshot()
+        requests = CounterMetricFamily("plasma_edge_requests", "Act calls and Control messages, by outcome",
+                                       labels=["outcome"])
+        requests.add_metric(["ok"], figures.served)
+        requests.add_metric(["error"], figures.failed)
+        yield requests
+        yield CounterMetricFamily("plasma_edge_observations", "Observations answered (batches count each)",
+                                  value=figures.observations)
+        cumulative, buckets = 0, []
+        for bound, count in zip((*[repr(b) for b in BUCKETS_S], "+Inf"), figures.bucket_counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily("plasma_edge_inference_seconds",
+                                    "Validation + onnxruntime time per answered request",
+                                    buckets=buckets, sum_value=figures.latency_sum_s)
+        loads = CounterMetricFamily("plasma_edge_packet_loads", "LoadPacket and Rollback outcomes",
+                                    labels=["result"])
+        loads.add_metric(["loaded"], figures.loaded)
+        loads.add_metric(["rolled_back"], figures.rollbacks)
+        for reason, count in sorted(figures.refused_by_reason.items()):
+            loads.add_metric([f"refused_{reason}"], count)
+        yield loads
+        current = metrics.current
+        yield GaugeMetricFamily("plasma_edge_serving", "1 while a packet is served",
+                                value=int(current is not None))
+        yield GaugeMetricFamily("plasma_edge_packet_version", "Version of the packet served (0: none)",
+                                value=current.version if current is not None else 0)
+        info = GaugeMetricFamily("plasma_edge_packet_info", "The packet served",
+                                 labels=["packet_id", "name", "version", "kind", "sha256"])
+        if current is not None:
+            info.add_metric([current.packet_id, current.manifest.name, str(current.version),
+                             current.manifest.kind, current.sha256], 1)
+        yield info
+        yield GaugeMetricFamily("plasma_edge_control_streams", "Open Control streams",
+                                value=figures.control_streams)
 
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    return int(server.server_address[1]), stop
+    return collect

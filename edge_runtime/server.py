@@ -15,7 +15,7 @@ from grpc_health.v1 import health
 
 from edge_runtime import errors, self_test
 from edge_runtime.config import Config
-from edge_runtime.metrics import Metrics, start_http
+from edge_runtime.metrics import Metrics, collector
 from edge_runtime.runtime import Runtime
 from edge_runtime.session import ServedPacket
 from edge_runtime.store import EdgeStore, Entry, StoreError
@@ -25,6 +25,7 @@ from plasma.common.v1 import common_pb2
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.server import grpc_server, service_main
 from plasma.server.errors import PlasmaError, ResourceExhausted, translate_errors
+from plasma.server.observability import Observability
 
 log = plog.get(__name__)
 
@@ -207,8 +208,10 @@ class Edge:
     stop_metrics: Callable[[], None]
 
 
-def build(config: Config) -> Edge:
-    """Opens the store, serves the stored packet if it still verifies, binds gRPC (and /metrics if configured)."""
+def build(config: Config, observability: Observability | None = None) -> Edge:
+    """Opens the store, serves the stored packet if it still verifies, binds gRPC (and /metrics if configured).
+    `observability` defaults to metrics at config.metrics_address and no tracing."""
+    observability = observability or Observability("edge", config.metrics_address)
     metrics = Metrics()
     try:
         store = EdgeStore(config.store_dir)
@@ -222,14 +225,13 @@ def build(config: Config) -> Edge:
     if restored is not None:
         log.info("serving stored packet=%s name=%s version=%d sha256=%s", restored.packet_id, restored.manifest.name,
                  restored.version, restored.sha256)
-    server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs, MAX_RECEIVE_BYTES, config.security)
+    server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs, MAX_RECEIVE_BYTES, config.security,
+                                      observability)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EdgeServicer(runtime, config.max_control_streams), server)
     port = grpc_server.bind(server, config.address, config.security)
-    metrics_port, stop_metrics = None, lambda: None
-    if config.metrics_address:
-        metrics_port, stop_metrics = start_http(metrics, config.metrics_address)
-    return Edge(server, port, health_servicer, runtime, metrics_port, stop_metrics)
+    observability.register(collector(metrics))
+    return Edge(server, port, health_servicer, runtime, observability.start(), observability.stop)
 
 
 def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -238,8 +240,8 @@ def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServic
     return edge.server, edge.port, edge.health
 
 
-def serve(config: Config) -> None:
-    edge = build(config)
+def serve(config: Config, observability: Observability) -> None:
+    edge = build(config, observability)
     edge.server.start()
     # SERVING without a packet too: the runtime must accept LoadPacket; GetStatus.serving says if it can act.
     grpc_server.set_serving(edge.health, [SERVICE_NAME], True)
@@ -263,7 +265,7 @@ _FLAGS = (
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    service_main.run("Plasma edge runtime", _FLAGS, Config.from_env, serve, argv, env)
+    service_main.run("Plasma edge runtime", _FLAGS, Config.from_env, serve, argv, env, service="edge")
 
 
 if __name__ == "__main__":

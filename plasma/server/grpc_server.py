@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from plasma import log as plog
 from plasma.channels import MAX_MESSAGE_BYTES
 from plasma.server.health import HealthServicer
+from plasma.server.observability import Observability
 from plasma.server.parsing import RejectUnparseable
 from plasma.server.security import ServerSecurity
 from plasma.server.settings import ConfigError
@@ -26,16 +27,19 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 def build_server(max_workers: int, max_concurrent_rpcs: int | None = None,
                  max_message_bytes: int = MAX_MESSAGE_BYTES,
-                 security: ServerSecurity | None = None) -> grpc.Server:
-    """Every Plasma service's server: a bounded thread pool, bounded concurrency, bounded message sizes, and with
-    `security` that authorizes, every call checked against plasma.server.roles."""
+                 security: ServerSecurity | None = None, observability: Observability | None = None) -> grpc.Server:
+    """Every Plasma service's server: a bounded thread pool, bounded concurrency, bounded message sizes, with
+    `security` that authorizes, every call checked against plasma.server.roles, and with `observability` every call
+    counted and traced."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         options=[("grpc.max_send_message_length", max_message_bytes),
                  ("grpc.max_receive_message_length", max_message_bytes)],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
-        # Authorization first; then requests that do not parse get INVALID_ARGUMENT, not grpcio's leak (parsing.py).
-        interceptors=[*(security.interceptors() if security is not None else ()), RejectUnparseable()],
+        # Metrics and traces first, to see refused calls too; then authorization; then requests that do not parse
+        # get INVALID_ARGUMENT, not grpcio's leak (parsing.py).
+        interceptors=[*(observability.interceptors() if observability is not None else ()),
+                      *(security.interceptors() if security is not None else ()), RejectUnparseable()],
     )
 
 

@@ -21,12 +21,13 @@ from plasma.mbrl import threads
 from plasma.mbrl.policy_net import PolicySpec
 from plasma.server import grpc_server, service_main, settings
 from plasma.server.errors import FailedPrecondition, InvalidArgument, NotFound, translate_errors
+from plasma.server.observability import Observability
 from plasma.server.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, simulator_client
-from services.compiler import closed_loop_inputs, export, pipeline, precision
+from services.compiler import closed_loop_inputs, export, metrics, pipeline, precision
 from services.compiler.config import Config
 from services.compiler.store import PacketStore
 
@@ -110,11 +111,15 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         self._compile_lock = threading.Lock()
         # Version assignment and storing happen together, so two packets of a name never share a version.
         self._package_lock = threading.Lock()
+        self.figures = metrics.Figures()
 
     @translate_errors
     def Compile(
         self, request: compiler_pb2.CompileRequest, context: grpc.ServicerContext
     ) -> Iterator[compiler_pb2.CompileResponse]:
+        yield from self.figures.counted(self._compile(request))
+
+    def _compile(self, request: compiler_pb2.CompileRequest) -> Iterator[compiler_pb2.CompileResponse]:
         if not request.run_id:
             raise InvalidArgument("run_id is required: the trainer run whose policy to compile")
         ids.check_id("run_id", request.run_id)
@@ -287,28 +292,33 @@ def _attempt_message(attempt: pipeline.Attempt) -> compiler_pb2.PrecisionAttempt
 
 
 def create_server(
-    config: Config, trainer: grpc.Channel | None = None, simulator: grpc.Channel | None = None
+    config: Config, trainer: grpc.Channel | None = None, simulator: grpc.Channel | None = None,
+    observability: Observability | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Builds and binds the server (not started); `trainer` and `simulator` default to channels to
-    config.trainer_address and config.simulator_address."""
+    config.trainer_address and config.simulator_address; `observability` (default: off) counts and traces its
+    calls, and those it makes to them."""
+    observability = observability or Observability("compiler")
     threads.configure_torch(config.torch_threads)
-    server = grpc_server.build_server(config.workers, security=config.security)
+    server = grpc_server.build_server(config.workers, security=config.security, observability=observability)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     stub = trainer_pb2_grpc.TrainerServiceStub(
-        trainer or channels.channel(config.trainer_address, config.client_security))
+        observability.channel(trainer or channels.channel(config.trainer_address, config.client_security)))
     store = PacketStore(config.store_dir)
     signer, generated = load_signing_key(config)
     # The public half is what edge runtimes must trust (PLASMA_EDGE_TRUSTED_KEYS); it is no secret.
     log.info("signing key_id=%s public_key=%s generated=%s", signer.key_id, signer.public.base64, generated)
-    to_simulator = simulator or channels.channel(config.simulator_address, config.client_security)
+    to_simulator = observability.channel(
+        simulator or channels.channel(config.simulator_address, config.client_security))
     servicer = CompilerServicer(store, stub, to_simulator, config, signer, generated)
+    observability.register(servicer.figures.collect)
     compiler_pb2_grpc.add_CompilerServiceServicer_to_server(servicer, server)
     port = grpc_server.bind(server, config.address, config.security)
     return server, port, health_servicer
 
 
-def serve(config: Config) -> None:
-    server, port, health_servicer = create_server(config)
+def serve(config: Config, observability: Observability) -> None:
+    server, port, health_servicer = create_server(config, observability=observability)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
     log.info("compiler serving port=%d trainer=%s simulator=%s store=%s security=%s", port, config.trainer_address,
@@ -322,11 +332,12 @@ _FLAGS = (
     service_main.Flag("--simulator", "PLASMA_SIMULATOR_TARGET", "simulator host:port"),
     service_main.Flag("--store", "PLASMA_COMPILER_STORE", "store directory"),
     service_main.Flag("--signing-key", "PLASMA_COMPILER_SIGNING_KEY", "ed25519 private key file"),
+    service_main.Flag("--metrics-address", "PLASMA_COMPILER_METRICS_ADDRESS", "host:port for Prometheus /metrics"),
 )
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    service_main.run("Plasma compiler service", _FLAGS, Config.from_env, serve, argv, env)
+    service_main.run("Plasma compiler service", _FLAGS, Config.from_env, serve, argv, env, service="compiler")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ from plasma.mbrl.models import archive, ensemble
 from plasma.mbrl.types import Transitions
 from plasma.server import grpc_server, service_main
 from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input, translate_errors
+from plasma.server.observability import Observability
 from plasma.server.streaming import ProgressJob
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.spaces import EnvSpec
 from services.common import transitions_archive, wire
-from services.simulator import datasets, fine_tune, forecasts, jobs, requests, upload
+from services.simulator import datasets, fine_tune, forecasts, jobs, metrics, requests, upload
 from services.simulator.config import Config
 from services.simulator.store import SimulatorStore, new_id
 
@@ -52,6 +53,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self._jobs = jobs.SimulationJobs(
             config.store_dir / "simulations", store, self._models, config.max_simulations
         )
+        self.figures = metrics.Figures(self._jobs)
 
     @translate_errors
     def CollectTransitions(
@@ -214,6 +216,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         paths = requests.open_paths(request, self._store, self._models)
         with bad_input():
             for index, path in enumerate(paths):
+                self.figures.streamed()
                 yield simulator_pb2.SimulateResponse(path=wire.path_to_proto(path, index))
 
     @translate_errors
@@ -258,18 +261,24 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         return forecasts.to_proto(forecasts.forecast(request, self._store, self._models, context.is_active))
 
 
-def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:
+def create_server(
+    config: Config, observability: Observability | None = None
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Builds and binds the server (not started); `observability` (default: off) counts and traces its calls."""
+    observability = observability or Observability("simulator")
     threads.configure_torch(config.torch_threads)
-    server = grpc_server.build_server(config.workers, security=config.security)
+    server = grpc_server.build_server(config.workers, security=config.security, observability=observability)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     store = SimulatorStore(config.store_dir)
-    simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(SimulatorServicer(store, config), server)
+    servicer = SimulatorServicer(store, config)
+    observability.register(servicer.figures.collect)
+    simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(servicer, server)
     port = grpc_server.bind(server, config.address, config.security)
     return server, port, health_servicer
 
 
-def serve(config: Config) -> None:
-    server, port, health_servicer = create_server(config)
+def serve(config: Config, observability: Observability) -> None:
+    server, port, health_servicer = create_server(config, observability)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
     log.info("simulator serving port=%d store=%s security=%s", port, config.store_dir, config.security.describe())
@@ -279,11 +288,12 @@ def serve(config: Config) -> None:
 _FLAGS = (
     service_main.Flag("--address", "PLASMA_SIMULATOR_ADDRESS", "host:port to listen on"),
     service_main.Flag("--store", "PLASMA_SIMULATOR_STORE", "store directory"),
+    service_main.Flag("--metrics-address", "PLASMA_SIMULATOR_METRICS_ADDRESS", "host:port for Prometheus /metrics"),
 )
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    service_main.run("Plasma simulator service", _FLAGS, Config.from_env, serve, argv, env)
+    service_main.run("Plasma simulator service", _FLAGS, Config.from_env, serve, argv, env, service="simulator")
 
 
 if __name__ == "__main__":

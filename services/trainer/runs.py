@@ -14,6 +14,7 @@ progress event, the start of a simulation); what it records after the mark is dr
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -166,8 +167,9 @@ class Runs:
         handle = Handle(start.run.run_id)
         handle._recorder = RunRecorder(self._store, start.run)
         handle._recorder.start()
-        thread = threading.Thread(target=self._train, args=(start, handle), name=f"train-{start.run.run_id}",
-                                  daemon=True)
+        # In the caller's context: a Train call's trace span stays the parent of the run's calls to the simulator.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(self._train, start, handle),
+                                  name=f"train-{start.run.run_id}", daemon=True)
         with self._lock:
             self._active[start.run.run_id] = (handle, thread)
         thread.start()

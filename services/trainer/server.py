@@ -24,11 +24,12 @@ from plasma.server.errors import (
     bad_input,
     translate_errors,
 )
+from plasma.server.observability import Observability
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle
-from services.trainer import configs, recorder
+from services.trainer import configs, metrics, recorder
 from services.trainer.config import Config
 from services.trainer.runs import Runs, Start
 from services.trainer.store import TrainerStore
@@ -175,20 +176,23 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
 
 def create_server(
-    config: Config, simulator: grpc.Channel | None = None
+    config: Config, simulator: grpc.Channel | None = None, observability: Observability | None = None
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Builds and binds the server (not started); `simulator` defaults to a channel to config.simulator_address.
+    """Builds and binds the server (not started); `simulator` defaults to a channel to config.simulator_address;
+    `observability` (default: off) counts and traces its calls, and those it makes to the simulator.
     Runs left RUNNING by a previous process resume in the background."""
-    server, port, health_servicer, _ = _build(config, simulator)
+    server, port, health_servicer, _ = _build(config, simulator, observability or Observability("trainer"))
     return server, port, health_servicer
 
 
-def _build(config: Config, simulator: grpc.Channel | None) -> tuple[grpc.Server, int, health.HealthServicer, Runs]:
+def _build(config: Config, simulator: grpc.Channel | None,
+           observability: Observability) -> tuple[grpc.Server, int, health.HealthServicer, Runs]:
     threads.configure_torch(config.torch_threads)
-    server = grpc_server.build_server(config.workers, security=config.security)
+    server = grpc_server.build_server(config.workers, security=config.security, observability=observability)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
-    channel = simulator or channels.channel(config.simulator_address, config.client_security)
+    channel = observability.channel(simulator or channels.channel(config.simulator_address, config.client_security))
     store = TrainerStore(config.store_dir)
+    observability.register(metrics.collector(store))
     runs = Runs(store, channel, config)
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(store, channel, runs), server)
     runs.resume_interrupted()
@@ -196,8 +200,8 @@ def _build(config: Config, simulator: grpc.Channel | None) -> tuple[grpc.Server,
     return server, port, health_servicer, runs
 
 
-def serve(config: Config) -> None:
-    server, port, health_servicer, runs = _build(config, None)
+def serve(config: Config, observability: Observability) -> None:
+    server, port, health_servicer, runs = _build(config, None, observability)
     server.start()
     grpc_server.set_serving(health_servicer, [SERVICE_NAME], True)
     log.info("trainer serving port=%d simulator=%s store=%s security=%s", port, config.simulator_address,
@@ -211,11 +215,12 @@ _FLAGS = (
     service_main.Flag("--address", "PLASMA_TRAINER_ADDRESS", "host:port to listen on"),
     service_main.Flag("--simulator", "PLASMA_SIMULATOR_TARGET", "simulator host:port"),
     service_main.Flag("--store", "PLASMA_TRAINER_STORE", "store directory"),
+    service_main.Flag("--metrics-address", "PLASMA_TRAINER_METRICS_ADDRESS", "host:port for Prometheus /metrics"),
 )
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
-    service_main.run("Plasma trainer service", _FLAGS, Config.from_env, serve, argv, env)
+    service_main.run("Plasma trainer service", _FLAGS, Config.from_env, serve, argv, env, service="trainer")
 
 
 if __name__ == "__main__":
