@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from rich.text import Text
 
 from plasma.cli.output import is_terminal
@@ -96,9 +97,13 @@ class BarPrinter:
     for each step that says what happened."""
 
     def __init__(self, stream: TextIO) -> None:
-        self._progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn("[bold]{task.description}"),
-                                  BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                                  console=Console(file=stream))
+        # The stage's name and the bar keep their width; the event's figures give way on a narrow terminal.
+        self._progress = Progress(
+            SpinnerColumn(finished_text="✓"),
+            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True, min_width=7)),
+            BarColumn(bar_width=24), TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+            console=Console(file=stream), expand=True)
         self._tasks: dict[str, list[TaskID]] = {}  # per stage, its bars
         self._bars: dict[str, TaskID] = {}  # per stage and phase
         self._progress.start()
