@@ -5,6 +5,8 @@ the client through the trainer into the simulator, the compiler into the trainer
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ TRAINER = "plasma.trainer.v1.TrainerService"
 COMPILER = "plasma.compiler.v1.CompilerService"
 EDGE = "plasma.edge.v1.EdgeRuntimeService"
 NO_RUN = "run-0123456789ab"
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "plasma.json"
 
 
 @dataclass
@@ -243,3 +246,13 @@ def test_failed_calls_carry_their_status_into_their_spans(deployed: Deployed) ->
     (failed_compile,) = [a for a in _ancestors(inside, by_id)
                          if a.name == f"{COMPILER}/Compile" and a.kind == trace.SpanKind.SERVER]
     assert failed_compile.attributes is not None and failed_compile.attributes["rpc.grpc.status_code"] == 5
+
+
+def test_the_grafana_dashboard_reads_only_figures_the_services_export(deployed: Deployed) -> None:
+    exported = {name for observability in deployed.observability.values() for name, _ in scrape(observability)}
+    exported |= {name for name, _ in deployed.during_training}  # a running run's series
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    read = {name for expr in expressions for name in re.findall(r"\b(?:grpc_server|plasma)_[a-z_]+", expr)}
+    assert len(expressions) >= 15 and read
+    assert read <= exported, read - exported
