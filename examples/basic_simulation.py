@@ -31,7 +31,7 @@ RANDOM = simulator_pb2.RolloutPolicy(random=simulator_pb2.RandomPolicy())
 
 
 def verdict(path: simulator_pb2.PhantomPath) -> str:
-    """"PASS", or "TRUNCATE at step 12: ..." with the first finding's detail."""
+    """The audit's verdict (PASS, TRUNCATE or REJECT), with the step and detail of its first finding if any."""
     audit = path.audit
     name = audit_pb2.AuditVerdict.Name(audit.verdict).removeprefix("AUDIT_VERDICT_")
     if not audit.findings:
@@ -39,6 +39,11 @@ def verdict(path: simulator_pb2.PhantomPath) -> str:
     first = min(audit.findings, key=lambda finding: finding.step)
     reason = audit_pb2.AuditReason.Name(first.reason).removeprefix("AUDIT_REASON_").lower().replace("_", " ")
     return f"{name} at step {audit.valid_steps}: {reason} ({first.detail})"
+
+
+def failed(steps: list[int], paths: int) -> str:
+    """How many of `paths` failed, and at which step on average (`steps`: the step each failed path ended at)."""
+    return f"{len(steps)} of {paths} failed" + (f", at mean step {np.mean(steps):.1f}" if steps else "")
 
 
 def main() -> None:
@@ -67,8 +72,12 @@ def main() -> None:
 
         # 2. The world model, and how well it predicts held-out real episodes.
         reports: list[simulator_pb2.QualityReport] = []
-        model = client.fit_world_model(dataset.dataset_id, model_config, on_progress=lambda event: (
-            reports.append(event) if isinstance(event, simulator_pb2.QualityReport) else None))
+
+        def keep_reports(event: object) -> None:  # progress events, and the quality reports among them
+            if isinstance(event, simulator_pb2.QualityReport):
+                reports.append(event)
+
+        model = client.fit_world_model(dataset.dataset_id, model_config, on_progress=keep_reports)
         metrics = model.metrics
         print(f"world model {model.model_id}: held-out one-step MSE {metrics.holdout_obs_mse:.2e} "
               f"(naive next=current {metrics.holdout_naive_obs_mse:.2e}), fitted in {model.fit_seconds:.1f} s")
@@ -89,7 +98,8 @@ def main() -> None:
                   f"(penalized {path.audit.penalized_return:7.1f}), {verdict(path)}")
         counts = ", ".join(f"{name} {verdicts[name]}" for name in ("PASS", "TRUNCATE", "REJECT"))
         print(f"phantom paths: {len(returns)} from {simulation.simulation_id}, mean length {np.mean(lengths):.1f}, "
-              f"mean return {np.mean(returns):.1f} (real random episodes: {dataset.mean_episode_return:.1f}); "
+              f"mean return {np.mean(returns):.1f} (real episodes: mean length "
+              f"{dataset.num_transitions / dataset.num_episodes:.1f}, mean return {dataset.mean_episode_return:.1f}); "
               f"audit {counts}")
 
         # 4. Error forecast from one real start state, and the real environment from that state.
@@ -106,9 +116,8 @@ def main() -> None:
               f"likely failure step {forecast.likely_failure_step}, likely model-error step "
               f"{forecast.likely_model_error_step} (-1: never within {args.horizon}); failure probability by the end "
               f"{failure[-1]:.2f}, model-error probability by the end {model_error[-1]:.2f}")
-        print(f"{len(real)} sample paths' actions replayed in the real {args.env}: {len(real_ends)} failed, at mean "
-              f"step {np.mean(real_ends or [np.nan]):.1f}; in the model {len(phantom_ends)} failed, at mean step "
-              f"{np.mean(phantom_ends or [np.nan]):.1f}")
+        print(f"the {len(real)} drawn samples' actions replayed in the real {args.env}: "
+              f"{failed(real_ends, len(real))}; in the model: {failed(phantom_ends, len(real))}")
         if args.plot:
             from plasma.sdk import plot  # matplotlib only when drawing
 
