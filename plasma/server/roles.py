@@ -39,6 +39,7 @@ _SIMULATOR = "plasma.simulator.v1.SimulatorService"
 _TRAINER = "plasma.trainer.v1.TrainerService"
 _COMPILER = "plasma.compiler.v1.CompilerService"
 _EDGE = "plasma.edge.v1.EdgeRuntimeService"
+_REGISTRY = "plasma.registry.v1.RegistryService"
 
 # Full method name, as gRPC names it in a call ("/package.Service/Method"), to the role it needs.
 ROLES: dict[str, Role] = {
@@ -73,6 +74,17 @@ ROLES: dict[str, Role] = {
     f"/{_EDGE}/Act": READER,
     f"/{_EDGE}/Control": READER,
     f"/{_EDGE}/GetStatus": READER,
+    f"/{_REGISTRY}/Publish": OPERATOR,
+    f"/{_REGISTRY}/GetChannel": READER,
+    f"/{_REGISTRY}/ListChannels": READER,
+    f"/{_REGISTRY}/WatchChannel": READER,
+    f"/{_REGISTRY}/DownloadPacket": READER,
+    # Edges and their devices report with the reader role they follow a channel with (docs/fleet.md).
+    f"/{_REGISTRY}/Report": READER,
+    f"/{_REGISTRY}/StartRollout": OPERATOR,
+    f"/{_REGISTRY}/GetRollout": READER,
+    f"/{_REGISTRY}/AbortRollout": OPERATOR,
+    f"/{_REGISTRY}/ListDecisions": READER,
 }
 
 # Services every caller may use once connected: probes and reflection-driven tools.
