@@ -103,9 +103,9 @@ def support_of(model: EnsembleWorldModel, transitions: Transitions) -> Support:
     states = np.concatenate([transitions.obs, transitions.next_obs[went_on]]).astype(np.float64)
     disagreement = []
     for start in range(0, len(transitions), _CHUNK):
-        obs = torch.as_tensor(transitions.obs[start : start + _CHUNK], dtype=torch.float32)
-        actions = torch.as_tensor(transitions.actions[start : start + _CHUNK])
-        disagreement.append(model.step(obs, actions, "mean").disagreement.numpy())
+        obs = torch.as_tensor(transitions.obs[start : start + _CHUNK], dtype=torch.float32, device=model.device)
+        actions = torch.as_tensor(transitions.actions[start : start + _CHUNK], device=model.device)
+        disagreement.append(model.step(obs, actions, "mean").disagreement.cpu().numpy())
     quantile = float(np.quantile(np.concatenate(disagreement), CALIBRATION_QUANTILE))
     low, high = states.min(0), states.max(0)
     end_low, end_high = _episode_ends(transitions.next_obs[transitions.terminated].astype(np.float64), low, high)

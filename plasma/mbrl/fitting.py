@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from plasma import log as plog
+from plasma.mbrl.devices import CPU
 from plasma.mbrl.models.ensemble import EnsembleWorldModel, WorldModelConfig
 from plasma.mbrl.types import Transitions
 from plasma.spaces import EnvSpec
@@ -114,8 +115,10 @@ def fit(
     cfg: WorldModelConfig | None = None,
     progress: Callable[[FitProgress], None] | None = None,
     init: EnsembleWorldModel | None = None,
+    device: torch.device = CPU,
 ) -> tuple[EnsembleWorldModel, dict[str, float]]:
-    """Fits an ensemble on `transitions`; metrics are measured on held-out episodes.
+    """Fits an ensemble on `device` (where the returned model stays) on `transitions`; metrics are measured on
+    held-out episodes. The batches are drawn by numpy from the seed, so every device trains on the same rows.
 
     With `init` (same spec and architecture), training starts from its weights, but the normalization
     statistics are recomputed on the new training rows. Keeping the parent's was worse where it matters: on
@@ -134,13 +137,14 @@ def fit(
         if init.spec != spec or any(getattr(init.config, f) != getattr(cfg, f) for f in architecture):
             raise ValueError("fine-tuning needs a model of the same spec, ensemble size, width and depth")
         model.load_state_dict(init.state_dict())
-    obs = torch.tensor(transitions.obs, dtype=torch.float32)
-    next_obs = torch.tensor(transitions.next_obs, dtype=torch.float32)
-    rewards = torch.tensor(transitions.rewards, dtype=torch.float32)
-    inputs = model.features(obs, torch.tensor(transitions.actions))
+    model.to(device)
+    obs = torch.tensor(transitions.obs, dtype=torch.float32, device=device)
+    next_obs = torch.tensor(transitions.next_obs, dtype=torch.float32, device=device)
+    rewards = torch.tensor(transitions.rewards, dtype=torch.float32, device=device)
+    inputs = model.features(obs, torch.tensor(transitions.actions, device=device))
     targets = torch.cat([next_obs - obs, rewards[:, None]], dim=1)
     train_rows, held_rows = (
-        torch.as_tensor(rows) for rows in _split_rows(transitions.episode_ids, cfg.holdout_fraction, rng)
+        torch.as_tensor(rows, device=device) for rows in _split_rows(transitions.episode_ids, cfg.holdout_fraction, rng)
     )
     # Constant columns (CartPole's reward, an unused action) get unit scale instead of dividing by 0.
     for buffer, values in ((model.in_mean, inputs), (model.target_mean, targets)):
@@ -150,7 +154,7 @@ def fit(
         buffer.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
     x = (inputs - model.in_mean) / model.in_std
     y = (targets - model.target_mean) / model.target_std
-    terminated = torch.tensor(transitions.terminated, dtype=torch.float32)
+    terminated = torch.tensor(transitions.terminated, dtype=torch.float32, device=device)
 
     everything = _Split(obs, next_obs, rewards, terminated, x, y)
     train, held = everything.rows(train_rows), everything.rows(held_rows)
@@ -158,13 +162,13 @@ def fit(
     n_train = len(train_rows)
     positives = float(train.terminated.sum())
     termination_weight = torch.tensor(
-        min(_MAX_TERMINATION_WEIGHT, (n_train - positives) / positives) if positives else 1.0
+        min(_MAX_TERMINATION_WEIGHT, (n_train - positives) / positives) if positives else 1.0, device=device
     )
-    bootstrap = torch.as_tensor(rng.integers(0, n_train, size=(cfg.ensemble_size, n_train)))
+    bootstrap = torch.as_tensor(rng.integers(0, n_train, size=(cfg.ensemble_size, n_train)), device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     report_every = max(1, cfg.train_steps // _REPORTS)
     for step in range(1, cfg.train_steps + 1):
-        positions = torch.as_tensor(rng.integers(0, n_train, size=(cfg.ensemble_size, cfg.batch_size)))
+        positions = torch.as_tensor(rng.integers(0, n_train, size=(cfg.ensemble_size, cfg.batch_size)), device=device)
         batch = torch.gather(bootstrap, 1, positions)  # [E, batch] row indices into train
         mean, logvar, logit = model.heads(model.forward_all(train.x[batch]))
         loss = (

@@ -71,11 +71,12 @@ def _score(
     its first predicted termination, whose step still counts, as in the real environment.
     """
     batch, samples, horizon = sequences.shape[:3]
+    device = obs.device
     flat = sequences.reshape(batch * samples, horizon, *sequences.shape[3:])
-    members = (torch.arange(samples) % model.config.ensemble_size).repeat(batch)
-    returns = torch.zeros(batch * samples)
+    members = (torch.arange(samples, device=device) % model.config.ensemble_size).repeat(batch)
+    returns = torch.zeros(batch * samples, device=device)
     # Only candidates still alive are simulated: `live` indexes them into the flat batch.
-    live = torch.arange(batch * samples)
+    live = torch.arange(batch * samples, device=device)
     state = obs.repeat_interleave(samples, dim=0)  # [live, obs_dim]
     weight = 1.0
     for t in range(horizon):
@@ -101,7 +102,8 @@ def plan(
 ) -> torch.Tensor:
     """The planned first action for each state: obs [B, obs_dim] -> [B] int64 or [B, act_dim] float32.
 
-    `task` None scores with the learned reward and termination heads.
+    `task` None scores with the learned reward and termination heads. `obs` and `generator` are on the model's
+    device.
     """
     if model.spec.action.kind == "discrete":
         return _plan_discrete(model, obs.float(), cfg, task, generator)
@@ -115,11 +117,11 @@ def _plan_discrete(
     """CEM with a categorical distribution per step. Returns the first action whose candidates scored
     best on average: with a survival reward (CartPole) many candidates tie at the top, and the single
     best one's first action is close to a coin flip, a poor label to imitate."""
-    batch, n = obs.shape[0], model.spec.action.n
-    rows = torch.arange(batch)[:, None]
-    probs = torch.full((batch, cfg.horizon, n), 1.0 / n)
-    first_total = torch.zeros(batch, n)
-    first_count = torch.zeros(batch, n)
+    batch, n, device = obs.shape[0], model.spec.action.n, obs.device
+    rows = torch.arange(batch, device=device)[:, None]
+    probs = torch.full((batch, cfg.horizon, n), 1.0 / n, device=device)
+    first_total = torch.zeros(batch, n, device=device)
+    first_count = torch.zeros(batch, n, device=device)
     for _ in range(cfg.num_iterations):
         drawn = torch.multinomial(probs.reshape(-1, n), cfg.num_samples, replacement=True, generator=generator)
         sequences = drawn.reshape(batch, cfg.horizon, cfg.num_samples).transpose(1, 2)  # [B, N, H]
@@ -141,14 +143,14 @@ def _plan_box(
     elite mean [B, act_dim], and that mean [B, H, act_dim]. `start` [B, H, act_dim] replaces the midpoint of the
     bounds as the initial mean (the width stays the whole range)."""
     space = model.spec.action
-    batch = obs.shape[0]
-    rows = torch.arange(batch)[:, None]
-    low = torch.tensor(space.low, dtype=torch.float32)
-    high = torch.tensor(space.high, dtype=torch.float32)
+    batch, device = obs.shape[0], obs.device
+    rows = torch.arange(batch, device=device)[:, None]
+    low = torch.tensor(space.low, dtype=torch.float32, device=device)
+    high = torch.tensor(space.high, dtype=torch.float32, device=device)
     mean = ((low + high) / 2).expand(batch, cfg.horizon, -1).clone() if start is None else start.clone()
     std = ((high - low) / 2).expand(batch, cfg.horizon, -1).clone()  # [B, H, act_dim]
     for _ in range(cfg.num_iterations):
-        noise = torch.randn((batch, cfg.num_samples, *mean.shape[1:]), generator=generator)
+        noise = torch.randn((batch, cfg.num_samples, *mean.shape[1:]), generator=generator, device=device)
         sequences = torch.clamp(mean[:, None] + std[:, None] * noise, low, high)  # [B, N, H, act_dim]
         scores = _score(model, obs, sequences, cfg.discount, task)
         elites = sequences[rows, scores.topk(cfg.num_elites, dim=1).indices]  # [B, K, H, act_dim]
@@ -169,7 +171,8 @@ class PathPlanner:
         space = model.spec.action
         self._warm: torch.Tensor | None = None
         if space.kind == "box":
-            middle = (torch.tensor(space.low, dtype=torch.float32) + torch.tensor(space.high, dtype=torch.float32)) / 2
+            low, high = (torch.tensor(b, dtype=torch.float32, device=model.device) for b in (space.low, space.high))
+            middle = (low + high) / 2
             self._middle = middle  # [act_dim]: what a step no earlier plan covers starts from
             self._warm = middle.expand(paths, cfg.horizon, -1).clone()  # [paths, H, act_dim]
 

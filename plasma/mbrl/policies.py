@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from plasma.mbrl.devices import CPU
 from plasma.mbrl.types import MlpWeights
 from plasma.spaces import EnvSpec
 
@@ -53,20 +54,26 @@ def validate(weights: MlpWeights, spec: EnvSpec) -> None:
 
 
 class MlpPolicy:
-    """Deterministic actions of a validated MlpWeights policy: argmax (discrete) or tanh-squashed (box)."""
+    """Deterministic actions of a validated MlpWeights policy: argmax (discrete) or tanh-squashed (box), computed
+    on `device` (observations given to `act` are there too)."""
 
-    def __init__(self, weights: MlpWeights, spec: EnvSpec) -> None:
+    def __init__(self, weights: MlpWeights, spec: EnvSpec, device: torch.device = CPU) -> None:
         validate(weights, spec)
         self._spec = spec
-        # Copies: arrays decoded from a message are read-only, and the policy must not alias the caller's.
-        self._weights = [torch.tensor(np.asarray(w), dtype=torch.float32) for w in weights.weights]
-        self._biases = [torch.tensor(np.asarray(b), dtype=torch.float32) for b in weights.biases]
+        self._device = device
+
+        def tensor(values: object) -> torch.Tensor:
+            # A copy: arrays decoded from a message are read-only, and the policy must not alias the caller's.
+            return torch.tensor(np.asarray(values), dtype=torch.float32, device=device)
+
+        self._weights = [tensor(w) for w in weights.weights]
+        self._biases = [tensor(b) for b in weights.biases]
         self._activation = _ACTIVATIONS[weights.activation]
-        self._obs_mean = torch.tensor(np.asarray(weights.obs_mean), dtype=torch.float32)
-        self._obs_std = torch.tensor(np.asarray(weights.obs_std), dtype=torch.float32)
+        self._obs_mean = tensor(weights.obs_mean)
+        self._obs_std = tensor(weights.obs_std)
         if spec.action.kind == "box":
-            self._low = torch.tensor(spec.action.low, dtype=torch.float32)
-            self._high = torch.tensor(spec.action.high, dtype=torch.float32)
+            self._low = tensor(spec.action.low)
+            self._high = tensor(spec.action.high)
 
     @torch.no_grad()
     def output(self, obs: torch.Tensor) -> torch.Tensor:
@@ -87,4 +94,4 @@ class MlpPolicy:
         return self._low + (torch.tanh(raw) + 1.0) * 0.5 * (self._high - self._low)
 
     def act_numpy(self, obs: np.ndarray) -> np.ndarray:
-        return self.act(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+        return self.act(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self._device)).cpu().numpy()

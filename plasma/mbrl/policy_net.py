@@ -84,6 +84,6 @@ class PolicyNet(nn.Module):
 def actions_from_output(spec: PolicySpec, raw: torch.Tensor) -> torch.Tensor:
     if spec.action_kind == "discrete":
         return raw.argmax(dim=-1)
-    low = torch.tensor(spec.action_low, dtype=raw.dtype)
-    high = torch.tensor(spec.action_high, dtype=raw.dtype)
+    low = torch.tensor(spec.action_low, dtype=raw.dtype, device=raw.device)
+    high = torch.tensor(spec.action_high, dtype=raw.dtype, device=raw.device)
     return low + (torch.tanh(raw) + 1.0) * 0.5 * (high - low)

@@ -79,12 +79,12 @@ def horizon_error(model: EnsembleWorldModel, data: Transitions, held_rows: np.nd
     starts = window_starts(data.episode_ids, held_rows, steps)
     if not len(starts):
         return None
-    obs = torch.as_tensor(data.obs, dtype=torch.float32)
-    actions = torch.as_tensor(data.actions)
+    obs = torch.as_tensor(data.obs, dtype=torch.float32, device=model.device)
+    actions = torch.as_tensor(data.actions, device=model.device)
     state = obs[starts]  # [W, obs_dim]
     for offset in range(steps):
         state = model.step(state, actions[starts + offset], "mean").next_obs
-    target = torch.as_tensor(data.next_obs[starts + steps - 1], dtype=torch.float32)
+    target = torch.as_tensor(data.next_obs[starts + steps - 1], dtype=torch.float32, device=model.device)
     model_sq = (((state - target) / scale) ** 2).double()  # [W, obs_dim]
     naive_sq = (((obs[starts] - target) / scale) ** 2).double()
     return HorizonError(
@@ -103,11 +103,12 @@ def _calibration(model: EnsembleWorldModel, data: Transitions, held_rows: np.nda
     """Mean one-step Gaussian NLL per dimension and the per-dimension 90 % interval coverage."""
     scale = scale.double()
     nll_sum = 0.0
-    inside = torch.zeros(model.obs_dim, dtype=torch.float64)
+    inside = torch.zeros(model.obs_dim, dtype=torch.float64, device=model.device)
     for start in range(0, len(held_rows), _CHUNK):
         rows = held_rows[start : start + _CHUNK]
-        mean, var = model.predictive(torch.as_tensor(data.obs[rows]), torch.as_tensor(data.actions[rows]))
-        target = torch.as_tensor(data.next_obs[rows]).double()
+        mean, var = model.predictive(torch.as_tensor(data.obs[rows], device=model.device),
+                                     torch.as_tensor(data.actions[rows], device=model.device))
+        target = torch.as_tensor(data.next_obs[rows], device=model.device).double()
         z = (target - mean.double()) / scale  # [B, obs_dim] normalized error
         var_n = var.double() / scale**2
         nll_sum += float((0.5 * (math.log(2 * math.pi) + var_n.log() + z**2 / var_n)).sum())

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from plasma.mbrl import devices
 from plasma.mbrl.audit import AuditSettings, Support, audit_batch
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.planning import PathPlanner, PlannerConfig, check_reward_source, rewards_and_dones
@@ -17,6 +18,9 @@ from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
 
 # Paths rolled out together; large enough to amortise per-step overhead, small enough to stream early.
 BATCH_PATHS = 64
+# The same on a GPU, where a step of 64 paths costs what a step of thousands does (kernel launches, copies back).
+# Not tuned on a GPU yet: bench/gpu_check.sh measures paths/s at this size.
+GPU_BATCH_PATHS = 4096
 # How a batch's paths choose their actions: (states [B, obs_dim], their paths' rows in the batch [B]) -> actions.
 Act = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -47,8 +51,9 @@ def simulate(
 ) -> Iterator[PhantomPath]:
     """The `num_paths` paths, in order, each following one ensemble member (TS1) from a start state drawn
     from `start_pool` [n, obs_dim] until its first predicted termination or `horizon` steps. The same
-    seed gives the same paths. Arguments are checked here, before the first path is computed. With the
-    model's `support`, every path carries the audit's verdict under `audit` (default settings when None).
+    seed gives the same paths on the same device (the model's). Arguments are checked here, before the first path
+    is computed. With the model's `support`, every path carries the audit's verdict under `audit` (default
+    settings when None).
     """
     check_reward_source(reward_source, task)
     obs_dim = model.obs_dim
@@ -58,14 +63,16 @@ def simulate(
         raise ValueError(f"num_paths and horizon must be at least 1, got {num_paths} and {horizon}")
     if seed < 0:
         raise ValueError(f"seed must not be negative, got {seed}")
-    mlp = MlpPolicy(policy, model.spec) if isinstance(policy, MlpWeights) else None
+    device = model.device
+    mlp = MlpPolicy(policy, model.spec, device) if isinstance(policy, MlpWeights) else None
     samples_box = policy is None or isinstance(policy, PlannerConfig) or label_with_planner is not None
     bounds = [*model.spec.action.low, *model.spec.action.high]
     if samples_box and model.spec.action.kind == "box" and not np.isfinite(bounds).all():
         raise ValueError("random actions and the planner need a box action space with finite bounds")
     rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-    pool = torch.tensor(start_pool, dtype=torch.float32)  # a copy: stored arrays may be read-only
+    generator = devices.generator(device, seed)
+    pool = torch.tensor(start_pool, dtype=torch.float32, device=device)  # a copy: stored arrays may be read-only
+    batch_paths = BATCH_PATHS if device.type == "cpu" else GPU_BATCH_PATHS
     scored_task = task if reward_source == "task" else None
     # A task's reward is a known function of the (audited) states: only learned rewards are range-checked.
     settings = None if support is None else replace(audit or AuditSettings(), check_rewards=scored_task is None)
@@ -81,10 +88,10 @@ def simulate(
         return lambda obs, _rows: _random_actions(model, obs.shape[0], generator)
 
     def paths() -> Iterator[PhantomPath]:
-        for first in range(0, num_paths, BATCH_PATHS):
-            size = min(BATCH_PATHS, num_paths - first)
-            starts = pool[torch.as_tensor(rng.integers(0, len(pool), size))]
-            members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size))
+        for first in range(0, num_paths, batch_paths):
+            size = min(batch_paths, num_paths - first)
+            starts = pool[torch.as_tensor(rng.integers(0, len(pool), size), device=device)]
+            members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size), device=device)
             labeler = (None if label_with_planner is None or same_planner else
                        PathPlanner(model, label_with_planner, scored_task, generator, size))
             batch = _rollout_batch(model, starts, members, horizon, actor(size), labeler, same_planner, scored_task)
@@ -96,12 +103,12 @@ def simulate(
 
 
 def _random_actions(model: EnsembleWorldModel, count: int, generator: torch.Generator) -> torch.Tensor:
-    space = model.spec.action
+    space, device = model.spec.action, generator.device
     if space.kind == "discrete":
-        return torch.randint(space.n, (count,), generator=generator)
-    low = torch.tensor(space.low, dtype=torch.float32)
-    high = torch.tensor(space.high, dtype=torch.float32)
-    return low + torch.rand((count, space.flat_dim), generator=generator) * (high - low)
+        return torch.randint(space.n, (count,), generator=generator, device=device)
+    low = torch.tensor(space.low, dtype=torch.float32, device=device)
+    high = torch.tensor(space.high, dtype=torch.float32, device=device)
+    return low + torch.rand((count, space.flat_dim), generator=generator, device=device) * (high - low)
 
 
 def _rollout_batch(
@@ -115,40 +122,42 @@ def _rollout_batch(
     task: Task | None,
 ) -> list[PhantomPath]:
     """The batch's paths; the planner's labels come from `labeler`, or are the actions themselves when the
-    planner that labels them also drives (`labelled_by_actor`)."""
+    planner that labels them also drives (`labelled_by_actor`). The tensors are on the model's device; each step is
+    copied into the host's arrays (`.cpu()` costs nothing on the CPU)."""
     size = obs.shape[0]
     discrete = model.spec.action.kind == "discrete"
     action_shape = () if discrete else (model.spec.action.flat_dim,)
     action_dtype = np.int64 if discrete else np.float32
     observations = np.zeros((horizon + 1, size, model.obs_dim), dtype=np.float32)  # [T + 1, paths, obs_dim]
-    observations[0] = obs.numpy()
+    observations[0] = obs.cpu().numpy()
     actions = np.zeros((horizon, size, *action_shape), dtype=action_dtype)
     expert = np.zeros_like(actions) if labeler is not None or labelled_by_actor else None
     rewards = np.zeros((horizon, size), dtype=np.float32)
     dones = np.zeros((horizon, size), dtype=bool)
     uncertainty = np.zeros((horizon, size), dtype=np.float32)
     lengths = np.zeros(size, dtype=np.int64)
-    alive = torch.ones(size, dtype=torch.bool)
+    alive = torch.ones(size, dtype=torch.bool, device=obs.device)
     state = obs.clone()
     for t in range(horizon):
         rows = alive.nonzero().squeeze(1)
-        idx = rows.numpy()
+        idx = rows.cpu().numpy()
         current = state[rows]
         chosen = act(current, rows)
         if expert is not None:
-            expert[t, idx] = (chosen if labeler is None else labeler(current, rows)).numpy()
+            expert[t, idx] = (chosen if labeler is None else labeler(current, rows)).cpu().numpy()
         next_obs, learned_reward, done_prob, disagreement = model.step(current, chosen, members[rows])
         reward, done = rewards_and_dones(task, current, chosen, next_obs, learned_reward, done_prob)
-        observations[t + 1, idx] = next_obs.numpy()
-        actions[t, idx] = chosen.numpy()
-        rewards[t, idx] = reward.numpy()
-        dones[t, idx] = done.numpy()
-        uncertainty[t, idx] = disagreement.numpy()
+        observations[t + 1, idx] = next_obs.cpu().numpy()
+        actions[t, idx] = chosen.cpu().numpy()
+        rewards[t, idx] = reward.cpu().numpy()
+        dones[t, idx] = done.cpu().numpy()
+        uncertainty[t, idx] = disagreement.cpu().numpy()
         lengths[idx] += 1
         state[rows] = next_obs
         alive[rows] = ~done
         if not alive.any():
             break
+    member_ids = members.tolist()
     return [
         PhantomPath(
             observations=observations[: steps + 1, i].copy(),
@@ -157,7 +166,7 @@ def _rollout_batch(
             dones=dones[:steps, i].copy(),
             uncertainty=uncertainty[:steps, i].copy(),
             expert_actions=None if expert is None else expert[:steps, i].copy(),
-            members=np.full(steps, int(members[i]), dtype=np.int64),  # TS1: one member for the whole path
+            members=np.full(steps, member_ids[i], dtype=np.int64),  # TS1: one member for the whole path
         )
         for i, steps in enumerate(lengths.tolist())
     ]

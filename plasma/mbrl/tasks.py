@@ -8,6 +8,7 @@ one world model serve many objectives without running any user code on the serve
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ _CARTPOLE_THETA_LIMIT = 12 * 2 * math.pi / 360
 
 def _cartpole_reward(obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
     # Gymnasium pays 1 for every step, the terminating one included.
-    return torch.ones(obs.shape[0], dtype=torch.float32)
+    return torch.ones(obs.shape[0], dtype=torch.float32, device=obs.device)
 
 
 def _cartpole_terminated(next_obs: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,7 @@ def _pendulum_reward(obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.T
 
 
 def _never_terminated(next_obs: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(next_obs.shape[0], dtype=torch.bool)
+    return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)
 
 
 _TASKS = {
@@ -141,18 +142,25 @@ def _tracking_task(spec: TrackingSpec, env_spec: EnvSpec) -> Task:
         )
     alive_bonus = float(spec.alive_bonus)
     # Elements without a finite bound need no comparison; a task with none never terminates.
-    bounded = torch.isfinite(below) | torch.isfinite(above)
+    bounded = bool((torch.isfinite(below) | torch.isfinite(above)).any())
+
+    @functools.cache
+    def on(device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The task's constants on `device`, copied there once rather than at every step (the CPU's are these)."""
+        return tuple(t.to(device) for t in (target, weights, action_weights, target_action, below, above))
 
     def reward(obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        state_cost = (weights * (next_obs.float() - target) ** 2).sum(dim=1)  # [B]
+        target_, weights_, action_weights_, target_action_, _, _ = on(next_obs.device)
+        state_cost = (weights_ * (next_obs.float() - target_) ** 2).sum(dim=1)  # [B]
         flat_actions = actions.reshape(obs.shape[0], -1).float()  # [B, action_size]
-        action_cost = (action_weights * (flat_actions - target_action) ** 2).sum(dim=1)
+        action_cost = (action_weights_ * (flat_actions - target_action_) ** 2).sum(dim=1)
         return alive_bonus - state_cost - action_cost
 
     def terminated(next_obs: torch.Tensor) -> torch.Tensor:
-        if not bounded.any():
-            return torch.zeros(next_obs.shape[0], dtype=torch.bool)
-        return ((next_obs < below) | (next_obs > above)).any(dim=1)
+        if not bounded:
+            return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)
+        *_, below_, above_ = on(next_obs.device)
+        return ((next_obs < below_) | (next_obs > above_)).any(dim=1)
 
     return Task(env_spec.env_id, reward, terminated)
 

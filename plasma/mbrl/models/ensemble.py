@@ -22,6 +22,7 @@ from torch import nn
 
 from plasma import files
 from plasma import log as plog
+from plasma.mbrl.devices import CPU
 from plasma.spaces import EnvSpec
 
 log = plog.get(__name__)
@@ -102,6 +103,11 @@ class EnsembleWorldModel(nn.Module):
             bound = 1.0 / math.sqrt(weight.shape[1])
             nn.init.uniform_(weight, -bound, bound, generator=generator)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (`.to(device)` moves them); every tensor a method creates is made there."""
+        return self.in_mean.device
+
     # Encoding
 
     def features(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -172,7 +178,7 @@ class EnsembleWorldModel(nn.Module):
         order = member_idx.argsort(stable=True)
         counts = torch.bincount(member_idx, minlength=self.config.ensemble_size).tolist()
         blocks = x[order].split(counts)
-        out = torch.empty(obs.shape[0], 2 * self.target_dim + 1)
+        out = torch.empty(obs.shape[0], 2 * self.target_dim + 1, device=x.device)
         out[order] = torch.cat([self._forward_member(members[m], block) for m, block in enumerate(blocks)])
         next_obs, reward = self.decode(obs.float(), out[:, : self.target_dim])
         return next_obs, reward, torch.sigmoid(out[:, 2 * self.target_dim])
@@ -194,7 +200,7 @@ class EnsembleWorldModel(nn.Module):
             if member_idx != "mean":
                 raise ValueError(f"member_idx must be a tensor of member indices or 'mean', got {member_idx!r}")
             return StepResult(next_all.mean(0), reward_all.mean(0), done_all.mean(0), disagreement)
-        rows = torch.arange(obs.shape[0])
+        rows = torch.arange(obs.shape[0], device=obs.device)
         member_idx = member_idx.long()
         return StepResult(
             next_all[member_idx, rows], reward_all[member_idx, rows], done_all[member_idx, rows], disagreement
@@ -208,7 +214,7 @@ class EnsembleWorldModel(nn.Module):
         x = self.normalized(obs, actions)
         mean, _, logit = self.heads(self.forward_all(x.expand(self.config.ensemble_size, -1, -1)))
         next_all, reward_all = self.decode(obs.float(), mean)  # [E, B, obs_dim], [E, B]
-        rows = torch.arange(obs.shape[0])
+        rows = torch.arange(obs.shape[0], device=obs.device)
         member_idx = member_idx.long()
         return next_all[member_idx, rows], reward_all[member_idx, rows], torch.sigmoid(logit[member_idx, rows])
 
@@ -234,17 +240,18 @@ class EnsembleWorldModel(nn.Module):
             raise FileExistsError(f"{directory} exists already; a saved world model is never overwritten")
 
         def fill(tmp: Path) -> None:
-            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp / _WEIGHTS_FILE))
+            save_file({k: v.cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp / _WEIGHTS_FILE))
             meta = {"spec": self.spec.to_json(), "config": asdict(self.config)}
             (tmp / _CONFIG_FILE).write_text(json.dumps(meta, sort_keys=True))
 
         files.write_dir_atomic(directory, fill)
 
     @classmethod
-    def load(cls, directory: str | Path) -> EnsembleWorldModel:
+    def load(cls, directory: str | Path, device: torch.device = CPU) -> EnsembleWorldModel:
+        """The model saved in `directory` (on any device), on `device`."""
         directory = Path(directory)
         meta = json.loads((directory / _CONFIG_FILE).read_text())
         # EnvSpec.from_json also reads models saved before specs had a JSON form of their own (every field).
         model = cls(EnvSpec.from_json(meta["spec"]), WorldModelConfig(**meta["config"]))
         model.load_state_dict(load_file(str(directory / _WEIGHTS_FILE)))
-        return model.eval()
+        return model.to(device).eval()
