@@ -16,6 +16,7 @@ gradient, so the source is a `ModelSource`, which hands it over (the trainer fet
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from plasma import log as plog
+from plasma.mbrl import devices
 from plasma.mbrl.algorithms.base import (
     ModelSource,
     PolicyIO,
@@ -32,6 +34,7 @@ from plasma.mbrl.algorithms.base import (
     Report,
     TrainResult,
     held_out_states,
+    host_copy,
     mean_return,
     mlp_weights_of,
     parameter_counts,
@@ -137,7 +140,7 @@ def imagine(
     for _ in range(horizon):
         state = states[-1]
         actions = actions_from_output(spec, policy(state))
-        members = torch.randint(model.config.ensemble_size, (state.shape[0],), generator=generator)
+        members = torch.randint(model.config.ensemble_size, (state.shape[0],), generator=generator, device=state.device)
         next_state, learned_reward, done_prob = model.rollout_step(state, actions, members)
         if task is None:
             reward, done = learned_reward, done_prob
@@ -161,13 +164,16 @@ def lambda_returns(
     return torch.stack(returns[::-1])
 
 
-def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Report | None = None) -> TrainResult:
-    """The source's task gives the reward and termination (None: the model's learned heads); cfg.reward_source
-    is what the phantom paths that give the start states are scored with."""
+def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Report | None = None,
+          device: torch.device = devices.CPU) -> TrainResult:
+    """Trains on `device` (with a copy of the source's world model there, where it is elsewhere). The source's task
+    gives the reward and termination (None: the model's learned heads); cfg.reward_source is what the phantom paths
+    that give the start states are scored with."""
     check_io(io)
     started = time.monotonic()
     report = progress or (lambda _: None)
-    model = source.model.eval().requires_grad_(False)
+    model = source.model if source.model.device == device else copy.deepcopy(source.model).to(device)
+    model = model.eval().requires_grad_(False)
     task = source.task
     paths_used = steps_used = 0
 
@@ -184,12 +190,12 @@ def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Repo
 
     def optimize(policy: nn.Module, critic: Critic, spec: PolicySpec, starts: np.ndarray, phase: str) -> float:
         """Gradient steps on the policy's trainable parameters and the critic; the last mean return."""
-        pool = torch.as_tensor(starts)
+        pool = torch.as_tensor(starts, device=device)
         actor_opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.learning_rate)
         critic_opt = torch.optim.Adam(critic.parameters(), lr=_CRITIC_LEARNING_RATE)
         value = 0.0
         for step in range(1, cfg.backprop_steps + 1):
-            batch = pool[torch.randint(len(pool), (_BATCH_SIZE,), generator=generator)]
+            batch = pool[torch.randint(len(pool), (_BATCH_SIZE,), generator=generator, device=device)]
             states, rewards, continues = imagine(policy, spec, model, task, batch, cfg.backprop_horizon, generator)
             returns = lambda_returns(rewards, continues, critic(states), cfg.discount, _LAMBDA)  # [H, B]
             # The actor ascends the return of the first step; the critic's weights are not moved by it.
@@ -209,9 +215,11 @@ def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Repo
                          float(critic_loss.detach()))
         return value
 
+    # The networks are initialised on the CPU from the seeded global generator, then moved: they start alike on
+    # every device. Sampling draws from a generator on the device.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
+        generator = devices.generator(device, cfg.seed)
 
         # 1. Base policy from the states of random-policy phantom paths.
         random_paths = phantom(None, call=0)
@@ -224,16 +232,17 @@ def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Repo
         )
         base = PolicyNet(spec)
         reward_size = float(np.mean([np.abs(p.rewards).mean() for p in random_paths if p.length]))
-        critic = Critic(spec, cfg.hidden_size, scale=max(reward_size, 1e-3) / (1 - cfg.discount * _LAMBDA))
+        critic = Critic(spec, cfg.hidden_size, scale=max(reward_size, 1e-3) / (1 - cfg.discount * _LAMBDA)).to(device)
+        base.to(device)
         short_return = optimize(base, critic, spec, starts, "base")
         base_paths = phantom(base, call=1)
         report(Progress("base", 0, 1, mean_return(base_paths), paths_used, {"short_return": short_return}))
-        base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+        base_state = host_copy(base.state_dict())
 
         # 2. The LoRA adapter, from the states the base policy itself reaches.
         lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                           target_modules=linear_layer_names(spec))
-        peft_model = get_peft_model(base, lora)
+        peft_model = get_peft_model(base.to(devices.CPU), lora).to(device)
         on_policy = np.concatenate([p.observations for p in base_paths]).astype(np.float32)
         short_return = optimize(peft_model, critic, spec, on_policy, "adapter")
 
@@ -249,4 +258,4 @@ def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Repo
         "training_seconds": time.monotonic() - started,
         **parameter_counts(base_state, peft_model),
     }
-    return TrainResult(spec, base_state, peft_model, held_out_states(final_paths, cfg.seed), metrics)
+    return TrainResult(spec, base_state, peft_model.to(devices.CPU), held_out_states(final_paths, cfg.seed), metrics)

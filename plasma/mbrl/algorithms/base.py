@@ -18,6 +18,7 @@ import torch
 from peft import PeftModel
 from torch import nn
 
+from plasma.mbrl.devices import CPU
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec
@@ -91,6 +92,8 @@ class Progress:
 
 @dataclass
 class TrainResult:
+    """On the CPU, whatever device trained it: the networks leave the process (bundle, ONNX export)."""
+
     spec: PolicySpec
     base_state: dict[str, torch.Tensor]  # state_dict of the base PolicyNet, without the adapter
     peft_model: PeftModel
@@ -104,18 +107,24 @@ Report = Callable[[Progress], None]
 
 
 def mlp_weights_of(module: PolicyNet | PeftModel) -> MlpWeights:
-    """The effective weights of a policy (LoRA merged into a copy, the module itself untouched)."""
+    """The effective weights of a policy on any device, as host arrays (LoRA merged into a copy, the module itself
+    untouched)."""
     net = copy.deepcopy(module)
     if isinstance(net, PeftModel):
         net = net.merge_and_unload()
     linears = [layer for layer in net.body if isinstance(layer, nn.Linear)]
     return MlpWeights(
-        weights=[layer.weight.detach().numpy().astype(np.float32) for layer in linears],
-        biases=[layer.bias.detach().numpy().astype(np.float32) for layer in linears],
+        weights=[layer.weight.detach().cpu().numpy().astype(np.float32) for layer in linears],
+        biases=[layer.bias.detach().cpu().numpy().astype(np.float32) for layer in linears],
         activation="tanh",
-        obs_mean=net.obs_mean.numpy().astype(np.float32),
-        obs_std=net.obs_std.numpy().astype(np.float32),
+        obs_mean=net.obs_mean.cpu().numpy().astype(np.float32),
+        obs_std=net.obs_std.cpu().numpy().astype(np.float32),
     )
+
+
+def host_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detached copy of a state_dict on the CPU, where checkpoints and bundles keep it."""
+    return {k: v.detach().to(CPU, copy=True) for k, v in state.items()}
 
 
 def held_out_states(paths: list[PhantomPath], seed: int) -> np.ndarray:

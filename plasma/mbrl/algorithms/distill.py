@@ -30,9 +30,11 @@ from plasma.mbrl.algorithms.base import (
     Report,
     TrainResult,
     held_out_states,
+    host_copy,
     mlp_weights_of,
     parameter_counts,
 )
+from plasma.mbrl.devices import CPU
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
 from plasma.mbrl.types import MlpWeights, PhantomPath
@@ -123,7 +125,8 @@ def _loss(spec: PolicySpec, raw: torch.Tensor, targets: torch.Tensor) -> torch.T
     if spec.action_kind == "discrete":
         return F.cross_entropy(raw, targets.long())
     # Regress the squashed action onto the planner's, in units of half the action range.
-    half_range = (torch.tensor(spec.action_high) - torch.tensor(spec.action_low)) / 2
+    high, low = (torch.tensor(bound, device=raw.device) for bound in (spec.action_high, spec.action_low))
+    half_range = (high - low) / 2
     return (((actions_from_output(spec, raw) - targets.float()) / half_range) ** 2).mean()
 
 
@@ -132,19 +135,22 @@ def _agreement(spec: PolicySpec, actions: torch.Tensor, targets: torch.Tensor) -
         return 0.0
     if spec.action_kind == "discrete":
         return float((actions == targets).float().mean())
-    tolerance = _BOX_AGREEMENT_TOLERANCE * (torch.tensor(spec.action_high) - torch.tensor(spec.action_low))
+    high, low = (torch.tensor(bound, device=actions.device) for bound in (spec.action_high, spec.action_low))
+    tolerance = _BOX_AGREEMENT_TOLERANCE * (high - low)
     return float(((actions - targets).abs() <= tolerance).all(dim=-1).float().mean())
 
 
 def _fit(
-    model: nn.Module, spec: PolicySpec, labels: _Labels, cfg: DistillConfig, generator: torch.Generator
+    model: nn.Module, spec: PolicySpec, labels: _Labels, cfg: DistillConfig, generator: torch.Generator,
+    device: torch.device,
 ) -> float:
-    """Supervised epochs over all labels, updating only the trainable parameters; the last epoch's loss."""
-    obs, targets = labels.tensors()
+    """Supervised epochs over all labels, on `device` (the model's), updating only the trainable parameters; the
+    last epoch's loss. The shuffle is drawn on the CPU by `generator`, so every device sees the same batches."""
+    obs, targets = (t.to(device) for t in labels.tensors())
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     epoch_loss = 0.0
     for _ in range(cfg.epochs):
-        order = torch.randperm(len(obs), generator=generator)
+        order = torch.randperm(len(obs), generator=generator).to(device)
         total = 0.0
         for start in range(0, len(obs), _BATCH_SIZE):
             batch = order[start : start + _BATCH_SIZE]
@@ -212,13 +218,14 @@ class TrainState:
 
     progress: Progress  # the event of the completed phase ("base", round 0) or adapter round
     spec: PolicySpec
+    # On the CPU, whichever device trains: a checkpoint resumes on any device.
     base_state: dict[str, torch.Tensor]  # PolicyNet state_dict, never changed by the adapter rounds
     adapter_state: dict[str, torch.Tensor]  # peft LoRA weights (get_peft_model_state_dict)
     label_obs: np.ndarray  # [N, obs_dim] aggregated planner-labelled states
     label_actions: np.ndarray  # [N] or [N, act_dim] the planner's actions
     paths_used: int
     steps_used: int
-    generator_rng: torch.Tensor  # the shuffling generator's state (uint8)
+    generator_rng: torch.Tensor  # the shuffling generator's state (uint8; a CPU generator on every device)
 
     @property
     def round(self) -> int:
@@ -230,7 +237,7 @@ def _snapshot(progress: Progress, spec: PolicySpec, base_state: dict[str, torch.
     obs, actions = labels.tensors()
     return TrainState(
         progress=progress, spec=spec, base_state=base_state,
-        adapter_state={k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
+        adapter_state=host_copy(get_peft_model_state_dict(model)),
         label_obs=obs.numpy().copy(), label_actions=actions.numpy().copy(),
         paths_used=paths_used, steps_used=steps_used,
         generator_rng=generator.get_state(),
@@ -268,10 +275,11 @@ def train(
     base: BasePolicy | None = None,
     resume_from: TrainState | None = None,
     on_checkpoint: Callable[[TrainState], None] | None = None,
+    device: torch.device = CPU,
 ) -> TrainResult:
-    """Trains a policy: the base phase (skipped with `base`, whose network the adapter then adapts), then the
-    adapter rounds. `on_checkpoint` receives the state after the base phase and after every round, before
-    `progress` hears of it; `resume_from` goes on after such a state."""
+    """Trains a policy on `device`: the base phase (skipped with `base`, whose network the adapter then adapts),
+    then the adapter rounds. `on_checkpoint` receives the state after the base phase and after every round, before
+    `progress` hears of it; `resume_from` goes on after such a state, saved on any device."""
     started = time.monotonic()
     report = progress or (lambda _: None)
     checkpoint = on_checkpoint or (lambda _: None)
@@ -292,38 +300,39 @@ def train(
         steps_used += sum(p.length for p in paths)
         return paths
 
-    # Shuffling draws from the run's own generator; module initialisation from seeded, locked sections.
+    # Shuffling draws from the run's own generator; module initialisation from seeded, locked sections. Both on
+    # the CPU: the networks start alike on every device, and a checkpoint's generator state fits any device.
     generator = torch.Generator().manual_seed(cfg.seed)
     labels = _Labels()
 
     if resume_from is not None:
         # Go on after the checkpoint: the same network, labels and generator state as when it was taken.
         spec, base_state = resume_from.spec, resume_from.base_state
-        model = _adapted(spec, base_state, cfg)
+        model = _adapted(spec, base_state, cfg).to(device)
         set_peft_model_state_dict(model, resume_from.adapter_state)
         labels.add_labels(resume_from.label_obs, resume_from.label_actions)
         generator.set_state(resume_from.generator_rng)
         first_round = resume_from.round + 1
     elif base is not None:
         # Adapt a given base network: no base phase, only the new adapter learns.
-        spec, base_state = base.spec, {k: v.detach().clone() for k, v in base.state.items()}
-        model = _adapted(spec, base_state, cfg)
+        spec, base_state = base.spec, host_copy(base.state)
+        model = _adapted(spec, base_state, cfg).to(device)
         first_round = 1
     else:
         # 1. The base policy imitates the planner on the planner's own paths.
         base_paths = phantom(planner, cfg.base_paths, call=0)
         labels.add(base_paths)
         spec = _policy_spec(io, cfg.hidden_size, np.concatenate(labels.obs))
-        net = _seeded(cfg.seed, lambda: PolicyNet(spec))
-        loss = _fit(net, spec, labels, cfg, generator)
+        net = _seeded(cfg.seed, lambda: PolicyNet(spec)).to(device)
+        loss = _fit(net, spec, labels, cfg, generator, device)
         planner_return, _ = _path_stats(spec, base_paths)
-        obs, targets = labels.tensors()
+        obs, targets = (t.to(device) for t in labels.tensors())
         with torch.no_grad():
             agreement = _agreement(spec, net.act(obs), targets)
         log.info("base policy fitted loss=%.4f planner_return=%.1f agreement=%.3f", loss, planner_return,
                  agreement)
-        base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        model = _adapted(spec, base_state, cfg)
+        base_state = host_copy(net.state_dict())
+        model = _adapted(spec, base_state, cfg).to(device)
         event = Progress("base", 0, rounds, planner_return, paths_used,
                          {"loss": loss, "planner_agreement": agreement})
         checkpoint(_snapshot(event, spec, base_state, model, labels, paths_used, steps_used, generator))
@@ -335,7 +344,7 @@ def train(
         paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=round_index)
         imagined_return, agreement = _path_stats(spec, paths)
         labels.add(paths)
-        loss = _fit(model, spec, labels, cfg, generator)
+        loss = _fit(model, spec, labels, cfg, generator, device)
         log.info("adapter round=%d/%d loss=%.4f imagined_return=%.1f agreement=%.3f", round_index, rounds,
                  loss, imagined_return, agreement)
         event = Progress("adapter", round_index, rounds, imagined_return, paths_used,
@@ -354,4 +363,4 @@ def train(
         "training_seconds": time.monotonic() - started,
         **parameter_counts(base_state, model),
     }
-    return TrainResult(spec, base_state, model, held_out_states(final_paths, cfg.seed), metrics)
+    return TrainResult(spec, base_state, model.to(CPU), held_out_states(final_paths, cfg.seed), metrics)
