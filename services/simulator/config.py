@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from plasma.mbrl import devices
 from plasma.server import settings
 from plasma.server.security import ServerSecurity
 
@@ -19,6 +22,9 @@ class Config:
     store_dir: Path = Path("var/simulator")
     # Torch intra-op threads: 1 keeps four services on a 2-core machine from oversubscribing it.
     torch_threads: int = 1
+    # Where world models are fitted and phantom paths rolled out (PLASMA_SIMULATOR_DEVICE: cpu, cuda or auto,
+    # resolved here, at start; docs/gpu.md).
+    device: torch.device = devices.CPU
     # gRPC worker threads (each in-flight RPC holds one).
     workers: int = 8
     # Seconds in-flight RPCs get to finish after SIGTERM.
@@ -38,6 +44,7 @@ class Config:
             address=settings.address(env, "PLASMA_SIMULATOR_ADDRESS", cls.address),
             store_dir=Path(settings.directory(env, "PLASMA_SIMULATOR_STORE", str(cls.store_dir))),
             torch_threads=settings.positive_int(env, "PLASMA_SIMULATOR_TORCH_THREADS", cls.torch_threads),
+            device=settings.read(env, "PLASMA_SIMULATOR_DEVICE", cls.device, devices.resolve),
             workers=settings.positive_int(env, "PLASMA_SIMULATOR_WORKERS", cls.workers),
             grace_seconds=settings.seconds(env, "PLASMA_SIMULATOR_GRACE_SECONDS", cls.grace_seconds),
             model_cache_size=settings.positive_int(env, "PLASMA_SIMULATOR_MODEL_CACHE", cls.model_cache_size),

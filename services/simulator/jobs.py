@@ -250,8 +250,9 @@ class SimulationJobs:
                     assert replayed is not None
                     if next(replayed.read(index + 1)) != payload:
                         raise RuntimeError(
-                            f"path {index} regenerated on resume differs from the logged one; the model or the "
-                            "simulator code changed since the job started, start a new simulation"
+                            f"path {index} regenerated on resume differs from the logged one; the model, the "
+                            "simulator code or its device (PLASMA_SIMULATOR_DEVICE) changed since the job started, "
+                            "start a new simulation"
                         )
                     continue
                 if not batch:

@@ -7,7 +7,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from plasma.mbrl import audit, rollout, tasks
+import torch
+
+from plasma.mbrl import audit, devices, rollout, tasks
 from plasma.mbrl.models import ensemble
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
@@ -22,11 +24,12 @@ MAX_HORIZON = 1_000
 
 
 class ModelCache:
-    """Loaded world models by id, least recently used evicted first, each with its audit support."""
+    """Loaded world models by id, on `device`, least recently used evicted first, each with its audit support."""
 
-    def __init__(self, store: SimulatorStore, capacity: int) -> None:
+    def __init__(self, store: SimulatorStore, capacity: int, device: torch.device = devices.CPU) -> None:
         self._store = store
         self._capacity = capacity
+        self._device = device
         self._models: OrderedDict[str, ensemble.EnsembleWorldModel] = OrderedDict()
         self._supports: dict[str, audit.Support] = {}
         self._lock = threading.Lock()
@@ -36,7 +39,7 @@ class ModelCache:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
-        loaded = ensemble.EnsembleWorldModel.load(self._store.model_weights_dir(model_id))
+        loaded = ensemble.EnsembleWorldModel.load(self._store.model_weights_dir(model_id), self._device)
         with self._lock:
             self._models[model_id] = loaded
             while len(self._models) > self._capacity:

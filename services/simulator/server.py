@@ -49,7 +49,8 @@ def _fit_config(message: simulator_pb2.WorldModelConfig) -> ensemble.WorldModelC
 class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def __init__(self, store: SimulatorStore, config: Config) -> None:
         self._store = store
-        self._models = requests.ModelCache(store, config.model_cache_size)
+        self._device = config.device
+        self._models = requests.ModelCache(store, config.model_cache_size, config.device)
         self._jobs = jobs.SimulationJobs(
             config.store_dir / "simulations", store, self._models, config.max_simulations
         )
@@ -147,7 +148,8 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
                 self._models, request.init_from_model_id, spec, request.config, config
             )
         started = time.monotonic()
-        fit_job = ProgressJob(lambda report: fitting.fit(spec, transitions, config, report, init=parent))
+        fit_job = ProgressJob(lambda report: fitting.fit(spec, transitions, config, report, init=parent,
+                                                         device=self._device))
         with bad_input():
             for step in fit_job.events():
                 yield simulator_pb2.FitWorldModelResponse(

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from plasma.channels import ClientSecurity
+from plasma.mbrl import devices
 from plasma.server import settings
 from plasma.server.security import ServerSecurity
 
@@ -22,6 +25,9 @@ class Config:
     store_dir: Path = Path("var/trainer")
     # Torch intra-op threads: 1 keeps four services on a 2-core machine from oversubscribing it.
     torch_threads: int = 1
+    # Where policies (and their adapters) are trained (PLASMA_TRAINER_DEVICE: cpu, cuda or auto, resolved here, at
+    # start; docs/gpu.md). Phantom paths are the simulator's: PLASMA_SIMULATOR_DEVICE.
+    device: torch.device = devices.CPU
     workers: int = 8
     grace_seconds: float = 10.0
     # Deadline of one Simulate stream; a round of phantom paths that takes longer is an error.
@@ -40,6 +46,7 @@ class Config:
             simulator_address=settings.address(env, "PLASMA_SIMULATOR_TARGET", cls.simulator_address),
             store_dir=Path(settings.directory(env, "PLASMA_TRAINER_STORE", str(cls.store_dir))),
             torch_threads=settings.positive_int(env, "PLASMA_TRAINER_TORCH_THREADS", cls.torch_threads),
+            device=settings.read(env, "PLASMA_TRAINER_DEVICE", cls.device, devices.resolve),
             workers=settings.positive_int(env, "PLASMA_TRAINER_WORKERS", cls.workers),
             grace_seconds=settings.seconds(env, "PLASMA_TRAINER_GRACE_SECONDS", cls.grace_seconds),
             simulate_deadline_seconds=settings.seconds(

@@ -310,14 +310,15 @@ class Runs:
                                                         self._config.simulate_deadline_seconds, scoring)
             handle._attach(source)
             config = plan.backprop
-            return lambda report: backprop.train(_RunSource(source, handle), start.io, config, report)
+            return lambda report: backprop.train(_RunSource(source, handle), start.io, config, report,
+                                                 device=self._config.device)
         source = GrpcPhantomSource(self._simulator, run.model_id, self._config.simulate_deadline_seconds, task=task)
         handle._attach(source)
         if start.resume_from is not None:
             recorder.resume_at(start.resume_from)
         return lambda report: distill.train(_RunSource(source, handle), start.io, plan.distill, report,
                                             base=start.base, resume_from=start.resume_from,
-                                            on_checkpoint=recorder.checkpoint)
+                                            on_checkpoint=recorder.checkpoint, device=self._config.device)
 
     def _succeed(self, recorder: RunRecorder, result: TrainResult, started: float) -> None:
         run = recorder.run
