@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_runtime.follower import FollowConfig
 from plasma import signing
 from plasma.server import settings
 from plasma.server.security import ServerSecurity
@@ -41,6 +42,9 @@ class Config:
     # TLS, mutual TLS and authorization of callers (PLASMA_EDGE_TLS_*, PLASMA_EDGE_AUTH_TOKENS; docs/security.md).
     # Default: plaintext and no authorization, for local processes on loopback.
     security: ServerSecurity = field(default_factory=ServerSecurity)
+    # The registry channel this edge follows (PLASMA_EDGE_REGISTRY_TARGET, PLASMA_EDGE_CHANNEL, PLASMA_EDGE_ID,
+    # PLASMA_EDGE_REPORT_SECONDS; docs/fleet.md); None: packets arrive only through LoadPacket.
+    follow: FollowConfig | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -64,6 +68,7 @@ class Config:
             metrics_address=settings.read(env, "PLASMA_EDGE_METRICS_ADDRESS", cls.metrics_address, str,
                                           lambda a: ":" in a, "host:port"),
             security=ServerSecurity.from_env(env, "edge"),
+            follow=FollowConfig.from_env(env),
         )
         config.check()
         return config

@@ -13,7 +13,7 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health
 
-from edge_runtime import errors, self_test
+from edge_runtime import errors, follower, self_test
 from edge_runtime.config import Config
 from edge_runtime.metrics import Metrics, collector
 from edge_runtime.runtime import Runtime
@@ -250,9 +250,12 @@ def serve(config: Config, observability: Observability) -> None:
              edge.runtime.describe_trust(),
              config.ort_intra_threads, config.ort_inter_threads, config.workers, config.max_concurrent_rpcs,
              config.max_control_streams, edge.metrics_port)
+    following = follower.start(edge.runtime, config.follow)
     try:
         grpc_server.run_until_signal(edge.server, config.grace_seconds, edge.health)
     finally:
+        if following is not None:
+            following.stop()
         edge.stop_metrics()
 
 
