@@ -19,7 +19,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from plasma import channels, signing
-from plasma.cli import connection, output, plots, progress, render
+from plasma.cli import connection, output, plots, progress, render, rollout
 from plasma.cli.render import SOLVED as SOLVED  # bench.demo_reliability judges runs by it
 from plasma.compiler.v1 import compiler_pb2
 from plasma.sdk import recipes, tasks
@@ -351,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", cmd_list, "list stored objects").add_argument(
         "what", choices=("datasets", "models", "runs", "packets"))
     plots.register(commands, _endpoints)
+    rollout.register(commands)
     return parser
 
 

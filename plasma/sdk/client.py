@@ -18,6 +18,7 @@ from plasma.sdk import calls, training
 from plasma.sdk.calls import Progress
 from plasma.sdk.control import ControlSession
 from plasma.sdk.packet_cache import PacketCache
+from plasma.sdk.rollout import RolloutClient
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.subscription import DurablePaths
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
@@ -33,6 +34,8 @@ class Endpoints:
     compiler: str = "127.0.0.1:50053"
     edge: str = "127.0.0.1:50054"
     security: channels.ClientSecurity | None = None
+    # The packet registry (docs/fleet.md), reached through PlasmaClient.rollout.
+    registry: str = "127.0.0.1:50055"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Endpoints:
@@ -43,6 +46,7 @@ class Endpoints:
             compiler=env.get("PLASMA_COMPILER_TARGET", cls.compiler),
             edge=env.get("PLASMA_EDGE_TARGET", cls.edge),
             security=channels.ClientSecurity.from_env(env),
+            registry=env.get("PLASMA_REGISTRY_TARGET", cls.registry),
         )
 
 
@@ -69,10 +73,14 @@ class PlasmaClient:
         self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._channels["trainer"])
         self.compiler = compiler_pb2_grpc.CompilerServiceStub(self._channels["compiler"])
         self.edge = edge_pb2_grpc.EdgeRuntimeServiceStub(self._channels["edge"])
+        # Its own channel, outside _channels: wait_ready waits for the four pipeline services only.
+        self._registry_channel = channels.channel(endpoints.registry, endpoints.security)
+        self.rollout = RolloutClient(self._registry_channel)
 
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
+        self._registry_channel.close()
 
     def __enter__(self) -> PlasmaClient:
         return self
