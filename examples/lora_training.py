@@ -89,12 +89,13 @@ def main() -> None:
                                         base_packet_id=base_packet.packet_id)
 
         seed = args.seed + EVAL_SEED_OFFSET
-        print(f"{'packet':<36} {'kind':<9} {'bytes':>7} {'params':>7} {'imagined':>8}  real return (mean x): "
+        print(f"{'packet':<36} {'kind':<9} {'bytes':>7} {'weights':>7} {'imagined':>8}  real return (mean x): "
               f"environment | {task.name}")
         for run, packet in ((base, base_packet), (adapted, adapter_packet)):
             served = client.deploy(client.download_packet(packet.packet_id))
             kind = common_pb2.PacketKind.Name(served.kind).removeprefix("PACKET_KIND_")
-            params = run.metrics.adapter_parameters if run.base_run_id else run.metrics.base_parameters
+            # Weights this run trained: the base run its MLP and adapter, the task run only its adapter.
+            params = run.metrics.adapter_parameters + (0 if run.base_run_id else run.metrics.base_parameters)
             own, own_x = evaluate(client, None, args.episodes, seed)
             tracked, tracked_x = evaluate(client, task, args.episodes, seed)
             label = f"{packet.packet_id} ({run.task.name or 'environment'})"
