@@ -10,6 +10,7 @@ the tasks and the MLP policy make for a step must be made on the device of their
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import subprocess
 import sys
@@ -70,9 +71,11 @@ def test_the_simulator_computes_on_the_cpu_unless_told_otherwise(value: str) -> 
     assert Config().device == torch.device("cpu")
 
 
-def test_auto_takes_the_gpu_where_torch_sees_one() -> None:
-    device = Config.from_env({VARIABLE: "auto"}).device
+def test_auto_takes_the_gpu_where_torch_sees_one_and_logs_which(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger=devices.__name__):
+        device = Config.from_env({VARIABLE: "auto"}).device
     assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert f"device auto resolved to {device} ({devices.describe(device)})" in caplog.text
 
 
 @pytest.mark.parametrize("value", ["gpu", "cuda:0", "tpu", "1"])
