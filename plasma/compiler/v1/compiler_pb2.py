@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from plasma.common.v1 import common_pb2 as plasma_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!plasma/compiler/v1/compiler.proto\x12\x12plasma.compiler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\"\xd3\x01\n\x0e\x43ompileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rmin_agreement\x18\x03 \x01(\x01\x12*\n\x04kind\x18\x04 \x01(\x0e\x32\x1c.plasma.common.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\x05 \x01(\t\x12\x30\n\tprecision\x18\x06 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x16\n\x0e\x66loat_fallback\x18\x07 \x01(\x08\"\xc5\x01\n\x10PrecisionAttempt\x12\x30\n\tprecision\x18\x01 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tagreement\x18\x04 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x05 \x01(\x01\x12\x13\n\x0bmodel_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13self_test_agreement\x18\x07 \x01(\x01\"\xbc\x01\n\x0cParityReport\x12\x18\n\x10num_observations\x18\x01 \x01(\x03\x12\x11\n\tagreement\x18\x02 \x01(\x01\x12\x14\n\x0cmax_abs_diff\x18\x03 \x01(\x01\x12\x11\n\tnear_ties\x18\x04 \x01(\x03\x12\x1f\n\x17\x66p32_closed_loop_return\x18\x05 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x06 \x01(\x01\x12\x19\n\x11\x63losed_loop_paths\x18\x07 \x01(\x03\"\xc6\x04\n\x06Packet\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x18\n\x10\x66p32_model_bytes\x18\x05 \x01(\x03\x12\x1c\n\x10int8_model_bytes\x18\x06 \x01(\x03\x42\x02\x18\x01\x12\x30\n\x06parity\x18\x07 \x01(\x0b\x32 .plasma.compiler.v1.ParityReport\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12+\n\x08\x65nv_spec\x18\t \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12*\n\x04kind\x18\x0c \x01(\x0e\x32\x1c.plasma.common.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\r \x01(\t\x12\x16\n\x0esigning_key_id\x18\x0e \x01(\t\x12\x1b\n\x13\x62\x61se_weights_sha256\x18\x0f \x01(\t\x12\x30\n\tprecision\x18\x10 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x36\n\x08\x61ttempts\x18\x11 \x03(\x0b\x32$.plasma.compiler.v1.PrecisionAttempt\x12\x13\n\x0bmodel_bytes\x18\x12 \x01(\x03\x12\x16\n\x0e\x66loat_fallback\x18\x13 \x01(\x08\"1\n\x0f\x43ompileProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x81\x01\n\x0f\x43ompileResponse\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.plasma.compiler.v1.CompileProgressH\x00\x12,\n\x06packet\x18\x02 \x01(\x0b\x32\x1a.plasma.compiler.v1.PacketH\x00\x42\x07\n\x05\x65vent\"%\n\x10GetPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"?\n\x11GetPacketResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.compiler.v1.Packet\"\x14\n\x12ListPacketsRequest\"B\n\x13ListPacketsResponse\x12+\n\x07packets\x18\x01 \x03(\x0b\x32\x1a.plasma.compiler.v1.Packet\"*\n\x15\x44ownloadPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"a\n\x16\x44ownloadPacketResponse\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x16\n\x14GetSigningKeyRequest\"a\n\x15GetSigningKeyResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tgenerated\x18\x04 \x01(\x08*\x9f\x01\n\tPrecision\x12\x19\n\x15PRECISION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRECISION_INT8\x10\x01\x12\x1f\n\x1bPRECISION_INT8_FLOAT_OUTPUT\x10\x02\x12\x12\n\x0ePRECISION_FP16\x10\x03\x12\x12\n\x0ePRECISION_FP32\x10\x04\x12\x1a\n\x16PRECISION_INT8_DYNAMIC\x10\x05\x32\xf2\x03\n\x0f\x43ompilerService\x12T\n\x07\x43ompile\x12\".plasma.compiler.v1.CompileRequest\x1a#.plasma.compiler.v1.CompileResponse0\x01\x12X\n\tGetPacket\x12$.plasma.compiler.v1.GetPacketRequest\x1a%.plasma.compiler.v1.GetPacketResponse\x12^\n\x0bListPackets\x12&.plasma.compiler.v1.ListPacketsRequest\x1a\'.plasma.compiler.v1.ListPacketsResponse\x12i\n\x0e\x44ownloadPacket\x12).plasma.compiler.v1.DownloadPacketRequest\x1a*.plasma.compiler.v1.DownloadPacketResponse0\x01\x12\x64\n\rGetSigningKey\x12(.plasma.compiler.v1.GetSigningKeyRequest\x1a).plasma.compiler.v1.GetSigningKeyResponseB|\n\x16org.plasma.compiler.v1B\rCompilerProtoP\x01Z6plasma.org/plasma/gen/go/plasma/compiler/v1;compilerv1\xa2\x02\x03PLS\xaa\x02\x12Plasma.Compiler.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!plasma/compiler/v1/compiler.proto\x12\x12plasma.compiler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\"\xd2\x02\n\x0e\x43ompileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rmin_agreement\x18\x03 \x01(\x01\x12*\n\x04kind\x18\x04 \x01(\x0e\x32\x1c.plasma.common.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\x05 \x01(\t\x12\x30\n\tprecision\x18\x06 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x16\n\x0e\x66loat_fallback\x18\x07 \x01(\x08\x12,\n\x07profile\x18\x08 \x01(\x0e\x32\x1b.plasma.compiler.v1.Profile\x12\x19\n\x11size_budget_bytes\x18\t \x01(\x03\x12\x1e\n\x11\x63ompression_level\x18\n \x01(\x05H\x00\x88\x01\x01\x42\x14\n\x12_compression_level\"\x86\x01\n\x0ePruningAttempt\x12\x10\n\x08sparsity\x18\x01 \x01(\x01\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tagreement\x18\x04 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x05 \x01(\x01\x12\x13\n\x0bmodel_bytes\x18\x06 \x01(\x03\"\xd1\x02\n\x11\x43ompressionReport\x12\x35\n\x0cgraph_format\x18\x01 \x01(\x0e\x32\x1f.plasma.compiler.v1.GraphFormat\x12\x19\n\x11\x63ompression_level\x18\x02 \x01(\x05\x12\x10\n\x08sparsity\x18\x03 \x01(\x01\x12<\n\x10pruning_attempts\x18\x04 \x03(\x0b\x32\".plasma.compiler.v1.PruningAttempt\x12\x1a\n\x12model_bytes_before\x18\x05 \x01(\x03\x12\x19\n\x11model_bytes_after\x18\x06 \x01(\x03\x12#\n\x1b\x64\x65\x66lated_model_bytes_before\x18\x07 \x01(\x03\x12\"\n\x1a\x64\x65\x66lated_model_bytes_after\x18\x08 \x01(\x03\x12\x1a\n\x12required_operators\x18\t \x03(\t\"\xc5\x01\n\x10PrecisionAttempt\x12\x30\n\tprecision\x18\x01 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tagreement\x18\x04 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x05 \x01(\x01\x12\x13\n\x0bmodel_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13self_test_agreement\x18\x07 \x01(\x01\"\xbc\x01\n\x0cParityReport\x12\x18\n\x10num_observations\x18\x01 \x01(\x03\x12\x11\n\tagreement\x18\x02 \x01(\x01\x12\x14\n\x0cmax_abs_diff\x18\x03 \x01(\x01\x12\x11\n\tnear_ties\x18\x04 \x01(\x03\x12\x1f\n\x17\x66p32_closed_loop_return\x18\x05 \x01(\x01\x12\x1a\n\x12\x63losed_loop_return\x18\x06 \x01(\x01\x12\x19\n\x11\x63losed_loop_paths\x18\x07 \x01(\x03\"\xb0\x05\n\x06Packet\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x18\n\x10\x66p32_model_bytes\x18\x05 \x01(\x03\x12\x1c\n\x10int8_model_bytes\x18\x06 \x01(\x03\x42\x02\x18\x01\x12\x30\n\x06parity\x18\x07 \x01(\x0b\x32 .plasma.compiler.v1.ParityReport\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12+\n\x08\x65nv_spec\x18\t \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12*\n\x04kind\x18\x0c \x01(\x0e\x32\x1c.plasma.common.v1.PacketKind\x12\x16\n\x0e\x62\x61se_packet_id\x18\r \x01(\t\x12\x16\n\x0esigning_key_id\x18\x0e \x01(\t\x12\x1b\n\x13\x62\x61se_weights_sha256\x18\x0f \x01(\t\x12\x30\n\tprecision\x18\x10 \x01(\x0e\x32\x1d.plasma.compiler.v1.Precision\x12\x36\n\x08\x61ttempts\x18\x11 \x03(\x0b\x32$.plasma.compiler.v1.PrecisionAttempt\x12\x13\n\x0bmodel_bytes\x18\x12 \x01(\x03\x12\x16\n\x0e\x66loat_fallback\x18\x13 \x01(\x08\x12,\n\x07profile\x18\x14 \x01(\x0e\x32\x1b.plasma.compiler.v1.Profile\x12:\n\x0b\x63ompression\x18\x15 \x01(\x0b\x32%.plasma.compiler.v1.CompressionReport\"1\n\x0f\x43ompileProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x81\x01\n\x0f\x43ompileResponse\x12\x37\n\x08progress\x18\x01 \x01(\x0b\x32#.plasma.compiler.v1.CompileProgressH\x00\x12,\n\x06packet\x18\x02 \x01(\x0b\x32\x1a.plasma.compiler.v1.PacketH\x00\x42\x07\n\x05\x65vent\"%\n\x10GetPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"?\n\x11GetPacketResponse\x12*\n\x06packet\x18\x01 \x01(\x0b\x32\x1a.plasma.compiler.v1.Packet\"\x14\n\x12ListPacketsRequest\"B\n\x13ListPacketsResponse\x12+\n\x07packets\x18\x01 \x03(\x0b\x32\x1a.plasma.compiler.v1.Packet\"*\n\x15\x44ownloadPacketRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"a\n\x16\x44ownloadPacketResponse\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x16\n\x14GetSigningKeyRequest\"a\n\x15GetSigningKeyResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tgenerated\x18\x04 \x01(\x08*\x9f\x01\n\tPrecision\x12\x19\n\x15PRECISION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRECISION_INT8\x10\x01\x12\x1f\n\x1bPRECISION_INT8_FLOAT_OUTPUT\x10\x02\x12\x12\n\x0ePRECISION_FP16\x10\x03\x12\x12\n\x0ePRECISION_FP32\x10\x04\x12\x1a\n\x16PRECISION_INT8_DYNAMIC\x10\x05*\\\n\x07Profile\x12\x17\n\x13PROFILE_UNSPECIFIED\x10\x00\x12\x10\n\x0cPROFILE_EDGE\x10\x01\x12\x12\n\x0ePROFILE_MOBILE\x10\x02\x12\x12\n\x0ePROFILE_SERVER\x10\x03*X\n\x0bGraphFormat\x12\x1c\n\x18GRAPH_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11GRAPH_FORMAT_ONNX\x10\x01\x12\x14\n\x10GRAPH_FORMAT_ORT\x10\x02\x32\xf2\x03\n\x0f\x43ompilerService\x12T\n\x07\x43ompile\x12\".plasma.compiler.v1.CompileRequest\x1a#.plasma.compiler.v1.CompileResponse0\x01\x12X\n\tGetPacket\x12$.plasma.compiler.v1.GetPacketRequest\x1a%.plasma.compiler.v1.GetPacketResponse\x12^\n\x0bListPackets\x12&.plasma.compiler.v1.ListPacketsRequest\x1a\'.plasma.compiler.v1.ListPacketsResponse\x12i\n\x0e\x44ownloadPacket\x12).plasma.compiler.v1.DownloadPacketRequest\x1a*.plasma.compiler.v1.DownloadPacketResponse0\x01\x12\x64\n\rGetSigningKey\x12(.plasma.compiler.v1.GetSigningKeyRequest\x1a).plasma.compiler.v1.GetSigningKeyResponseB|\n\x16org.plasma.compiler.v1B\rCompilerProtoP\x01Z6plasma.org/plasma/gen/go/plasma/compiler/v1;compilerv1\xa2\x02\x03PLS\xaa\x02\x12Plasma.Compiler.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +36,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.plasma.compiler.v1B\rCompilerProtoP\001Z6plasma.org/plasma/gen/go/plasma/compiler/v1;compilerv1\242\002\003PLS\252\002\022Plasma.Compiler.V1'
   _globals['_PACKET'].fields_by_name['int8_model_bytes']._loaded_options = None
   _globals['_PACKET'].fields_by_name['int8_model_bytes']._serialized_options = b'\030\001'
-  _globals['_PRECISION']._serialized_start=1955
-  _globals['_PRECISION']._serialized_end=2114
+  _globals['_PRECISION']._serialized_start=2665
+  _globals['_PRECISION']._serialized_end=2824
+  _globals['_PROFILE']._serialized_start=2826
+  _globals['_PROFILE']._serialized_end=2918
+  _globals['_GRAPHFORMAT']._serialized_start=2920
+  _globals['_GRAPHFORMAT']._serialized_end=3008
   _globals['_COMPILEREQUEST']._serialized_start=122
-  _globals['_COMPILEREQUEST']._serialized_end=333
-  _globals['_PRECISIONATTEMPT']._serialized_start=336
-  _globals['_PRECISIONATTEMPT']._serialized_end=533
-  _globals['_PARITYREPORT']._serialized_start=536
-  _globals['_PARITYREPORT']._serialized_end=724
-  _globals['_PACKET']._serialized_start=727
-  _globals['_PACKET']._serialized_end=1309
-  _globals['_COMPILEPROGRESS']._serialized_start=1311
-  _globals['_COMPILEPROGRESS']._serialized_end=1360
-  _globals['_COMPILERESPONSE']._serialized_start=1363
-  _globals['_COMPILERESPONSE']._serialized_end=1492
-  _globals['_GETPACKETREQUEST']._serialized_start=1494
-  _globals['_GETPACKETREQUEST']._serialized_end=1531
-  _globals['_GETPACKETRESPONSE']._serialized_start=1533
-  _globals['_GETPACKETRESPONSE']._serialized_end=1596
-  _globals['_LISTPACKETSREQUEST']._serialized_start=1598
-  _globals['_LISTPACKETSREQUEST']._serialized_end=1618
-  _globals['_LISTPACKETSRESPONSE']._serialized_start=1620
-  _globals['_LISTPACKETSRESPONSE']._serialized_end=1686
-  _globals['_DOWNLOADPACKETREQUEST']._serialized_start=1688
-  _globals['_DOWNLOADPACKETREQUEST']._serialized_end=1730
-  _globals['_DOWNLOADPACKETRESPONSE']._serialized_start=1732
-  _globals['_DOWNLOADPACKETRESPONSE']._serialized_end=1829
-  _globals['_GETSIGNINGKEYREQUEST']._serialized_start=1831
-  _globals['_GETSIGNINGKEYREQUEST']._serialized_end=1853
-  _globals['_GETSIGNINGKEYRESPONSE']._serialized_start=1855
-  _globals['_GETSIGNINGKEYRESPONSE']._serialized_end=1952
-  _globals['_COMPILERSERVICE']._serialized_start=2117
-  _globals['_COMPILERSERVICE']._serialized_end=2615
+  _globals['_COMPILEREQUEST']._serialized_end=460
+  _globals['_PRUNINGATTEMPT']._serialized_start=463
+  _globals['_PRUNINGATTEMPT']._serialized_end=597
+  _globals['_COMPRESSIONREPORT']._serialized_start=600
+  _globals['_COMPRESSIONREPORT']._serialized_end=937
+  _globals['_PRECISIONATTEMPT']._serialized_start=940
+  _globals['_PRECISIONATTEMPT']._serialized_end=1137
+  _globals['_PARITYREPORT']._serialized_start=1140
+  _globals['_PARITYREPORT']._serialized_end=1328
+  _globals['_PACKET']._serialized_start=1331
+  _globals['_PACKET']._serialized_end=2019
+  _globals['_COMPILEPROGRESS']._serialized_start=2021
+  _globals['_COMPILEPROGRESS']._serialized_end=2070
+  _globals['_COMPILERESPONSE']._serialized_start=2073
+  _globals['_COMPILERESPONSE']._serialized_end=2202
+  _globals['_GETPACKETREQUEST']._serialized_start=2204
+  _globals['_GETPACKETREQUEST']._serialized_end=2241
+  _globals['_GETPACKETRESPONSE']._serialized_start=2243
+  _globals['_GETPACKETRESPONSE']._serialized_end=2306
+  _globals['_LISTPACKETSREQUEST']._serialized_start=2308
+  _globals['_LISTPACKETSREQUEST']._serialized_end=2328
+  _globals['_LISTPACKETSRESPONSE']._serialized_start=2330
+  _globals['_LISTPACKETSRESPONSE']._serialized_end=2396
+  _globals['_DOWNLOADPACKETREQUEST']._serialized_start=2398
+  _globals['_DOWNLOADPACKETREQUEST']._serialized_end=2440
+  _globals['_DOWNLOADPACKETRESPONSE']._serialized_start=2442
+  _globals['_DOWNLOADPACKETRESPONSE']._serialized_end=2539
+  _globals['_GETSIGNINGKEYREQUEST']._serialized_start=2541
+  _globals['_GETSIGNINGKEYREQUEST']._serialized_end=2563
+  _globals['_GETSIGNINGKEYRESPONSE']._serialized_start=2565
+  _globals['_GETSIGNINGKEYRESPONSE']._serialized_end=2662
+  _globals['_COMPILERSERVICE']._serialized_start=3011
+  _globals['_COMPILERSERVICE']._serialized_end=3509
 # @@protoc_insertion_point(module_scope)

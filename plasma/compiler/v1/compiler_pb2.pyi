@@ -19,15 +19,35 @@ class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRECISION_FP16: _ClassVar[Precision]
     PRECISION_FP32: _ClassVar[Precision]
     PRECISION_INT8_DYNAMIC: _ClassVar[Precision]
+
+class Profile(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROFILE_UNSPECIFIED: _ClassVar[Profile]
+    PROFILE_EDGE: _ClassVar[Profile]
+    PROFILE_MOBILE: _ClassVar[Profile]
+    PROFILE_SERVER: _ClassVar[Profile]
+
+class GraphFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GRAPH_FORMAT_UNSPECIFIED: _ClassVar[GraphFormat]
+    GRAPH_FORMAT_ONNX: _ClassVar[GraphFormat]
+    GRAPH_FORMAT_ORT: _ClassVar[GraphFormat]
 PRECISION_UNSPECIFIED: Precision
 PRECISION_INT8: Precision
 PRECISION_INT8_FLOAT_OUTPUT: Precision
 PRECISION_FP16: Precision
 PRECISION_FP32: Precision
 PRECISION_INT8_DYNAMIC: Precision
+PROFILE_UNSPECIFIED: Profile
+PROFILE_EDGE: Profile
+PROFILE_MOBILE: Profile
+PROFILE_SERVER: Profile
+GRAPH_FORMAT_UNSPECIFIED: GraphFormat
+GRAPH_FORMAT_ONNX: GraphFormat
+GRAPH_FORMAT_ORT: GraphFormat
 
 class CompileRequest(_message.Message):
-    __slots__ = ("run_id", "name", "min_agreement", "kind", "base_packet_id", "precision", "float_fallback")
+    __slots__ = ("run_id", "name", "min_agreement", "kind", "base_packet_id", "precision", "float_fallback", "profile", "size_budget_bytes", "compression_level")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +55,9 @@ class CompileRequest(_message.Message):
     BASE_PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     FLOAT_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
     min_agreement: float
@@ -42,7 +65,48 @@ class CompileRequest(_message.Message):
     base_packet_id: str
     precision: Precision
     float_fallback: bool
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ..., kind: _Optional[_Union[_common_pb2.PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
+    profile: Profile
+    size_budget_bytes: int
+    compression_level: int
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., min_agreement: _Optional[float] = ..., kind: _Optional[_Union[_common_pb2.PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., float_fallback: _Optional[bool] = ..., profile: _Optional[_Union[Profile, str]] = ..., size_budget_bytes: _Optional[int] = ..., compression_level: _Optional[int] = ...) -> None: ...
+
+class PruningAttempt(_message.Message):
+    __slots__ = ("sparsity", "passed", "reason", "agreement", "closed_loop_return", "model_bytes")
+    SPARSITY_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_LOOP_RETURN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sparsity: float
+    passed: bool
+    reason: str
+    agreement: float
+    closed_loop_return: float
+    model_bytes: int
+    def __init__(self, sparsity: _Optional[float] = ..., passed: _Optional[bool] = ..., reason: _Optional[str] = ..., agreement: _Optional[float] = ..., closed_loop_return: _Optional[float] = ..., model_bytes: _Optional[int] = ...) -> None: ...
+
+class CompressionReport(_message.Message):
+    __slots__ = ("graph_format", "compression_level", "sparsity", "pruning_attempts", "model_bytes_before", "model_bytes_after", "deflated_model_bytes_before", "deflated_model_bytes_after", "required_operators")
+    GRAPH_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SPARSITY_FIELD_NUMBER: _ClassVar[int]
+    PRUNING_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    DEFLATED_MODEL_BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    DEFLATED_MODEL_BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    graph_format: GraphFormat
+    compression_level: int
+    sparsity: float
+    pruning_attempts: _containers.RepeatedCompositeFieldContainer[PruningAttempt]
+    model_bytes_before: int
+    model_bytes_after: int
+    deflated_model_bytes_before: int
+    deflated_model_bytes_after: int
+    required_operators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, graph_format: _Optional[_Union[GraphFormat, str]] = ..., compression_level: _Optional[int] = ..., sparsity: _Optional[float] = ..., pruning_attempts: _Optional[_Iterable[_Union[PruningAttempt, _Mapping]]] = ..., model_bytes_before: _Optional[int] = ..., model_bytes_after: _Optional[int] = ..., deflated_model_bytes_before: _Optional[int] = ..., deflated_model_bytes_after: _Optional[int] = ..., required_operators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PrecisionAttempt(_message.Message):
     __slots__ = ("precision", "passed", "reason", "agreement", "closed_loop_return", "model_bytes", "self_test_agreement")
@@ -81,7 +145,7 @@ class ParityReport(_message.Message):
     def __init__(self, num_observations: _Optional[int] = ..., agreement: _Optional[float] = ..., max_abs_diff: _Optional[float] = ..., near_ties: _Optional[int] = ..., fp32_closed_loop_return: _Optional[float] = ..., closed_loop_return: _Optional[float] = ..., closed_loop_paths: _Optional[int] = ...) -> None: ...
 
 class Packet(_message.Message):
-    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "fp32_model_bytes", "int8_model_bytes", "parity", "run_id", "env_spec", "create_time", "version", "kind", "base_packet_id", "signing_key_id", "base_weights_sha256", "precision", "attempts", "model_bytes", "float_fallback")
+    __slots__ = ("packet_id", "name", "sha256", "size_bytes", "fp32_model_bytes", "int8_model_bytes", "parity", "run_id", "env_spec", "create_time", "version", "kind", "base_packet_id", "signing_key_id", "base_weights_sha256", "precision", "attempts", "model_bytes", "float_fallback", "profile", "compression")
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +165,8 @@ class Packet(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
     FLOAT_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     packet_id: str
     name: str
     sha256: str
@@ -120,7 +186,9 @@ class Packet(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[PrecisionAttempt]
     model_bytes: int
     float_fallback: bool
-    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[_common_pb2.PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., base_weights_sha256: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., attempts: _Optional[_Iterable[_Union[PrecisionAttempt, _Mapping]]] = ..., model_bytes: _Optional[int] = ..., float_fallback: _Optional[bool] = ...) -> None: ...
+    profile: Profile
+    compression: CompressionReport
+    def __init__(self, packet_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fp32_model_bytes: _Optional[int] = ..., int8_model_bytes: _Optional[int] = ..., parity: _Optional[_Union[ParityReport, _Mapping]] = ..., run_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[_Union[_common_pb2.PacketKind, str]] = ..., base_packet_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., base_weights_sha256: _Optional[str] = ..., precision: _Optional[_Union[Precision, str]] = ..., attempts: _Optional[_Iterable[_Union[PrecisionAttempt, _Mapping]]] = ..., model_bytes: _Optional[int] = ..., float_fallback: _Optional[bool] = ..., profile: _Optional[_Union[Profile, str]] = ..., compression: _Optional[_Union[CompressionReport, _Mapping]] = ...) -> None: ...
 
 class CompileProgress(_message.Message):
     __slots__ = ("stage", "message")
