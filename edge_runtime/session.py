@@ -34,7 +34,8 @@ def new_session(model: bytes | str, intra_threads: int, inter_threads: int) -> o
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-        raise packet.PacketError(f"model.onnx cannot be loaded by onnxruntime {ort.__version__}: {exc}") from exc
+        raise packet.PacketError(f"the packet's graph (model.onnx, or model.ort in ORT format) cannot be loaded by "
+                                 f"onnxruntime {ort.__version__}: {exc}") from exc
 
 
 class ServedPacket:

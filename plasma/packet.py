@@ -5,6 +5,7 @@ A zip archive:
                         sha256, normalization, quantization, parity, provenance)
   signature.json        ed25519 signature over manifest.json, naming the signing key's id
   model.onnx            kind "model": the policy graph, observation [batch, obs_dim] float32 -> action, output
+  model.ort             kind "model", instead of model.onnx: the same graph in onnxruntime's ORT format (mobile)
   fallback.onnx         kind "model", optional: the fp32 graph, served where model.onnx fails its self-test
   adapter.onnx_adapter  kind "adapter": LoRA weights (onnxruntime AdapterFormat) for a base model the device holds
 
@@ -43,6 +44,8 @@ MEDIA_TYPE = "application/vnd.plasma.packet+zip"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "signature.json"
 MODEL_FILE = "model.onnx"
+# The graph in onnxruntime's ORT format, for minimal (mobile) builds that cannot parse ONNX.
+MODEL_ORT_FILE = "model.ort"
 ADAPTER_FILE = "adapter.onnx_adapter"
 FALLBACK_FILE = "fallback.onnx"
 KIND_MODEL = "model"
@@ -58,6 +61,7 @@ _ZIP_EPOCH = (2020, 1, 1, 0, 0, 0)
 # Far above any policy Plasma trains; stops a hostile archive from inflating in memory.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _PAYLOAD_FILE = {KIND_MODEL: MODEL_FILE, KIND_ADAPTER: ADAPTER_FILE}
+_MODEL_FILES = (MODEL_FILE, MODEL_ORT_FILE)
 
 
 _T = TypeVar("_T")
@@ -237,6 +241,8 @@ class Manifest:
     quantization: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # The device profile the compiler was asked for and what it chose; empty (and absent) when none was named.
+    profile: dict[str, Any] = field(default_factory=dict)
     # Format 2 on: what a device checks the graph against before serving it.
     self_test: SelfTest | None = None
     format_version: int = FORMAT_VERSION
@@ -277,13 +283,15 @@ class Manifest:
         }
         if self.self_test is not None:
             raw["self_test"] = self.self_test.to_json()
+        if self.profile:  # absent rather than empty: packets compiled without a profile keep their bytes
+            raw["profile"] = self.profile
         # Absent rather than empty: format 2 packets carry neither, so their bytes depend only on their content.
         if self.created_at:
             raw["created_at"] = self.created_at
         if self.source_run_id:
             raw["source_run_id"] = self.source_run_id
         if self.kind == KIND_MODEL:
-            raw["model"] = {"file": MODEL_FILE, "opset": self.opset,
+            raw["model"] = {"file": self.payload.path, "opset": self.opset,
                             "adapter_slots": [t.to_json() for t in self.adapter_slots]}
         else:
             assert self.base is not None
@@ -344,12 +352,16 @@ def build(
     quantization: dict[str, Any] | None = None,
     parity: dict[str, Any] | None = None,
     versions: dict[str, str] | None = None,
+    profile: dict[str, Any] | None = None,
     self_test: SelfTest,
     fallback: bytes | None = None,
+    model_file: str = MODEL_FILE,
+    compression_level: int | None = None,
 ) -> bytes:
     """Writes a signed packet; the manifest's file entries (hash, size) are derived here, not passed in. An empty
     `packet_id` is derived from the content: "pkt-" and 12 hex digits of the sha256 of the manifest without its
-    id, so that the same policy compiled into the same lineage position gives the same bytes."""
+    id, so that the same policy compiled into the same lineage position gives the same bytes. `model_file`:
+    MODEL_ORT_FILE for a graph in ORT format; `compression_level`: DEFLATE level 0-9 (None: zlib's default)."""
     if kind not in _PAYLOAD_FILE:
         raise PacketError(f"kind must be {KIND_MODEL!r} or {KIND_ADAPTER!r}, got {kind!r}")
     if observation_space.kind != "box":
@@ -360,7 +372,9 @@ def build(
         raise PacketError("an adapter packet needs a base, and only an adapter packet has one")
     if fallback is not None and kind != KIND_MODEL:
         raise PacketError("only a model packet carries a fallback graph")
-    contents = {_PAYLOAD_FILE[kind]: payload}
+    if model_file not in _MODEL_FILES or (kind != KIND_MODEL and model_file != MODEL_FILE):
+        raise PacketError(f"model_file must be one of {_MODEL_FILES} (kind model only), got {model_file!r}")
+    contents = {_PAYLOAD_FILE[kind] if kind != KIND_MODEL else model_file: payload}
     if fallback is not None:
         contents[FALLBACK_FILE] = fallback
     manifest = Manifest(
@@ -369,14 +383,14 @@ def build(
         files=tuple(FileEntry(path, hashlib.sha256(data).hexdigest(), len(data)) for path, data in contents.items()),
         opset=opset, adapter_slots=adapter_slots, adapter_parameters=adapter_parameters,
         adapter_rank=adapter_rank, base=base, normalization=normalization or {}, quantization=quantization or {},
-        parity=parity or {}, versions=versions or {}, self_test=self_test,
+        parity=parity or {}, versions=versions or {}, profile=profile or {}, self_test=self_test,
     )
     if not packet_id:
         digest = hashlib.sha256(canonical_json(manifest.to_json())).hexdigest()
         manifest = dataclasses.replace(manifest, packet_id=f"pkt-{digest[:12]}")
     manifest_bytes = canonical_json(manifest.to_json())
     _manifest_from_json(json.loads(manifest_bytes))  # the writer never produces what the reader refuses
-    return assemble(manifest_bytes, contents, sign(manifest_bytes, signer))
+    return assemble(manifest_bytes, contents, sign(manifest_bytes, signer), compression_level)
 
 
 def sign(manifest_bytes: bytes, signer: SigningKey) -> bytes:
@@ -385,10 +399,11 @@ def sign(manifest_bytes: bytes, signer: SigningKey) -> bytes:
                            "signature": base64.b64encode(signer.sign(SIGNING_CONTEXT + manifest_bytes)).decode()})
 
 
-def assemble(manifest_bytes: bytes, files: Mapping[str, bytes], signature: bytes | None) -> bytes:
+def assemble(manifest_bytes: bytes, files: Mapping[str, bytes], signature: bytes | None,
+             compression_level: int | None = None) -> bytes:
     """The archive itself (tests use it to build defective packets)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", compresslevel=compression_level) as archive:
         _write(archive, MANIFEST_FILE, manifest_bytes)
         if signature is not None:
             _write(archive, SIGNATURE_FILE, signature)
@@ -400,7 +415,7 @@ def assemble(manifest_bytes: bytes, files: Mapping[str, bytes], signature: bytes
 def _write(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
     info.compress_type = zipfile.ZIP_DEFLATED
-    archive.writestr(info, data)
+    archive.writestr(info, data, compresslevel=archive.compresslevel)  # a ZipInfo does not take the archive's
 
 
 def _entries(data: bytes) -> dict[str, bytes]:
@@ -555,7 +570,7 @@ def _manifest_from_json(raw: Any) -> Manifest:
         raise PacketError(f"manifest files entry is malformed: {exc!r}") from exc
     allowed = [[_PAYLOAD_FILE[kind]]]
     if kind == KIND_MODEL and version >= 2:
-        allowed.append([MODEL_FILE, FALLBACK_FILE])
+        allowed += [[MODEL_FILE, FALLBACK_FILE], [MODEL_ORT_FILE]]
     if [f.path for f in files] not in allowed:
         raise PacketError(f"a format {version} {kind} packet carries {' or '.join(map(repr, allowed))}, "
                           f"manifest files list {[f.path for f in files]}")
@@ -570,8 +585,8 @@ def _manifest_from_json(raw: Any) -> Manifest:
     try:
         if kind == KIND_MODEL:
             model = raw["model"]
-            if model["file"] != MODEL_FILE:
-                raise PacketError(f"manifest model.file is {model['file']!r}, format v1 requires {MODEL_FILE!r}")
+            if model["file"] != files[0].path:
+                raise PacketError(f"manifest model.file is {model['file']!r}, its files list {files[0].path!r}")
             fields = {"opset": int(model["opset"]),
                       "adapter_slots": _tensors(model.get("adapter_slots", []), "model.adapter_slots")}
         else:
@@ -594,6 +609,7 @@ def _manifest_from_json(raw: Any) -> Manifest:
         env_id=str(env.get("env_id", "")),
         observation_space=observation_space, action_space=action_space, files=files,
         normalization=dict(raw.get("normalization", {})), quantization=dict(raw.get("quantization", {})),
-        parity=dict(raw.get("parity", {})), versions=dict(raw.get("versions", {})), format_version=version,
+        parity=dict(raw.get("parity", {})), versions=dict(raw.get("versions", {})),
+        profile=dict(raw.get("profile", {})), format_version=version,
         **fields, **fields_v2,
     )
