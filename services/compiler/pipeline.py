@@ -1,5 +1,6 @@
 """A policy bundle to a packet's contents: merge -> export fp32 -> fp32 in closed loop -> calibrate -> the
-precision ladder (the first candidate the gate passes) -> self-test and records for the manifest."""
+precision ladder (the first candidate the gate passes) -> pruning, if the profile prunes (the largest sparsity the
+gate passes) -> self-test and records for the manifest."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from plasma import packet, parity
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec
 from plasma.server.errors import FailedPrecondition
 from services.common.bundle import PolicyBundle
-from services.compiler import export, gate, precision
+from services.compiler import export, gate, ort_format, precision, profiles, pruning
 from services.compiler.closed_loop import Scenario
 
 Report = Callable[[tuple[str, str]], None]  # (stage, message)
@@ -30,6 +31,15 @@ class Settings:
     precision: str | None = None  # None: the ladder
     float_fallback: bool = False
     seed: int = 0
+    profile: profiles.Profile = profiles.DEFAULT
+    compression_level: int | None = None  # the archive's DEFLATE level; None: zlib's default
+    size_budget_bytes: int = 0  # 0: none (the compiler checks the built packet; recorded here)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the manifest records the profile: not for a plain request, whose bytes stay what they were."""
+        return (self.profile is not profiles.DEFAULT or self.compression_level is not None
+                or self.size_budget_bytes > 0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,28 @@ class Attempt:
     precision: str
     verdict: gate.Verdict
     model_bytes: int
+
+
+@dataclass(frozen=True)
+class PruneAttempt:
+    sparsity: float
+    verdict: gate.Verdict
+    model_bytes: int
+
+
+@dataclass(frozen=True)
+class Packaging:
+    """What the profile chose beyond the precision, and what it saved: the manifest's "profile" record."""
+
+    settings: Settings
+    unpruned: bytes  # the chosen precision's graph before pruning
+    pruning: tuple[PruneAttempt, ...] = ()
+    required_operators: tuple[str, ...] = ()  # ORT graphs: a reduced build's operator config
+
+    @property
+    def sparsity(self) -> float:
+        passed = [a.sparsity for a in self.pruning if a.verdict.passed]
+        return passed[-1] if passed else 0.0
 
 
 @dataclass(frozen=True)
@@ -59,10 +91,21 @@ class Compiled:
     adapter_tensors: tuple[packet.Tensor, ...] = ()
     lora_rank: int = 0
     fallback: bytes | None = None
+    packaging: Packaging | None = None  # model packets
 
     @property
     def chosen(self) -> Attempt:
         return self.attempts[-1]
+
+    @property
+    def verdict(self) -> gate.Verdict:
+        """The gate's verdict on the shipped graph: the last sparsity it passed, else the chosen precision's."""
+        passed = [a.verdict for a in self.packaging.pruning if a.verdict.passed] if self.packaging else []
+        return passed[-1] if passed else self.chosen.verdict
+
+    @property
+    def graph_format(self) -> str:
+        return self.packaging.settings.profile.graph_format if self.packaging else profiles.ONNX
 
 
 @dataclass(frozen=True)
@@ -89,25 +132,43 @@ def compile_model(bundle: PolicyBundle, scenario: Scenario, real_observations: n
         source, keep_float, slots = adaptable_graph.fp32, adaptable_graph.lora_nodes, adaptable_graph.slots
     else:
         source, keep_float, slots = fp32, (), ()
-    rungs = precision.LADDER if settings.precision is None else (settings.precision,)
-    attempts: list[Attempt] = []
-    for rung in rungs:
-        model = precision.build(rung, source, calibration, keep_float)
+    rungs = settings.profile.rungs if settings.precision is None else (settings.precision,)
+    graph_format = settings.profile.graph_format
+
+    def candidate(rung: str, fp32_source: bytes) -> tuple[bytes, gate.Verdict]:
+        model = precision.build(rung, fp32_source, calibration, keep_float)
         if slots:
             model = export.expose_lora_inputs(model, slots)
+        if graph_format == profiles.ORT:
+            model = ort_format.convert(model)  # judged as it ships: the ORT graph itself
         graph = export.Graph(model, settings.threads, per_row=rung == precision.INT8_DYNAMIC)
-        verdict = gate.judge(graph, reference, scenario, settings.min_agreement)
+        return model, gate.judge(graph, reference, scenario, settings.min_agreement)
+
+    attempts: list[Attempt] = []
+    for rung in rungs:
+        model, verdict = candidate(rung, source)
         attempts.append(Attempt(rung, verdict, len(model)))
         outcome = "passed" if verdict.passed else f"refused: {verdict.reason}"
         report((rung, f"{len(model)} bytes; {verdict.describe()}; {outcome}"))
         if verdict.passed:
+            unpruned, pruned_attempts = model, []
+            for sparsity in pruning.SPARSITIES if settings.profile.prune else ():
+                pruned, pruned_verdict = candidate(rung, pruning.prune(source, sparsity))
+                pruned_attempts.append(PruneAttempt(sparsity, pruned_verdict, len(pruned)))
+                outcome = "passed" if pruned_verdict.passed else f"refused: {pruned_verdict.reason}"
+                report(("prune", f"{rung} at sparsity {sparsity:.0%}: {len(pruned)} bytes; "
+                                 f"{pruned_verdict.describe()}; {outcome}"))
+                if not pruned_verdict.passed:
+                    break
+                model, verdict = pruned, pruned_verdict
+            operators = ort_format.required_operators(model) if graph_format == profiles.ORT else ()
             fallback = (precision.build(precision.FP32, fp32, calibration)
                         if settings.float_fallback and rung != precision.FP32 else None)
             return Compiled(
                 spec, fp32, model, rung, tuple(attempts), reference.rollouts.mean_return, len(scenario.starts),
                 scenario.horizon, _self_test(reference, verdict, settings.min_agreement), settings.min_agreement,
                 torch_diff, _normalization(net), sources, adapter_tensors=slots, lora_rank=rank if adaptable else 0,
-                fallback=fallback)
+                fallback=fallback, packaging=Packaging(settings, unpruned, tuple(pruned_attempts), operators))
     tried = "; ".join(f"{a.precision}: {a.verdict.reason}" for a in attempts)
     raise FailedPrecondition(
         f"no precision keeps parity with the fp32 policy ({tried}). "
@@ -218,7 +279,7 @@ def _attempt_record(attempt: Attempt) -> dict[str, Any]:
 
 def packet_records(compiled: Compiled) -> dict[str, dict[str, Any]]:
     """The manifest's normalization, quantization and parity records for a compiled policy."""
-    chosen = compiled.chosen.verdict
+    chosen = compiled.verdict
     if compiled.kind == packet.KIND_ADAPTER:
         quantization: dict[str, Any] = {
             "precision": compiled.precision, "method": "none",
@@ -239,7 +300,10 @@ def packet_records(compiled: Compiled) -> dict[str, dict[str, Any]]:
             quantization["fallback"] = {"file": packet.FALLBACK_FILE, "precision": precision.FP32,
                                         "model_bytes": len(compiled.fallback)}
     agreement = chosen.agreement
+    profile = ({"profile": profile_record(compiled)}
+               if compiled.packaging is not None and compiled.packaging.settings.recorded else {})
     return {
+        **profile,
         "normalization": compiled.normalization,
         "quantization": quantization,
         "parity": {"states": agreement.states, "near_ties": agreement.near_ties, "agreement": agreement.share,
@@ -250,3 +314,30 @@ def packet_records(compiled: Compiled) -> dict[str, dict[str, Any]]:
                                    "return_tolerance": gate.RETURN_TOLERANCE},
                    "fp32_vs_torch_max_abs_diff": compiled.torch_max_abs_diff},
     }
+
+
+def profile_record(compiled: Compiled) -> dict[str, Any]:
+    """The manifest's "profile": the profile's name and what it chose, and the graph's size before (unpruned,
+    deflated at zlib's default level) and after (shipped, deflated at the chosen level)."""
+    packaging, shipped = compiled.packaging, compiled.payload
+    assert packaging is not None  # model packets
+    settings = packaging.settings
+    record: dict[str, Any] = {
+        "name": settings.profile.name, "precision": compiled.precision,
+        "rungs": list(settings.profile.rungs) if settings.precision is None else [settings.precision],
+        "format": settings.profile.graph_format, "batch": "dynamic",
+        "compression": {"method": "deflate", "level": profiles.level(settings.compression_level)},
+        "pruning": {"method": "magnitude, per layer, weights only" if settings.profile.prune else "none",
+                    "sparsity": packaging.sparsity,
+                    "tried": [{"sparsity": a.sparsity, "passed": a.verdict.passed, "reason": a.verdict.reason,
+                               "agreement": a.verdict.agreement.share,
+                               "closed_loop_return": a.verdict.closed_loop_return, "model_bytes": a.model_bytes}
+                              for a in packaging.pruning]},
+        "sizes": {"model_bytes_before": len(packaging.unpruned), "model_bytes_after": len(shipped),
+                  "deflated_before": profiles.deflated_size(packaging.unpruned, None),
+                  "deflated_after": profiles.deflated_size(shipped, settings.compression_level)},
+        "size_budget_bytes": settings.size_budget_bytes,
+    }
+    if packaging.required_operators:
+        record["required_operators"] = list(packaging.required_operators)
+    return record

@@ -27,7 +27,7 @@ from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc, task_pb2
 from plasma.spaces import EnvSpec
 from plasma.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common import bundle, simulator_client
-from services.compiler import closed_loop_inputs, export, metrics, pipeline, precision
+from services.compiler import closed_loop_inputs, export, metrics, pipeline, precision, profiles
 from services.compiler.config import Config
 from services.compiler.store import PacketStore
 
@@ -45,6 +45,14 @@ PRECISIONS = {
     compiler_pb2.PRECISION_INT8_DYNAMIC: precision.INT8_DYNAMIC,
 }
 PRECISION_ENUMS = {name: value for value, name in PRECISIONS.items()}
+PROFILES = {
+    compiler_pb2.PROFILE_UNSPECIFIED: profiles.DEFAULT,
+    compiler_pb2.PROFILE_EDGE: profiles.EDGE,
+    compiler_pb2.PROFILE_MOBILE: profiles.MOBILE,
+    compiler_pb2.PROFILE_SERVER: profiles.SERVER,
+}
+GRAPH_FORMATS = {profiles.ONNX: compiler_pb2.GRAPH_FORMAT_ONNX, profiles.ORT: compiler_pb2.GRAPH_FORMAT_ORT}
+_MAX_COMPRESSION_LEVEL = 9
 
 
 def load_signing_key(config: Config) -> tuple[signing.SigningKey, bool]:
@@ -73,9 +81,37 @@ def _options(request: compiler_pb2.CompileRequest, kind: int, config: Config, se
     if request.float_fallback and kind != common_pb2.PACKET_KIND_MERGED:
         raise InvalidArgument("float_fallback is for PACKET_KIND_MERGED packets: an adaptable base's adapters and "
                               "an adapter packet need the base graph itself")
+    profile = _profile(request, kind)
+    if request.size_budget_bytes < 0:
+        raise InvalidArgument(f"size_budget_bytes={request.size_budget_bytes} must be >= 0 (0: no limit)")
+    level = request.compression_level if request.HasField("compression_level") else profile.compression_level
+    if level is not None and not 0 <= level <= _MAX_COMPRESSION_LEVEL:
+        raise InvalidArgument(f"compression_level={level} must be 0 (none) to {_MAX_COMPRESSION_LEVEL} (smallest)")
     return pipeline.Settings(min_agreement=request.min_agreement or DEFAULT_MIN_AGREEMENT,
                              threads=config.torch_threads, precision=PRECISIONS.get(request.precision),
-                             float_fallback=request.float_fallback, seed=seed)
+                             float_fallback=request.float_fallback, seed=seed, profile=profile,
+                             compression_level=level, size_budget_bytes=request.size_budget_bytes)
+
+
+def _profile(request: compiler_pb2.CompileRequest, kind: int) -> profiles.Profile:
+    """The request's profile, refusing the combinations it cannot honour."""
+    profile = PROFILES.get(request.profile)
+    names = ", ".join(compiler_pb2.Profile.Name(v) for v in PROFILES if v != compiler_pb2.PROFILE_UNSPECIFIED)
+    if profile is None:
+        raise InvalidArgument(f"profile {request.profile} is not a Profile: use one of {names} (or leave it unset)")
+    if profile is profiles.DEFAULT:
+        return profile
+    if kind == common_pb2.PACKET_KIND_ADAPTER:
+        raise InvalidArgument("an adapter packet runs on its base's graph and takes its base's profile: leave "
+                              "profile unset (compile the ADAPTABLE base with the profile instead)")
+    if profile is profiles.MOBILE and (kind != common_pb2.PACKET_KIND_MERGED or request.float_fallback):
+        raise InvalidArgument("profile PROFILE_MOBILE makes one ORT-format graph for PACKET_KIND_MERGED packets: "
+                              "no LoRA slots, no float_fallback (a minimal build loads no ONNX fallback)")
+    chosen = PRECISIONS.get(request.precision)
+    if chosen is not None and chosen not in profile.rungs:
+        raise InvalidArgument(f"profile {compiler_pb2.Profile.Name(request.profile)} is "
+                              f"{', '.join(profile.rungs)} only, not precision {chosen}")
+    return profile
 
 
 def default_name(dataset_name: str, env_id: str, task: task_pb2.TaskSpec | None) -> str:
@@ -166,7 +202,8 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
         for stage, message in job.events():
             yield _progress(stage, message)
         assert job.result is not None
-        record = self._package(job.result, run, env, name, kind, weights_sha256, base[0] if base is not None else None)
+        record = self._package(job.result, run, env, name, kind, weights_sha256, base[0] if base is not None else None,
+                               options)
         yield _progress("package", f"packet {record.packet_id} {record.name} v{record.version}: "
                                    f"{record.size_bytes} bytes, signed by key {record.signing_key_id}, stored")
         log.info("packet=%s name=%s version=%d kind=%s precision=%s run=%s size_bytes=%d agreement=%.4f",
@@ -212,7 +249,7 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
 
     def _package(self, compiled: pipeline.Compiled, run: trainer_pb2.Run, env: EnvSpec, name: str,
                  kind: common_pb2.PacketKind, weights_sha256: str,
-                 base: compiler_pb2.Packet | None) -> compiler_pb2.Packet:
+                 base: compiler_pb2.Packet | None, options: pipeline.Settings) -> compiler_pb2.Packet:
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         create_time = timestamp_pb2.Timestamp()
         create_time.FromDatetime(now)
@@ -222,9 +259,11 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                 base=packet.BaseRef(packet_id=base.packet_id, name=base.name, version=base.version,
                                     model_sha256=packet.read(self._store.read(base.packet_id)[1])[0].payload.sha256))
         else:
-            manifest_fields = dict(kind=packet.KIND_MODEL, opset=export.OPSET, adapter_slots=compiled.adapter_tensors)
+            manifest_fields = dict(kind=packet.KIND_MODEL, opset=export.OPSET, adapter_slots=compiled.adapter_tensors,
+                                   model_file=packet.MODEL_ORT_FILE if compiled.graph_format == profiles.ORT
+                                   else packet.MODEL_FILE)
         records: dict[str, Any] = pipeline.packet_records(compiled)
-        chosen = compiled.chosen.verdict
+        chosen = compiled.verdict
         with self._package_lock:
             version = self._store.next_version(name)
             data = packet.build(
@@ -233,8 +272,10 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                 observation_space=env.observation, action_space=env.action,
                 payload=compiled.payload, signer=self._signer, versions=export.versions(),
                 self_test=compiled.self_test, fallback=compiled.fallback,
-                **manifest_fields, **records,
+                compression_level=options.compression_level, **manifest_fields, **records,
             )
+            if options.size_budget_bytes and len(data) > options.size_budget_bytes:
+                raise FailedPrecondition(_over_budget(len(data), compiled, options))
             packet_id = packet.read(data)[0].packet_id  # derived from the content: same policy, same bytes
             record = compiler_pb2.Packet(
                 packet_id=packet_id, name=name, sha256=blobs.sha256_hex(data), size_bytes=len(data),
@@ -250,6 +291,8 @@ class CompilerServicer(compiler_pb2_grpc.CompilerServiceServicer):
                 base_weights_sha256=weights_sha256, precision=PRECISION_ENUMS[compiled.precision],
                 attempts=[_attempt_message(a) for a in compiled.attempts],
                 float_fallback=compiled.fallback is not None,
+                profile=next(v for v, p in PROFILES.items() if p is options.profile),
+                compression=_compression_report(compiled, options),
             )
             self._store.save(record, data)
         return record
@@ -289,6 +332,41 @@ def _attempt_message(attempt: pipeline.Attempt) -> compiler_pb2.PrecisionAttempt
         precision=PRECISION_ENUMS[attempt.precision], passed=verdict.passed, reason=verdict.reason,
         agreement=verdict.agreement.share, closed_loop_return=verdict.closed_loop_return,
         model_bytes=attempt.model_bytes, self_test_agreement=verdict.self_test.share)
+
+
+def _compression_report(compiled: pipeline.Compiled, options: pipeline.Settings) -> compiler_pb2.CompressionReport:
+    packaging = compiled.packaging
+    before = packaging.unpruned if packaging is not None else compiled.payload
+    return compiler_pb2.CompressionReport(
+        graph_format=GRAPH_FORMATS[compiled.graph_format], compression_level=profiles.level(options.compression_level),
+        sparsity=packaging.sparsity if packaging is not None else 0.0,
+        pruning_attempts=[compiler_pb2.PruningAttempt(
+            sparsity=a.sparsity, passed=a.verdict.passed, reason=a.verdict.reason, agreement=a.verdict.agreement.share,
+            closed_loop_return=a.verdict.closed_loop_return, model_bytes=a.model_bytes)
+            for a in (packaging.pruning if packaging is not None else ())],
+        model_bytes_before=len(before), model_bytes_after=len(compiled.payload),
+        deflated_model_bytes_before=profiles.deflated_size(before, None),
+        deflated_model_bytes_after=profiles.deflated_size(compiled.payload, options.compression_level),
+        required_operators=packaging.required_operators if packaging is not None else ())
+
+
+def _over_budget(size: int, compiled: pipeline.Compiled, options: pipeline.Settings) -> str:
+    """Why the packet does not fit its budget, and what would make a smaller one."""
+    packaging = compiled.packaging
+    sparsity = packaging.sparsity if packaging is not None else 0.0
+    level = profiles.level(options.compression_level)
+    advice = []
+    if options.precision is not None and options.precision != precision.INT8:
+        advice.append("leave precision unset so the ladder can try int8")
+    if not options.profile.prune and compiled.kind == packet.KIND_MODEL:
+        advice.append("compile with profile PROFILE_EDGE (int8 first, pruning, compression level 9)")
+    elif level < _MAX_COMPRESSION_LEVEL:
+        advice.append(f"compression_level {_MAX_COMPRESSION_LEVEL}")
+    advice.append(f"lower min_agreement (now {options.min_agreement:.2f}) so a smaller graph can pass")
+    advice.append(f"raise size_budget_bytes to at least {size}")
+    return (f"no packet that keeps parity fits size_budget_bytes={options.size_budget_bytes}: the smallest is "
+            f"{size} bytes ({compiled.precision}, {sparsity:.0%} of weights pruned, {compiled.graph_format}, "
+            f"compression level {level}, profile {options.profile.name}); to fit, " + "; or ".join(advice))
 
 
 def create_server(
