@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from plasma import channels, signing
 from plasma.cli import connection, output, plots, progress, render, rollout
 from plasma.cli.render import SOLVED as SOLVED  # bench.demo_reliability judges runs by it
 from plasma.compiler.v1 import compiler_pb2
-from plasma.sdk import recipes, tasks
+from plasma.sdk import calls, recipes, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import observation_size, run_episodes
 from plasma.sdk.local import LocalStack
@@ -149,7 +150,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     with PlasmaClient(_endpoints(args)) as client, progress.stage("compile") as on_progress:
         packet = client.compile(args.run_id, name=args.name, on_progress=on_progress, precision=args.precision,
-                                float_fallback=args.float_fallback, min_agreement=args.min_agreement)
+                                float_fallback=args.float_fallback, min_agreement=args.min_agreement,
+                                profile=args.profile or compiler_pb2.PROFILE_UNSPECIFIED,
+                                size_budget_bytes=args.size_budget, compression_level=args.compression_level)
     return output.show(args.json, render.document(packet), render.packet_tables(packet))
 
 
@@ -226,6 +229,15 @@ def _precision(text: str) -> int:
     if text not in names:
         raise argparse.ArgumentTypeError(f"precision must be one of {', '.join(names)}, got {text!r}")
     return names[text]
+
+
+def _bounded_int(low: int, high: int | None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not in {low}..{high if high is not None else ''}")
+        return value
+    return parse
 
 
 def _share(text: str) -> float:
@@ -334,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "must decide as the fp32 policy does; one below it is refused and the ladder tries "
                                "the next (it must also keep 95 %% of fp32's closed-loop return). Default 0: the "
                                "compiler's 0.95")
+    compile_.add_argument("--profile", choices=calls.PROFILE_NAMES,
+                          help="the device profile: edge (int8, pruned, smallest), mobile (edge's choices in "
+                               "onnxruntime's ORT format, for minimal builds) or server (fp16/fp32, batched); "
+                               "default: the ladder, unpruned, zlib's default compression")
+    compile_.add_argument("--size-budget", type=_bounded_int(1, None), default=0, metavar="BYTES",
+                          help="refuse a packet larger than this many bytes (the whole signed archive)")
+    compile_.add_argument("--compression-level", type=_bounded_int(0, 9), default=None, metavar="N",
+                          help="DEFLATE level of the packet archive, 0 (none) to 9 (smallest); default: the "
+                               "profile's (9 for edge and mobile, else 6)")
     compile_.add_argument("--name", default="",
                           help="the packet's lineage name (default: the dataset's name, or the environment id, "
                                "with the task's name unless it is the environment's own objective)")

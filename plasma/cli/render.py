@@ -55,6 +55,16 @@ def describe_packet(packet: compiler_pb2.Packet) -> str:
             f"{packet.model_bytes:,} B, fp32 {packet.fp32_model_bytes:,} B")
 
 
+def describe_compression(packet: compiler_pb2.Packet) -> str:
+    """The profile's choices beyond the precision and what they saved on the model's DEFLATE entry."""
+    c = packet.compression
+    profile = compiler_pb2.Profile.Name(packet.profile).removeprefix("PROFILE_").lower() if packet.profile else "none"
+    graph_format = compiler_pb2.GraphFormat.Name(c.graph_format).removeprefix("GRAPH_FORMAT_").lower()
+    return (f"{profile}: {graph_format}, {100 * c.sparsity:.0f} % of weights pruned, deflate level "
+            f"{c.compression_level}; model deflated {c.deflated_model_bytes_before:,} B -> "
+            f"{c.deflated_model_bytes_after:,} B")
+
+
 def describe_parity(parity: compiler_pb2.ParityReport) -> str:
     decisive = parity.num_observations - parity.near_ties
     return (f"{100 * parity.agreement:.2f} % of {decisive:,} decisive visited states ({parity.near_ties:,} near-ties "
@@ -78,6 +88,7 @@ def packet_tables(packet: compiler_pb2.Packet) -> list[Table]:
         ("kind", common_pb2.PacketKind.Name(packet.kind).removeprefix("PACKET_KIND_").lower()),
         ("run", packet.run_id),
         ("size", describe_packet(packet)),
+        *([("profile", describe_compression(packet))] if packet.HasField("compression") else []),
         ("parity with fp32", describe_parity(packet.parity)),
         ("float fallback", "yes" if packet.float_fallback else "no"),
         ("signed by key", packet.signing_key_id),

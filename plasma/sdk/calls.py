@@ -75,11 +75,29 @@ def train(model_id: str, config: trainer_pb2.TrainConfig | None, task: task_pb2.
 
 
 def compile_packet(run_id: str, name: str, kind: common_pb2.PacketKind, base_packet_id: str,
-                   precision: compiler_pb2.Precision, float_fallback: bool,
-                   min_agreement: float) -> compiler_pb2.CompileRequest:
+                   precision: compiler_pb2.Precision, float_fallback: bool, min_agreement: float,
+                   profile: compiler_pb2.Profile | str = compiler_pb2.PROFILE_UNSPECIFIED, size_budget_bytes: int = 0,
+                   compression_level: int | None = None) -> compiler_pb2.CompileRequest:
+    """`profile` by value or name ("edge", "mobile", "server"); `compression_level` None: the profile's."""
     return compiler_pb2.CompileRequest(run_id=run_id, name=name, kind=kind, base_packet_id=base_packet_id,
                                        precision=precision, float_fallback=float_fallback,
-                                       min_agreement=min_agreement)
+                                       min_agreement=min_agreement, profile=profile_value(profile),
+                                       size_budget_bytes=size_budget_bytes, compression_level=compression_level)
+
+
+PROFILES = {"edge": compiler_pb2.PROFILE_EDGE, "mobile": compiler_pb2.PROFILE_MOBILE,
+            "server": compiler_pb2.PROFILE_SERVER}
+PROFILE_NAMES = tuple(PROFILES)
+
+
+def profile_value(profile: compiler_pb2.Profile | str) -> compiler_pb2.Profile:
+    """A profile's enum value from its name ("edge" -> PROFILE_EDGE); enum values pass through unchanged (the
+    compiler refuses an unknown one)."""
+    if not isinstance(profile, str):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    return PROFILES[profile]
 
 
 # Edge runtime

@@ -155,11 +155,16 @@ class PlasmaClient:
                 kind: common_pb2.PacketKind = common_pb2.PACKET_KIND_MERGED,
                 base_packet_id: str = "",
                 precision: compiler_pb2.Precision = compiler_pb2.PRECISION_UNSPECIFIED,
-                float_fallback: bool = False, min_agreement: float = 0.0) -> compiler_pb2.Packet:
+                float_fallback: bool = False, min_agreement: float = 0.0,
+                profile: compiler_pb2.Profile | str = compiler_pb2.PROFILE_UNSPECIFIED, size_budget_bytes: int = 0,
+                compression_level: int | None = None) -> compiler_pb2.Packet:
         """A packet of `kind`: MERGED (default), ADAPTABLE (base that adapter packets apply to), or ADAPTER (only
         the run's LoRA weights, for the ADAPTABLE packet `base_packet_id`). `precision` unspecified walks the
-        precision ladder; `min_agreement` 0 is the compiler's default gate (0.95)."""
-        request = calls.compile_packet(run_id, name, kind, base_packet_id, precision, float_fallback, min_agreement)
+        precision ladder; `min_agreement` 0 is the compiler's default gate (0.95). `profile` ("edge", "mobile",
+        "server" or a compiler_pb2.Profile) picks precisions, graph format, pruning and compression;
+        `size_budget_bytes` (0: none) refuses a larger packet; `compression_level` 0-9 overrides the profile's."""
+        request = calls.compile_packet(run_id, name, kind, base_packet_id, precision, float_fallback, min_agreement,
+                                       profile, size_budget_bytes, compression_level)
         stream = self.compiler.Compile(request, timeout=self._stream_deadline_s)
         return _final(stream, "packet", on_progress)
 
