@@ -15,7 +15,9 @@ help: ## List the targets
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[edge,services,client,dev]'
+	@# setuptools warns on every editable install that folders named like the packages take precedence: they are
+	@# the packages themselves here.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[edge,services,client,dev]'
 	touch $@
 
 .PHONY: setup

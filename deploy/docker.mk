@@ -23,20 +23,19 @@ PLASMA_EDGE_PORT ?= 50054
 export PLASMA_SIMULATOR_PORT PLASMA_TRAINER_PORT PLASMA_COMPILER_PORT PLASMA_EDGE_PORT
 
 # Dependency wheels: downloaded once per change of pyproject.toml, then reused (offline).
-$(WHEELHOUSE)/.deps: pyproject.toml scripts/wheelhouse.sh
+$(WHEELHOUSE)/.deps: pyproject.toml scripts/wheelhouse.sh scripts/requirements.py
 	scripts/wheelhouse.sh deps
 	touch $@
 
 .PHONY: wheelhouse
-wheelhouse: $(WHEELHOUSE)/.deps ## Host-side wheels for the images (deps once, the project wheel every time)
-	scripts/wheelhouse.sh project
+wheelhouse: $(WHEELHOUSE)/.deps ## Host-side wheels for the images (downloaded once per change of the dependencies)
 
 .PHONY: base-image
 base-image: ## Build plasma/debian-python:bookworm from Debian packages (no registry): the offline base
 	scripts/build_base_image.sh $(PLASMA_LOCAL_BASE_IMAGE)
 
 .PHONY: images
-images: wheelhouse ## Build the service-base, simulator, trainer, compiler and edge images (offline if needed)
+images: wheelhouse ## Build the simulator, trainer, compiler and edge images from the wheelhouse (offline)
 	deploy/build_images.sh
 
 .PHONY: image-sizes

@@ -17,8 +17,8 @@ IMAGE=${1:-plasma/debian-python:bookworm}
 SUITE=bookworm
 MIRROR=${PLASMA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${PLASMA_DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-security}
-# python3 is all the images need: the venv is created with `--without-pip` and pip comes from the wheelhouse.
-PACKAGES=python3
+# python3, and python3-venv for ensurepip: the images create their venvs with `python3 -m venv`, as on python:slim.
+PACKAGES=python3,python3-venv
 started=$SECONDS
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/plasma-base.XXXXXX")

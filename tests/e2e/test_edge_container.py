@@ -102,12 +102,14 @@ def test_edge_image_holds_the_runtime_only(images: str) -> None:
     user = dockerutil.attrs(image)["Config"]["User"]
     assert user not in ("", "root", "0")
     dockerutil.FIGURES["edge image size (docker image inspect)"] = f"{dockerutil.image_size_mb(image):.0f} MB"
-    base = f"plasma/service-base:{images}"
-    dockerutil.FIGURES["service base image size"] = f"{dockerutil.image_size_mb(base):.0f} MB"
-    for service in ("simulator", "trainer", "compiler"):
-        size = dockerutil.image_size_mb(f"plasma/{service}:{images}")
-        own = size - dockerutil.image_size_mb(base)
-        dockerutil.FIGURES[f"{service} image size"] = f"{size:.0f} MB ({own:.1f} MB on top of the shared base)"
+    services = [f"plasma/{service}:{images}" for service in ("simulator", "trainer", "compiler")]
+    layers = [dockerutil.attrs(image)["RootFS"]["Layers"] for image in services]
+    shared = next((i for i, group in enumerate(zip(*layers, strict=False)) if len(set(group)) > 1), min(map(len, layers)))
+    for image in services:
+        dockerutil.FIGURES[f"{image} size"] = f"{dockerutil.image_size_mb(image):.0f} MB"
+    dockerutil.FIGURES["layers the three service images share"] = f"{shared} of {max(map(len, layers))}"
+    # The dependency layers (the big ones) must be stored once, whatever the project layers on top.
+    assert shared >= min(map(len, layers)) - 3, f"the service images share only {shared} layers: {layers}"
 
 
 def test_edge_container_serves_a_packet_from_a_read_only_volume_with_device_limits(
