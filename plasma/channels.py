@@ -31,7 +31,7 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "ListSimulations", "CancelSimulation", "Subscribe", "ForecastErrors", "ExportWorldModel", "ExportDataset"),
     "plasma.trainer.v1.TrainerService": ("GetRun", "ListRuns", "WatchRun", "ExportPolicy"),
     "plasma.compiler.v1.CompilerService": ("GetPacket", "ListPackets", "DownloadPacket", "GetSigningKey"),
-    "plasma.edge.v1.EdgeRuntimeService": ("Act", "GetStatus"),
+    "plasma.edge.v1.EdgeRuntimeService": ("Act", "GetStatus", "ExportExperience"),
     "grpc.health.v1.Health": ("Check",),
 }
 # gRPC retries within the call's own deadline, only until the first response message arrives (a stream that

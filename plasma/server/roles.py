@@ -74,6 +74,7 @@ ROLES: dict[str, Role] = {
     f"/{_EDGE}/Act": READER,
     f"/{_EDGE}/Control": READER,
     f"/{_EDGE}/GetStatus": READER,
+    f"/{_EDGE}/ExportExperience": READER,
     f"/{_REGISTRY}/Publish": OPERATOR,
     f"/{_REGISTRY}/GetChannel": READER,
     f"/{_REGISTRY}/ListChannels": READER,

@@ -113,12 +113,18 @@ class ActResponse(_message.Message):
     def __init__(self, action: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., packet_id: _Optional[str] = ..., packet_version: _Optional[int] = ...) -> None: ...
 
 class ControlRequest(_message.Message):
-    __slots__ = ("sequence", "observation")
+    __slots__ = ("sequence", "observation", "reward", "terminated", "truncated")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    TERMINATED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     observation: _common_pb2.Tensor
-    def __init__(self, sequence: _Optional[int] = ..., observation: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    reward: float
+    terminated: bool
+    truncated: bool
+    def __init__(self, sequence: _Optional[int] = ..., observation: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., reward: _Optional[float] = ..., terminated: _Optional[bool] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class ControlResponse(_message.Message):
     __slots__ = ("sequence", "action", "packet_id", "packet_version")
@@ -173,3 +179,17 @@ class GetStatusResponse(_message.Message):
     trusted_key_ids: _containers.RepeatedScalarFieldContainer[str]
     start_time: _timestamp_pb2.Timestamp
     def __init__(self, serving: _Optional[bool] = ..., packet: _Optional[_Union[PacketInfo, _Mapping]] = ..., requests_served: _Optional[int] = ..., requests_failed: _Optional[int] = ..., inference_latency: _Optional[_Union[LatencySummary, _Mapping]] = ..., previous: _Optional[_Union[PacketInfo, _Mapping]] = ..., observations_served: _Optional[int] = ..., packets_loaded: _Optional[int] = ..., packets_refused: _Optional[int] = ..., trusted_key_ids: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExportExperienceRequest(_message.Message):
+    __slots__ = ("from_sequence",)
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    from_sequence: int
+    def __init__(self, from_sequence: _Optional[int] = ...) -> None: ...
+
+class ExportExperienceResponse(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.BlobHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[_common_pb2.BlobHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...

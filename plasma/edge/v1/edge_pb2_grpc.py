@@ -65,6 +65,11 @@ class EdgeRuntimeServiceStub:
                 request_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.ExportExperience = channel.unary_stream(
+                '/plasma.edge.v1.EdgeRuntimeService/ExportExperience',
+                request_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.ExportExperienceRequest.SerializeToString,
+                response_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.ExportExperienceResponse.FromString,
+                _registered_method=True)
 
 
 class EdgeRuntimeServiceServicer:
@@ -113,6 +118,18 @@ class EdgeRuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportExperience(self, request, context):
+        """Streams the experience recorded from Control streams (off unless PLASMA_EDGE_EXPERIENCE_DIR is set; see
+        docs/feedback-loop.md) as a header then chunks of one NumPy .npz archive, media type
+        "application/vnd.plasma.transitions+npz": arrays obs, actions, rewards, next_obs, terminated, truncated,
+        episode_ids (what UploadTransitions takes, named as ExportDataset names them) and sequences, each
+        transition's sequence number in the log. FAILED_PRECONDITION when recording is off or nothing was recorded
+        from `from_sequence` on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeRuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +157,11 @@ def add_EdgeRuntimeServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.GetStatusRequest.FromString,
                     response_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'ExportExperience': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportExperience,
+                    request_deserializer=plasma_dot_edge_dot_v1_dot_edge__pb2.ExportExperienceRequest.FromString,
+                    response_serializer=plasma_dot_edge_dot_v1_dot_edge__pb2.ExportExperienceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -283,6 +305,33 @@ class EdgeRuntimeService:
             '/plasma.edge.v1.EdgeRuntimeService/GetStatus',
             plasma_dot_edge_dot_v1_dot_edge__pb2.GetStatusRequest.SerializeToString,
             plasma_dot_edge_dot_v1_dot_edge__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportExperience(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/plasma.edge.v1.EdgeRuntimeService/ExportExperience',
+            plasma_dot_edge_dot_v1_dot_edge__pb2.ExportExperienceRequest.SerializeToString,
+            plasma_dot_edge_dot_v1_dot_edge__pb2.ExportExperienceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,14 @@ class EdgeRuntimeServiceStub:
     Control: _grpc.StreamStreamMultiCallable[_edge_pb2.ControlRequest, _edge_pb2.ControlResponse]
     """A control loop: one response per request, in order, on one long-lived stream."""
     GetStatus: _grpc.UnaryUnaryMultiCallable[_edge_pb2.GetStatusRequest, _edge_pb2.GetStatusResponse]
+    ExportExperience: _grpc.UnaryStreamMultiCallable[_edge_pb2.ExportExperienceRequest, _edge_pb2.ExportExperienceResponse]
+    """Streams the experience recorded from Control streams (off unless PLASMA_EDGE_EXPERIENCE_DIR is set; see
+    docs/feedback-loop.md) as a header then chunks of one NumPy .npz archive, media type
+    "application/vnd.plasma.transitions+npz": arrays obs, actions, rewards, next_obs, terminated, truncated,
+    episode_ids (what UploadTransitions takes, named as ExportDataset names them) and sequences, each
+    transition's sequence number in the log. FAILED_PRECONDITION when recording is off or nothing was recorded
+    from `from_sequence` on.
+    """
 
 @_typing.type_check_only
 class EdgeRuntimeServiceAsyncStub(EdgeRuntimeServiceStub):
@@ -77,6 +85,14 @@ class EdgeRuntimeServiceAsyncStub(EdgeRuntimeServiceStub):
     Control: _aio.StreamStreamMultiCallable[_edge_pb2.ControlRequest, _edge_pb2.ControlResponse]  # type: ignore[assignment]
     """A control loop: one response per request, in order, on one long-lived stream."""
     GetStatus: _aio.UnaryUnaryMultiCallable[_edge_pb2.GetStatusRequest, _edge_pb2.GetStatusResponse]  # type: ignore[assignment]
+    ExportExperience: _aio.UnaryStreamMultiCallable[_edge_pb2.ExportExperienceRequest, _edge_pb2.ExportExperienceResponse]  # type: ignore[assignment]
+    """Streams the experience recorded from Control streams (off unless PLASMA_EDGE_EXPERIENCE_DIR is set; see
+    docs/feedback-loop.md) as a header then chunks of one NumPy .npz archive, media type
+    "application/vnd.plasma.transitions+npz": arrays obs, actions, rewards, next_obs, terminated, truncated,
+    episode_ids (what UploadTransitions takes, named as ExportDataset names them) and sequences, each
+    transition's sequence number in the log. FAILED_PRECONDITION when recording is off or nothing was recorded
+    from `from_sequence` on.
+    """
 
 class EdgeRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Serves a signed, verified instruction packet on CPU, offline. See docs/edge-runtime.md.
@@ -129,5 +145,19 @@ class EdgeRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _edge_pb2.GetStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_edge_pb2.GetStatusResponse, _abc.Awaitable[_edge_pb2.GetStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportExperience(
+        self,
+        request: _edge_pb2.ExportExperienceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_edge_pb2.ExportExperienceResponse], _abc.AsyncIterator[_edge_pb2.ExportExperienceResponse]]:
+        """Streams the experience recorded from Control streams (off unless PLASMA_EDGE_EXPERIENCE_DIR is set; see
+        docs/feedback-loop.md) as a header then chunks of one NumPy .npz archive, media type
+        "application/vnd.plasma.transitions+npz": arrays obs, actions, rewards, next_obs, terminated, truncated,
+        episode_ids (what UploadTransitions takes, named as ExportDataset names them) and sequences, each
+        transition's sequence number in the log. FAILED_PRECONDITION when recording is off or nothing was recorded
+        from `from_sequence` on.
+        """
 
 def add_EdgeRuntimeServiceServicer_to_server(servicer: EdgeRuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
