@@ -51,8 +51,8 @@ def test_a_fresh_clone_builds_the_images_through_the_compose_build_sections(imag
             if line.startswith("::: images: built in"):
                 dockerutil.FIGURES["images from a fresh clone (build cache warm)"] = line.removeprefix("::: images: ")
         for name in IMAGES:
-            built = dockerutil.attrs(f"plasma/{name}:{tag}")["Id"]
-            assert built == dockerutil.attrs(f"plasma/{name}:{images}")["Id"], f"plasma/{name} differs from make images'"
+            built, made = (dockerutil.attrs(f"plasma/{name}:{t}")["Id"] for t in (tag, images))
+            assert built == made, f"plasma/{name} from the fresh clone differs from make images' image"
     finally:
         for name in IMAGES:
             subprocess.run(["docker", "image", "rm", f"plasma/{name}:{tag}"], capture_output=True, check=False)

@@ -104,7 +104,8 @@ def test_edge_image_holds_the_runtime_only(images: str) -> None:
     dockerutil.FIGURES["edge image size (docker image inspect)"] = f"{dockerutil.image_size_mb(image):.0f} MB"
     services = [f"plasma/{service}:{images}" for service in ("simulator", "trainer", "compiler")]
     layers = [dockerutil.attrs(image)["RootFS"]["Layers"] for image in services]
-    shared = next((i for i, group in enumerate(zip(*layers, strict=False)) if len(set(group)) > 1), min(map(len, layers)))
+    shared = next((i for i, group in enumerate(zip(*layers, strict=False)) if len(set(group)) > 1),
+                  min(map(len, layers)))
     for image in services:
         dockerutil.FIGURES[f"{image} size"] = f"{dockerutil.image_size_mb(image):.0f} MB"
     dockerutil.FIGURES["layers the three service images share"] = f"{shared} of {max(map(len, layers))}"

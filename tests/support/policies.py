@@ -172,7 +172,8 @@ def make_packet(kind: str = "discrete", seed: int = 0, version: int = 1, signer:
     result = compiled(kind, seed, adaptable, adapter_std)
     spec = EnvSpec.from_proto(env_spec(kind))
     data = packet.build(
-        packet_id=packet_id or f"pkt-{kind[:4]}{seed:02d}{version:06d}", name=name or f"{spec.env_id}-test", version=version,
+        packet_id=packet_id or f"pkt-{kind[:4]}{seed:02d}{version:06d}", name=name or f"{spec.env_id}-test",
+        version=version,
         source_run_id=f"run-{kind}-{seed}",
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         env_id=spec.env_id, observation_space=spec.observation, action_space=spec.action,
