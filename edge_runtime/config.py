@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_runtime.follower import FollowConfig
-from plasma import signing
+from plasma import blobs, signing
 from plasma.server import settings
 from plasma.server.security import ServerSecurity
+
+# The experience log's cap: at least a few segments of transitions, at most what one export may carry.
+MIN_EXPERIENCE_BYTES = 64 * 1024
+DEFAULT_EXPERIENCE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class Config:
     # The registry channel this edge follows (PLASMA_EDGE_REGISTRY_TARGET, PLASMA_EDGE_CHANNEL, PLASMA_EDGE_ID,
     # PLASMA_EDGE_REPORT_SECONDS; docs/fleet.md); None: packets arrive only through LoadPacket.
     follow: FollowConfig | None = None
+    # Where experience from Control streams is recorded (docs/feedback-loop.md); None: nothing is recorded, the
+    # default, since a device's observations may be private.
+    experience_dir: Path | None = None
+    # The experience log's size cap in bytes; the oldest transitions are dropped beyond it.
+    experience_max_bytes: int = DEFAULT_EXPERIENCE_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -69,6 +78,12 @@ class Config:
                                           lambda a: ":" in a, "host:port"),
             security=ServerSecurity.from_env(env, "edge"),
             follow=FollowConfig.from_env(env),
+            experience_dir=(Path(settings.directory(env, "PLASMA_EDGE_EXPERIENCE_DIR", ""))
+                            if env.get("PLASMA_EDGE_EXPERIENCE_DIR") else None),
+            experience_max_bytes=settings.read(
+                env, "PLASMA_EDGE_EXPERIENCE_MAX_BYTES", DEFAULT_EXPERIENCE_BYTES, int,
+                lambda n: MIN_EXPERIENCE_BYTES <= n <= blobs.MAX_BLOB_BYTES,
+                f"bytes in {MIN_EXPERIENCE_BYTES}..{blobs.MAX_BLOB_BYTES}"),
         )
         config.check()
         return config

@@ -15,6 +15,8 @@ from grpc_health.v1 import health
 
 from edge_runtime import errors, follower, self_test
 from edge_runtime.config import Config
+from edge_runtime.experience import MEDIA_TYPE as EXPERIENCE_MEDIA_TYPE
+from edge_runtime.experience import ExperienceLog
 from edge_runtime.metrics import Metrics, collector
 from edge_runtime.runtime import Runtime
 from edge_runtime.session import ServedPacket
@@ -24,7 +26,7 @@ from plasma import log as plog
 from plasma.common.v1 import common_pb2
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
 from plasma.server import grpc_server, service_main
-from plasma.server.errors import PlasmaError, ResourceExhausted, translate_errors
+from plasma.server.errors import FailedPrecondition, InvalidArgument, PlasmaError, ResourceExhausted, translate_errors
 from plasma.server.observability import Observability
 
 log = plog.get(__name__)
@@ -106,8 +108,9 @@ class ActionEncoder:
 
 
 class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
-    def __init__(self, runtime: Runtime, max_control_streams: int) -> None:
+    def __init__(self, runtime: Runtime, max_control_streams: int, experience: ExperienceLog | None = None) -> None:
         self._runtime = runtime
+        self._experience = experience
         self._streams = threading.BoundedSemaphore(max_control_streams)
         self._max_streams = max_control_streams
         self._encoder = ActionEncoder()
@@ -163,17 +166,35 @@ class EdgeServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
         metrics = self._runtime.metrics
         metrics.control_streams(+1)
         act, encode = self._runtime.act_tensor, self._encoder.encode
+        recorder = self._experience.recorder() if self._experience is not None else None
         try:
             for request in request_iterator:
                 try:
                     actions, single, served = act(request.observation)
                 except PlasmaError as exc:  # the stream ends here; say which message ended it
                     raise type(exc)(f"sequence {request.sequence}: {exc}") from exc
+                if recorder is not None:
+                    recorder.observe(request, actions)
                 yield edge_pb2.ControlResponse(sequence=request.sequence, action=encode(actions, single, served),
                                                packet_id=served.packet_id, packet_version=served.version)
         finally:
             metrics.control_streams(-1)
             self._streams.release()
+
+    @translate_errors
+    def ExportExperience(
+        self, request: edge_pb2.ExportExperienceRequest, context: grpc.ServicerContext
+    ) -> Iterator[edge_pb2.ExportExperienceResponse]:
+        if self._experience is None:
+            raise FailedPrecondition("this runtime records no experience: start it with PLASMA_EDGE_EXPERIENCE_DIR set")
+        if request.from_sequence < 0:
+            raise InvalidArgument(f"from_sequence must be at least 0, got {request.from_sequence}")
+        data = self._experience.export(request.from_sequence)
+        if data is None:
+            raise FailedPrecondition(
+                f"no experience recorded from sequence {request.from_sequence} on (the next transition recorded gets "
+                f"{self._experience.next_sequence}); a device records it by sending rewards on its Control stream")
+        yield from blobs.send(data, EXPERIENCE_MEDIA_TYPE, edge_pb2.ExportExperienceResponse)
 
     @translate_errors
     def GetStatus(
@@ -206,6 +227,7 @@ class Edge:
     runtime: Runtime
     metrics_port: int | None
     stop_metrics: Callable[[], None]
+    experience: ExperienceLog | None = None
 
 
 def build(config: Config, observability: Observability | None = None) -> Edge:
@@ -228,10 +250,13 @@ def build(config: Config, observability: Observability | None = None) -> Edge:
     server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs, MAX_RECEIVE_BYTES, config.security,
                                       observability)
     health_servicer = grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
-    edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EdgeServicer(runtime, config.max_control_streams), server)
+    experience = (ExperienceLog(config.experience_dir, config.experience_max_bytes)
+                  if config.experience_dir is not None else None)
+    edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(
+        EdgeServicer(runtime, config.max_control_streams, experience), server)
     port = grpc_server.bind(server, config.address, config.security)
     observability.register(collector(metrics))
-    return Edge(server, port, health_servicer, runtime, observability.start(), observability.stop)
+    return Edge(server, port, health_servicer, runtime, observability.start(), observability.stop, experience)
 
 
 def create_server(config: Config) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -250,6 +275,9 @@ def serve(config: Config, observability: Observability) -> None:
              edge.runtime.describe_trust(),
              config.ort_intra_threads, config.ort_inter_threads, config.workers, config.max_concurrent_rpcs,
              config.max_control_streams, edge.metrics_port)
+    if edge.experience is not None:
+        log.info("recording experience dir=%s max_bytes=%d next_sequence=%d", config.experience_dir,
+                 config.experience_max_bytes, edge.experience.next_sequence)
     following = follower.start(edge.runtime, config.follow)
     try:
         grpc_server.run_until_signal(edge.server, config.grace_seconds, edge.health)
@@ -257,6 +285,8 @@ def serve(config: Config, observability: Observability) -> None:
         if following is not None:
             following.stop()
         edge.stop_metrics()
+        if edge.experience is not None:
+            edge.experience.close()
 
 
 _FLAGS = (
