@@ -122,8 +122,12 @@ class AsyncPlasmaClient:
     async def compile(self, run_id: str, name: str = "", on_progress: Progress | None = None,
                       kind: common_pb2.PacketKind = common_pb2.PACKET_KIND_MERGED, base_packet_id: str = "",
                       precision: compiler_pb2.Precision = compiler_pb2.PRECISION_UNSPECIFIED,
-                      float_fallback: bool = False, min_agreement: float = 0.0) -> compiler_pb2.Packet:
-        request = calls.compile_packet(run_id, name, kind, base_packet_id, precision, float_fallback, min_agreement)
+                      float_fallback: bool = False, min_agreement: float = 0.0,
+                      profile: compiler_pb2.Profile | str = compiler_pb2.PROFILE_UNSPECIFIED,
+                      size_budget_bytes: int = 0, compression_level: int | None = None) -> compiler_pb2.Packet:
+        """PlasmaClient.compile's packet, profiles and overrides included."""
+        request = calls.compile_packet(run_id, name, kind, base_packet_id, precision, float_fallback, min_agreement,
+                                       profile, size_budget_bytes, compression_level)
         compiled: compiler_pb2.Packet = await _final(self.compiler.Compile(request, timeout=self._stream_deadline_s),
                                                      "packet", on_progress)
         return compiled
