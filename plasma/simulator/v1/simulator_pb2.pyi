@@ -19,6 +19,14 @@ class CollectionPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COLLECTION_POLICY_RANDOM: _ClassVar[CollectionPolicy]
     COLLECTION_POLICY_MLP: _ClassVar[CollectionPolicy]
 
+class ModelWarningKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_WARNING_KIND_UNSPECIFIED: _ClassVar[ModelWarningKind]
+    MODEL_WARNING_KIND_CONSTANT_REWARD: _ClassVar[ModelWarningKind]
+    MODEL_WARNING_KIND_REWARD_FROM_ACTIONS_ONLY: _ClassVar[ModelWarningKind]
+    MODEL_WARNING_KIND_NO_TERMINATIONS: _ClassVar[ModelWarningKind]
+    MODEL_WARNING_KIND_HOLDOUT_GAP: _ClassVar[ModelWarningKind]
+
 class Activation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ACTIVATION_UNSPECIFIED: _ClassVar[Activation]
@@ -48,6 +56,11 @@ class SimulationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 COLLECTION_POLICY_UNSPECIFIED: CollectionPolicy
 COLLECTION_POLICY_RANDOM: CollectionPolicy
 COLLECTION_POLICY_MLP: CollectionPolicy
+MODEL_WARNING_KIND_UNSPECIFIED: ModelWarningKind
+MODEL_WARNING_KIND_CONSTANT_REWARD: ModelWarningKind
+MODEL_WARNING_KIND_REWARD_FROM_ACTIONS_ONLY: ModelWarningKind
+MODEL_WARNING_KIND_NO_TERMINATIONS: ModelWarningKind
+MODEL_WARNING_KIND_HOLDOUT_GAP: ModelWarningKind
 ACTIVATION_UNSPECIFIED: Activation
 ACTIVATION_TANH: Activation
 ACTIVATION_RELU: Activation
@@ -281,7 +294,7 @@ class WorldModelQuality(_message.Message):
     def __init__(self, horizons: _Optional[_Iterable[_Union[HorizonError, _Mapping]]] = ..., nll: _Optional[float] = ..., coverage_90: _Optional[float] = ..., coverage_90_per_dim: _Optional[_Iterable[float]] = ..., holdout_transitions: _Optional[int] = ..., dataset_id: _Optional[str] = ...) -> None: ...
 
 class WorldModel(_message.Message):
-    __slots__ = ("model_id", "dataset_id", "env_spec", "config", "metrics", "create_time", "fit_seconds", "quality", "parent_model_id")
+    __slots__ = ("model_id", "dataset_id", "env_spec", "config", "metrics", "create_time", "fit_seconds", "quality", "parent_model_id", "warnings")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +304,7 @@ class WorldModel(_message.Message):
     FIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     PARENT_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     dataset_id: str
     env_spec: _common_pb2.EnvSpec
@@ -300,7 +314,16 @@ class WorldModel(_message.Message):
     fit_seconds: float
     quality: WorldModelQuality
     parent_model_id: str
-    def __init__(self, model_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., config: _Optional[_Union[WorldModelConfig, _Mapping]] = ..., metrics: _Optional[_Union[WorldModelMetrics, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fit_seconds: _Optional[float] = ..., quality: _Optional[_Union[WorldModelQuality, _Mapping]] = ..., parent_model_id: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[ModelWarning]
+    def __init__(self, model_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., config: _Optional[_Union[WorldModelConfig, _Mapping]] = ..., metrics: _Optional[_Union[WorldModelMetrics, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fit_seconds: _Optional[float] = ..., quality: _Optional[_Union[WorldModelQuality, _Mapping]] = ..., parent_model_id: _Optional[str] = ..., warnings: _Optional[_Iterable[_Union[ModelWarning, _Mapping]]] = ...) -> None: ...
+
+class ModelWarning(_message.Message):
+    __slots__ = ("kind", "message")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    kind: ModelWarningKind
+    message: str
+    def __init__(self, kind: _Optional[_Union[ModelWarningKind, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FitWorldModelRequest(_message.Message):
     __slots__ = ("dataset_id", "config", "init_from_model_id")

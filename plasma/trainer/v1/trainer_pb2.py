@@ -28,7 +28,7 @@ from plasma.simulator.v1 import simulator_pb2 as plasma_dot_simulator_dot_v1_dot
 from plasma.simulator.v1 import task_pb2 as plasma_dot_simulator_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fplasma/trainer/v1/trainer.proto\x12\x11plasma.trainer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\x1a#plasma/simulator/v1/simulator.proto\x1a\x1eplasma/simulator/v1/task.proto\"\xf4\x03\n\x0bTrainConfig\x12/\n\talgorithm\x18\x01 \x01(\x0e\x32\x1c.plasma.trainer.v1.Algorithm\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x13\n\x0bhidden_size\x18\x03 \x01(\x05\x12\x12\n\nbase_paths\x18\x04 \x01(\x05\x12\x16\n\x0e\x61\x64\x61pter_rounds\x18\x05 \x01(\x05\x12\x17\n\x0fpaths_per_round\x18\x06 \x01(\x05\x12\x0f\n\x07horizon\x18\x07 \x01(\x05\x12\x11\n\tlora_rank\x18\x08 \x01(\x05\x12\x12\n\nlora_alpha\x18\t \x01(\x05\x12\x0e\n\x06\x65pochs\x18\n \x01(\x05\x12\x15\n\rlearning_rate\x18\x0b \x01(\x01\x12\x33\n\x07planner\x18\x0c \x01(\x0b\x32\".plasma.simulator.v1.PlannerConfig\x12\x38\n\rreward_source\x18\r \x01(\x0e\x32!.plasma.simulator.v1.RewardSource\x12\x14\n\x0cignore_audit\x18\x0e \x01(\x08\x12\x18\n\x10\x62\x61\x63kprop_horizon\x18\x0f \x01(\x05\x12\x16\n\x0e\x62\x61\x63kprop_steps\x18\x10 \x01(\x05\x12\x36\n\x0cstart_states\x18\x11 \x01(\x0e\x32 .plasma.simulator.v1.StartStates\"\x92\x01\n\x0cTrainRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12.\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1e.plasma.trainer.v1.TrainConfig\x12+\n\x04task\x18\x03 \x01(\x0b\x32\x1d.plasma.simulator.v1.TaskSpec\x12\x13\n\x0b\x62\x61se_run_id\x18\x04 \x01(\t\"\xc7\x01\n\nRunMetrics\x12\x17\n\x0fimagined_return\x18\x01 \x01(\x01\x12\x19\n\x11planner_agreement\x18\x02 \x01(\x01\x12\x1a\n\x12phantom_paths_used\x18\x03 \x01(\x03\x12\x1a\n\x12phantom_steps_used\x18\x04 \x01(\x03\x12\x18\n\x10training_seconds\x18\x05 \x01(\x01\x12\x17\n\x0f\x62\x61se_parameters\x18\x06 \x01(\x03\x12\x1a\n\x12\x61\x64\x61pter_parameters\x18\x07 \x01(\x03\"\xfb\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.plasma.trainer.v1.RunState\x12.\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x1e.plasma.trainer.v1.TrainConfig\x12+\n\x08\x65nv_spec\x18\x05 \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12.\n\x07metrics\x18\x06 \x01(\x0b\x32\x1d.plasma.trainer.v1.RunMetrics\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12+\n\x04task\x18\t \x01(\x0b\x32\x1d.plasma.simulator.v1.TaskSpec\x12\x13\n\x0b\x62\x61se_run_id\x18\n \x01(\t\x12.\n\x06policy\x18\x0b \x01(\x0b\x32\x1e.plasma.simulator.v1.MlpPolicy\x12\x34\n\ncheckpoint\x18\x0c \x01(\x0b\x32 .plasma.trainer.v1.TrainProgress\x12\x31\n\x07history\x18\r \x03(\x0b\x32 .plasma.trainer.v1.TrainProgress\"\xa1\x01\n\rTrainProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_rounds\x18\x03 \x01(\x05\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x17\n\x0fimagined_return\x18\x05 \x01(\x01\x12\x19\n\x11planner_agreement\x18\x06 \x01(\x01\x12\x1a\n\x12phantom_paths_used\x18\x07 \x01(\x03\"u\n\rTrainResponse\x12\x34\n\x08progress\x18\x01 \x01(\x0b\x32 .plasma.trainer.v1.TrainProgressH\x00\x12%\n\x03run\x18\x02 \x01(\x0b\x32\x16.plasma.trainer.v1.RunH\x00\x42\x07\n\x05\x65vent\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"5\n\x0eGetRunResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x16.plasma.trainer.v1.Run\"\x11\n\x0fListRunsRequest\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"x\n\x10WatchRunResponse\x12\x34\n\x08progress\x18\x01 \x01(\x0b\x32 .plasma.trainer.v1.TrainProgressH\x00\x12%\n\x03run\x18\x02 \x01(\x0b\x32\x16.plasma.trainer.v1.RunH\x00\x42\x07\n\x05\x65vent\"8\n\x10ListRunsResponse\x12$\n\x04runs\x18\x01 \x03(\x0b\x32\x16.plasma.trainer.v1.Run\"%\n\x13\x45xportPolicyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"_\n\x14\x45xportPolicyResponse\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*h\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41LGORITHM_PLANNER_DISTILLATION\x10\x01\x12\x1c\n\x18\x41LGORITHM_MODEL_BACKPROP\x10\x02*\x84\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x04\x32\xbc\x03\n\x0eTrainerService\x12L\n\x05Train\x12\x1f.plasma.trainer.v1.TrainRequest\x1a .plasma.trainer.v1.TrainResponse0\x01\x12M\n\x06GetRun\x12 .plasma.trainer.v1.GetRunRequest\x1a!.plasma.trainer.v1.GetRunResponse\x12S\n\x08ListRuns\x12\".plasma.trainer.v1.ListRunsRequest\x1a#.plasma.trainer.v1.ListRunsResponse\x12U\n\x08WatchRun\x12\".plasma.trainer.v1.WatchRunRequest\x1a#.plasma.trainer.v1.WatchRunResponse0\x01\x12\x61\n\x0c\x45xportPolicy\x12&.plasma.trainer.v1.ExportPolicyRequest\x1a\'.plasma.trainer.v1.ExportPolicyResponse0\x01\x42w\n\x15org.plasma.trainer.v1B\x0cTrainerProtoP\x01Z4plasma.org/plasma/gen/go/plasma/trainer/v1;trainerv1\xa2\x02\x03PLS\xaa\x02\x11Plasma.Trainer.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fplasma/trainer/v1/trainer.proto\x12\x11plasma.trainer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dplasma/common/v1/common.proto\x1a#plasma/simulator/v1/simulator.proto\x1a\x1eplasma/simulator/v1/task.proto\"\xf4\x03\n\x0bTrainConfig\x12/\n\talgorithm\x18\x01 \x01(\x0e\x32\x1c.plasma.trainer.v1.Algorithm\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x13\n\x0bhidden_size\x18\x03 \x01(\x05\x12\x12\n\nbase_paths\x18\x04 \x01(\x05\x12\x16\n\x0e\x61\x64\x61pter_rounds\x18\x05 \x01(\x05\x12\x17\n\x0fpaths_per_round\x18\x06 \x01(\x05\x12\x0f\n\x07horizon\x18\x07 \x01(\x05\x12\x11\n\tlora_rank\x18\x08 \x01(\x05\x12\x12\n\nlora_alpha\x18\t \x01(\x05\x12\x0e\n\x06\x65pochs\x18\n \x01(\x05\x12\x15\n\rlearning_rate\x18\x0b \x01(\x01\x12\x33\n\x07planner\x18\x0c \x01(\x0b\x32\".plasma.simulator.v1.PlannerConfig\x12\x38\n\rreward_source\x18\r \x01(\x0e\x32!.plasma.simulator.v1.RewardSource\x12\x14\n\x0cignore_audit\x18\x0e \x01(\x08\x12\x18\n\x10\x62\x61\x63kprop_horizon\x18\x0f \x01(\x05\x12\x16\n\x0e\x62\x61\x63kprop_steps\x18\x10 \x01(\x05\x12\x36\n\x0cstart_states\x18\x11 \x01(\x0e\x32 .plasma.simulator.v1.StartStates\"\x92\x01\n\x0cTrainRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12.\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1e.plasma.trainer.v1.TrainConfig\x12+\n\x04task\x18\x03 \x01(\x0b\x32\x1d.plasma.simulator.v1.TaskSpec\x12\x13\n\x0b\x62\x61se_run_id\x18\x04 \x01(\t\"\x87\x02\n\nRunMetrics\x12\x17\n\x0fimagined_return\x18\x01 \x01(\x01\x12\x19\n\x11planner_agreement\x18\x02 \x01(\x01\x12\x1a\n\x12phantom_paths_used\x18\x03 \x01(\x03\x12\x1a\n\x12phantom_steps_used\x18\x04 \x01(\x03\x12\x18\n\x10training_seconds\x18\x05 \x01(\x01\x12\x17\n\x0f\x62\x61se_parameters\x18\x06 \x01(\x03\x12\x1a\n\x12\x61\x64\x61pter_parameters\x18\x07 \x01(\x03\x12\"\n\x1awhole_path_imagined_return\x18\x08 \x01(\x01\x12\x1a\n\x12\x61udited_step_share\x18\t \x01(\x01\"\xba\x04\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.plasma.trainer.v1.RunState\x12.\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x1e.plasma.trainer.v1.TrainConfig\x12+\n\x08\x65nv_spec\x18\x05 \x01(\x0b\x32\x19.plasma.common.v1.EnvSpec\x12.\n\x07metrics\x18\x06 \x01(\x0b\x32\x1d.plasma.trainer.v1.RunMetrics\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12+\n\x04task\x18\t \x01(\x0b\x32\x1d.plasma.simulator.v1.TaskSpec\x12\x13\n\x0b\x62\x61se_run_id\x18\n \x01(\t\x12.\n\x06policy\x18\x0b \x01(\x0b\x32\x1e.plasma.simulator.v1.MlpPolicy\x12\x34\n\ncheckpoint\x18\x0c \x01(\x0b\x32 .plasma.trainer.v1.TrainProgress\x12\x31\n\x07history\x18\r \x03(\x0b\x32 .plasma.trainer.v1.TrainProgress\x12=\n\x12reward_source_used\x18\x0e \x01(\x0e\x32!.plasma.simulator.v1.RewardSource\"\xa1\x01\n\rTrainProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_rounds\x18\x03 \x01(\x05\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x17\n\x0fimagined_return\x18\x05 \x01(\x01\x12\x19\n\x11planner_agreement\x18\x06 \x01(\x01\x12\x1a\n\x12phantom_paths_used\x18\x07 \x01(\x03\"u\n\rTrainResponse\x12\x34\n\x08progress\x18\x01 \x01(\x0b\x32 .plasma.trainer.v1.TrainProgressH\x00\x12%\n\x03run\x18\x02 \x01(\x0b\x32\x16.plasma.trainer.v1.RunH\x00\x42\x07\n\x05\x65vent\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"5\n\x0eGetRunResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x16.plasma.trainer.v1.Run\"\x11\n\x0fListRunsRequest\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"x\n\x10WatchRunResponse\x12\x34\n\x08progress\x18\x01 \x01(\x0b\x32 .plasma.trainer.v1.TrainProgressH\x00\x12%\n\x03run\x18\x02 \x01(\x0b\x32\x16.plasma.trainer.v1.RunH\x00\x42\x07\n\x05\x65vent\"8\n\x10ListRunsResponse\x12$\n\x04runs\x18\x01 \x03(\x0b\x32\x16.plasma.trainer.v1.Run\"%\n\x13\x45xportPolicyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"_\n\x14\x45xportPolicyResponse\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.plasma.common.v1.BlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*h\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41LGORITHM_PLANNER_DISTILLATION\x10\x01\x12\x1c\n\x18\x41LGORITHM_MODEL_BACKPROP\x10\x02*\x84\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x04\x32\xbc\x03\n\x0eTrainerService\x12L\n\x05Train\x12\x1f.plasma.trainer.v1.TrainRequest\x1a .plasma.trainer.v1.TrainResponse0\x01\x12M\n\x06GetRun\x12 .plasma.trainer.v1.GetRunRequest\x1a!.plasma.trainer.v1.GetRunResponse\x12S\n\x08ListRuns\x12\".plasma.trainer.v1.ListRunsRequest\x1a#.plasma.trainer.v1.ListRunsResponse\x12U\n\x08WatchRun\x12\".plasma.trainer.v1.WatchRunRequest\x1a#.plasma.trainer.v1.WatchRunResponse0\x01\x12\x61\n\x0c\x45xportPolicy\x12&.plasma.trainer.v1.ExportPolicyRequest\x1a\'.plasma.trainer.v1.ExportPolicyResponse0\x01\x42w\n\x15org.plasma.trainer.v1B\x0cTrainerProtoP\x01Z4plasma.org/plasma/gen/go/plasma/trainer/v1;trainerv1\xa2\x02\x03PLS\xaa\x02\x11Plasma.Trainer.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +36,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plasma.trainer.v1.trainer_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025org.plasma.trainer.v1B\014TrainerProtoP\001Z4plasma.org/plasma/gen/go/plasma/trainer/v1;trainerv1\242\002\003PLS\252\002\021Plasma.Trainer.V1'
-  _globals['_ALGORITHM']._serialized_start=2292
-  _globals['_ALGORITHM']._serialized_end=2396
-  _globals['_RUNSTATE']._serialized_start=2399
-  _globals['_RUNSTATE']._serialized_end=2531
+  _globals['_ALGORITHM']._serialized_start=2419
+  _globals['_ALGORITHM']._serialized_end=2523
+  _globals['_RUNSTATE']._serialized_start=2526
+  _globals['_RUNSTATE']._serialized_end=2658
   _globals['_TRAINCONFIG']._serialized_start=188
   _globals['_TRAINCONFIG']._serialized_end=688
   _globals['_TRAINREQUEST']._serialized_start=691
   _globals['_TRAINREQUEST']._serialized_end=837
   _globals['_RUNMETRICS']._serialized_start=840
-  _globals['_RUNMETRICS']._serialized_end=1039
-  _globals['_RUN']._serialized_start=1042
-  _globals['_RUN']._serialized_end=1549
-  _globals['_TRAINPROGRESS']._serialized_start=1552
-  _globals['_TRAINPROGRESS']._serialized_end=1713
-  _globals['_TRAINRESPONSE']._serialized_start=1715
-  _globals['_TRAINRESPONSE']._serialized_end=1832
-  _globals['_GETRUNREQUEST']._serialized_start=1834
-  _globals['_GETRUNREQUEST']._serialized_end=1865
-  _globals['_GETRUNRESPONSE']._serialized_start=1867
-  _globals['_GETRUNRESPONSE']._serialized_end=1920
-  _globals['_LISTRUNSREQUEST']._serialized_start=1922
-  _globals['_LISTRUNSREQUEST']._serialized_end=1939
-  _globals['_WATCHRUNREQUEST']._serialized_start=1941
-  _globals['_WATCHRUNREQUEST']._serialized_end=1974
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1976
-  _globals['_WATCHRUNRESPONSE']._serialized_end=2096
-  _globals['_LISTRUNSRESPONSE']._serialized_start=2098
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2154
-  _globals['_EXPORTPOLICYREQUEST']._serialized_start=2156
-  _globals['_EXPORTPOLICYREQUEST']._serialized_end=2193
-  _globals['_EXPORTPOLICYRESPONSE']._serialized_start=2195
-  _globals['_EXPORTPOLICYRESPONSE']._serialized_end=2290
-  _globals['_TRAINERSERVICE']._serialized_start=2534
-  _globals['_TRAINERSERVICE']._serialized_end=2978
+  _globals['_RUNMETRICS']._serialized_end=1103
+  _globals['_RUN']._serialized_start=1106
+  _globals['_RUN']._serialized_end=1676
+  _globals['_TRAINPROGRESS']._serialized_start=1679
+  _globals['_TRAINPROGRESS']._serialized_end=1840
+  _globals['_TRAINRESPONSE']._serialized_start=1842
+  _globals['_TRAINRESPONSE']._serialized_end=1959
+  _globals['_GETRUNREQUEST']._serialized_start=1961
+  _globals['_GETRUNREQUEST']._serialized_end=1992
+  _globals['_GETRUNRESPONSE']._serialized_start=1994
+  _globals['_GETRUNRESPONSE']._serialized_end=2047
+  _globals['_LISTRUNSREQUEST']._serialized_start=2049
+  _globals['_LISTRUNSREQUEST']._serialized_end=2066
+  _globals['_WATCHRUNREQUEST']._serialized_start=2068
+  _globals['_WATCHRUNREQUEST']._serialized_end=2101
+  _globals['_WATCHRUNRESPONSE']._serialized_start=2103
+  _globals['_WATCHRUNRESPONSE']._serialized_end=2223
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2225
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2281
+  _globals['_EXPORTPOLICYREQUEST']._serialized_start=2283
+  _globals['_EXPORTPOLICYREQUEST']._serialized_end=2320
+  _globals['_EXPORTPOLICYRESPONSE']._serialized_start=2322
+  _globals['_EXPORTPOLICYRESPONSE']._serialized_end=2417
+  _globals['_TRAINERSERVICE']._serialized_start=2661
+  _globals['_TRAINERSERVICE']._serialized_end=3105
 # @@protoc_insertion_point(module_scope)

@@ -86,7 +86,7 @@ class TrainRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., config: _Optional[_Union[TrainConfig, _Mapping]] = ..., task: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., base_run_id: _Optional[str] = ...) -> None: ...
 
 class RunMetrics(_message.Message):
-    __slots__ = ("imagined_return", "planner_agreement", "phantom_paths_used", "phantom_steps_used", "training_seconds", "base_parameters", "adapter_parameters")
+    __slots__ = ("imagined_return", "planner_agreement", "phantom_paths_used", "phantom_steps_used", "training_seconds", "base_parameters", "adapter_parameters", "whole_path_imagined_return", "audited_step_share")
     IMAGINED_RETURN_FIELD_NUMBER: _ClassVar[int]
     PLANNER_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
     PHANTOM_PATHS_USED_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,8 @@ class RunMetrics(_message.Message):
     TRAINING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BASE_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_PATH_IMAGINED_RETURN_FIELD_NUMBER: _ClassVar[int]
+    AUDITED_STEP_SHARE_FIELD_NUMBER: _ClassVar[int]
     imagined_return: float
     planner_agreement: float
     phantom_paths_used: int
@@ -101,10 +103,12 @@ class RunMetrics(_message.Message):
     training_seconds: float
     base_parameters: int
     adapter_parameters: int
-    def __init__(self, imagined_return: _Optional[float] = ..., planner_agreement: _Optional[float] = ..., phantom_paths_used: _Optional[int] = ..., phantom_steps_used: _Optional[int] = ..., training_seconds: _Optional[float] = ..., base_parameters: _Optional[int] = ..., adapter_parameters: _Optional[int] = ...) -> None: ...
+    whole_path_imagined_return: float
+    audited_step_share: float
+    def __init__(self, imagined_return: _Optional[float] = ..., planner_agreement: _Optional[float] = ..., phantom_paths_used: _Optional[int] = ..., phantom_steps_used: _Optional[int] = ..., training_seconds: _Optional[float] = ..., base_parameters: _Optional[int] = ..., adapter_parameters: _Optional[int] = ..., whole_path_imagined_return: _Optional[float] = ..., audited_step_share: _Optional[float] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "model_id", "state", "config", "env_spec", "metrics", "create_time", "error", "task", "base_run_id", "policy", "checkpoint", "history")
+    __slots__ = ("run_id", "model_id", "state", "config", "env_spec", "metrics", "create_time", "error", "task", "base_run_id", "policy", "checkpoint", "history", "reward_source_used")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +122,7 @@ class Run(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    REWARD_SOURCE_USED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     model_id: str
     state: RunState
@@ -131,7 +136,8 @@ class Run(_message.Message):
     policy: _simulator_pb2.MlpPolicy
     checkpoint: TrainProgress
     history: _containers.RepeatedCompositeFieldContainer[TrainProgress]
-    def __init__(self, run_id: _Optional[str] = ..., model_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., config: _Optional[_Union[TrainConfig, _Mapping]] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., metrics: _Optional[_Union[RunMetrics, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., task: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., base_run_id: _Optional[str] = ..., policy: _Optional[_Union[_simulator_pb2.MlpPolicy, _Mapping]] = ..., checkpoint: _Optional[_Union[TrainProgress, _Mapping]] = ..., history: _Optional[_Iterable[_Union[TrainProgress, _Mapping]]] = ...) -> None: ...
+    reward_source_used: _simulator_pb2.RewardSource
+    def __init__(self, run_id: _Optional[str] = ..., model_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., config: _Optional[_Union[TrainConfig, _Mapping]] = ..., env_spec: _Optional[_Union[_common_pb2.EnvSpec, _Mapping]] = ..., metrics: _Optional[_Union[RunMetrics, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., task: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., base_run_id: _Optional[str] = ..., policy: _Optional[_Union[_simulator_pb2.MlpPolicy, _Mapping]] = ..., checkpoint: _Optional[_Union[TrainProgress, _Mapping]] = ..., history: _Optional[_Iterable[_Union[TrainProgress, _Mapping]]] = ..., reward_source_used: _Optional[_Union[_simulator_pb2.RewardSource, str]] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
     __slots__ = ("phase", "round", "total_rounds", "loss", "imagined_return", "planner_agreement", "phantom_paths_used")
