@@ -9,7 +9,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from plasma import ids, tensors
-from plasma.mbrl import quality, tasks
+from plasma.mbrl import diagnosis, quality, tasks
 from plasma.mbrl.audit import AuditSettings
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.types import AuditFinding, MlpWeights, PathAuditResult, PhantomPath, TaskSpecData, TrackingSpec
@@ -260,3 +260,7 @@ def quality_to_proto(measured: quality.Quality) -> simulator_pb2.WorldModelQuali
         nll=measured.nll, coverage_90=measured.coverage_90, coverage_90_per_dim=measured.coverage_90_per_dim,
         holdout_transitions=measured.holdout_transitions, dataset_id=measured.dataset_id,
     )
+
+
+def model_warning_to_proto(found: diagnosis.Finding) -> simulator_pb2.ModelWarning:
+    return simulator_pb2.ModelWarning(kind=f"MODEL_WARNING_KIND_{found.kind.upper()}", message=found.message)

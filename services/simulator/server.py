@@ -11,7 +11,7 @@ from grpc_health.v1 import health
 
 from plasma import blobs, ids
 from plasma import log as plog
-from plasma.mbrl import collect, fitting, quality, threads
+from plasma.mbrl import collect, diagnosis, fitting, quality, threads
 from plasma.mbrl.models import archive, ensemble
 from plasma.mbrl.types import Transitions
 from plasma.server import grpc_server, service_main
@@ -175,6 +175,9 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
             fit_seconds=time.monotonic() - started,
             quality=reports[-1].quality,
             parent_model_id=request.init_from_model_id,
+            warnings=[wire.model_warning_to_proto(found) for found in (
+                *diagnosis.data_findings(transitions, spec.action.n if spec.action.kind == "discrete" else 0),
+                *diagnosis.fit_findings(metrics))],
         )
         self._store.save_model(model, fitted.save)
         log.info("model=%s dataset=%s holdout_obs_mse=%.5f", model.model_id, request.dataset_id,
