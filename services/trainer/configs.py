@@ -10,6 +10,7 @@ from plasma.mbrl.algorithms.backprop import BackpropConfig
 from plasma.mbrl.algorithms.base import PolicyIO
 from plasma.mbrl.algorithms.distill import DistillConfig
 from plasma.server.errors import FailedPrecondition, InvalidArgument, bad_input
+from plasma.simulator.v1 import simulator_pb2, task_pb2
 from plasma.trainer.v1 import trainer_pb2
 from services.common import wire
 
@@ -84,3 +85,19 @@ def plan(message: trainer_pb2.TrainConfig, io: PolicyIO, env_id: str, adapts_bas
             learning_rate=shared.learning_rate, reward_source=reward_source, **given,
         )
     return Plan(BACKPROP, shared, backprop)
+
+
+def reward_source_used(message: trainer_pb2.TrainConfig, task: task_pb2.TaskSpec | None,
+                       env_id: str) -> simulator_pb2.RewardSource:
+    """What will score a run's phantom paths, as the simulator decides it (services.simulator.requests): the task's
+    functions, or the learned heads for the learned objective, for a request without a reward source where Plasma
+    knows no reward, and where the config asks for them. UNSPECIFIED for a request the simulator will refuse."""
+    if task is not None:
+        learned = task.WhichOneof("objective") == "learned"
+        return simulator_pb2.REWARD_SOURCE_LEARNED if learned else simulator_pb2.REWARD_SOURCE_TASK
+    requested = wire.reward_source_from_proto(message.reward_source)
+    try:
+        source = tasks.resolve_reward_source(requested, tasks.task_for(env_id), env_id)
+    except ValueError:
+        return simulator_pb2.REWARD_SOURCE_UNSPECIFIED
+    return wire.reward_source_to_proto(source)

@@ -81,6 +81,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             run_id=self._store.new_run_id(), model_id=request.model_id, state=trainer_pb2.RUN_STATE_RUNNING,
             config=request.config, env_spec=model.env_spec, create_time=grpc_server.now_timestamp(),
             task=task, base_run_id=base_run_id,
+            reward_source_used=configs.reward_source_used(request.config, task, env.env_id),
         )
         # The run belongs to its Train call: a client that has gone away (cancel, deadline, lost connection) gets no
         # run, and one that goes away later cancels it at once, not at its next event.

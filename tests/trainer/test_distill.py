@@ -19,8 +19,8 @@ from tests.support.sources import RuleSource, forward, sign_rule
 
 QUICK = DistillConfig(base_paths=8, adapter_rounds=2, paths_per_round=4, horizon=25, epochs=20,
                       learning_rate=3e-3, planner=PlannerConfig(horizon=8, num_samples=16, num_elites=4))
-METRIC_KEYS = {"imagined_return", "planner_agreement", "phantom_paths_used", "phantom_steps_used",
-               "training_seconds", "base_parameters", "adapter_parameters"}
+METRIC_KEYS = {"imagined_return", "whole_path_imagined_return", "audited_step_share", "planner_agreement",
+               "phantom_paths_used", "phantom_steps_used", "training_seconds", "base_parameters", "adapter_parameters"}
 
 
 

@@ -38,6 +38,7 @@ from plasma.mbrl.algorithms.base import (
     mean_return,
     mlp_weights_of,
     parameter_counts,
+    whole_path_metrics,
 )
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.policy_net import PolicyNet, PolicySpec, actions_from_output, linear_layer_names
@@ -253,6 +254,7 @@ def train(source: ModelSource, io: PolicyIO, cfg: BackpropConfig, progress: Repo
 
     metrics = {
         "imagined_return": final_return,
+        **whole_path_metrics(final_paths, final_paths),  # no audit cuts these paths
         "phantom_paths_used": paths_used,
         "phantom_steps_used": steps_used,
         "training_seconds": time.monotonic() - started,

@@ -98,8 +98,9 @@ class TrainResult:
     base_state: dict[str, torch.Tensor]  # state_dict of the base PolicyNet, without the adapter
     peft_model: PeftModel
     held_out_states: np.ndarray  # [n, obs_dim] float32 phantom states of the final policy, never trained on
-    # imagined_return, phantom_paths_used, phantom_steps_used, training_seconds, base_parameters,
-    # adapter_parameters, and what the algorithm measures besides (planner_agreement for distillation).
+    # imagined_return (over the audited steps), whole_path_imagined_return, audited_step_share, phantom_paths_used,
+    # phantom_steps_used, training_seconds, base_parameters, adapter_parameters, and what the algorithm measures
+    # besides (planner_agreement for distillation).
     metrics: dict[str, float]
 
 
@@ -136,6 +137,14 @@ def held_out_states(paths: list[PhantomPath], seed: int) -> np.ndarray:
 
 def mean_return(paths: list[PhantomPath]) -> float:
     return float(np.mean([p.rewards.sum() for p in paths]))
+
+
+def whole_path_metrics(whole: list[PhantomPath], kept: list[PhantomPath]) -> dict[str, float]:
+    """The final paths' mean return over every imagined step (`whole`, as streamed) and the share of their steps
+    that `kept` (what the audit left) holds: the audited return alone hides how much of each path was cut."""
+    steps = sum(p.length for p in whole)
+    return {"whole_path_imagined_return": mean_return(whole),
+            "audited_step_share": sum(p.length for p in kept) / steps if steps else 1.0}
 
 
 def parameter_counts(base_state: dict[str, torch.Tensor], model: PeftModel) -> dict[str, float]:

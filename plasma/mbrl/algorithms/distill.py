@@ -33,6 +33,7 @@ from plasma.mbrl.algorithms.base import (
     host_copy,
     mlp_weights_of,
     parameter_counts,
+    whole_path_metrics,
 )
 from plasma.mbrl.devices import CPU
 from plasma.mbrl.planning import PlannerConfig
@@ -288,17 +289,24 @@ def train(
     paths_used = resume_from.paths_used if resume_from else 0
     steps_used = resume_from.steps_used if resume_from else 0
 
-    def phantom(policy: MlpWeights | PlannerConfig, num_paths: int, call: int) -> list[PhantomPath]:
-        nonlocal paths_used, steps_used
-        paths = list(source.simulate(
+    def streamed(policy: MlpWeights | PlannerConfig, num_paths: int, call: int) -> list[PhantomPath]:
+        """The paths as the simulator imagined them, before the audit."""
+        return list(source.simulate(
             policy=policy, num_paths=num_paths, horizon=cfg.horizon, seed=_seed(cfg.seed, call),
             start_states=cfg.start_states, label_with_planner=planner, reward_source=cfg.reward_source,
         ))
+
+    def learnable(paths: list[PhantomPath]) -> list[PhantomPath]:
+        """What the policy may learn from: the steps the audit trusts, unless it is ignored."""
+        nonlocal paths_used, steps_used
         if not cfg.ignore_audit:
             paths = audit_filter.trusted(paths)
         paths_used += len(paths)
         steps_used += sum(p.length for p in paths)
         return paths
+
+    def phantom(policy: MlpWeights | PlannerConfig, num_paths: int, call: int) -> list[PhantomPath]:
+        return learnable(streamed(policy, num_paths, call))
 
     # Shuffling draws from the run's own generator; module initialisation from seeded, locked sections. Both on
     # the CPU: the networks start alike on every device, and a checkpoint's generator state fits any device.
@@ -353,10 +361,12 @@ def train(
         report(event)
 
     # 3. The final policy on fresh paths: metrics, and held-out states it was never trained on.
-    final_paths = phantom(mlp_weights_of(model), cfg.paths_per_round, call=rounds + 1)
+    whole_paths = streamed(mlp_weights_of(model), cfg.paths_per_round, call=rounds + 1)
+    final_paths = learnable(whole_paths)
     imagined_return, agreement = _path_stats(spec, final_paths)
     metrics = {
         "imagined_return": imagined_return,
+        **whole_path_metrics(whole_paths, final_paths),
         "planner_agreement": agreement,
         "phantom_paths_used": paths_used,
         "phantom_steps_used": steps_used,
