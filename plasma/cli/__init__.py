@@ -46,11 +46,13 @@ class UsageError(Exception):
 
 def _workflow(client: PlasmaClient, args: argparse.Namespace) -> int:
     cfg = recipes.workflow(args.recipe, env_id=args.env, real_steps=args.real_steps, seed=args.seed,
-                           eval_episodes=args.episodes)
+                           eval_episodes=args.episodes, task=tasks.parse_task(args.task) if args.task else None)
     rounds = " + ".join(str(steps) for steps in (cfg.real_steps, *cfg.more_rounds))
     print(f"{cfg.env_id}: recipe {args.recipe} ({rounds} real steps), seed {cfg.seed}", file=sys.stderr, flush=True)
     with progress.printer() as show:
         summary = train_and_deploy(client, cfg, show)
+    for line in render.warning_lines(summary):  # plainly, whatever stdout gets
+        print(line, file=sys.stderr, flush=True)
     record = render.summary_document(summary)
     if args.json not in (None, STDOUT):
         Path(args.json).write_text(json.dumps(record, indent=2))
@@ -294,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", nargs="?", const=STDOUT, metavar="FILE",
                          help="the summary as one JSON document: on stdout instead of the table, or with FILE "
                               "written there besides the table")
+        sub.add_argument("--task", choices=("environment", "learned"),
+                         help="the reward and termination to learn from: the environment's own (where Plasma knows "
+                              "them) or learned from the data (default: the environment's own where known, else "
+                              "learned)")
 
     demo = add("demo", cmd_demo, "start the four services locally and run the whole workflow", connects=False,
                prints=False)

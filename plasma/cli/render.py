@@ -152,7 +152,8 @@ def summary_table(summary: WorkflowSummary, budget: int) -> Table:
         ("world model held-out error", f"MSE {metrics.holdout_obs_mse:.2e} normalized "
                                        f"(naive next=current: {metrics.holdout_naive_obs_mse:.2e}), "
                                        f"NLL {metrics.holdout_nll:.3f}"),
-        ("training time", f"{summary.training_seconds:.1f} s (imagined return {summary.imagined_return:.1f})"),
+        ("reward and termination", summary.learns_from),
+        ("training time", f"{summary.training_seconds:.1f} s (imagined return {describe_imagined(summary)})"),
         ("packet", describe_packet(summary.packet)),
         ("parity with fp32", describe_parity(summary.packet.parity)),
         ("self-test on the edge's CPU", describe_self_test(summary.served.self_test)),
@@ -162,7 +163,22 @@ def summary_table(summary: WorkflowSummary, budget: int) -> Table:
         ("mean real return", f"{ev.mean_return:.1f} ± {ev.std_return:.1f} over {len(ev.returns)} episodes{verdict}"),
         ("wall time", f"{summary.wall_seconds:.0f} s ({stages})"),
         ("seed", f"{summary.seed} (same seed and machine: same packet id; same bytes with the same signing key)"),
-    ])
+        ("warnings", f"{len(summary.warnings)} (on stderr, and below)" if summary.warnings else "none"),
+    ], notes=tuple(f"warning: {w.message}" for w in summary.warnings))
+
+
+def describe_imagined(summary: WorkflowSummary) -> str:
+    """The whole paths' imagined return, and the audited remainder's where the audit cut steps."""
+    whole = f"{summary.whole_path_imagined_return:.1f} over whole paths"
+    if summary.audited_step_share >= 1.0:
+        return whole
+    return (f"{whole}; {summary.imagined_return:.1f} over the {100 * summary.audited_step_share:.0f} % of steps the "
+            "audit kept")
+
+
+def warning_lines(summary: WorkflowSummary) -> list[str]:
+    """The summary's warnings as the CLI prints them on stderr, one line each."""
+    return [f"plasma: warning ({w.kind}): {w.message}" for w in summary.warnings]
 
 
 def summary_document(summary: WorkflowSummary) -> dict[str, Any]:
@@ -172,7 +188,10 @@ def summary_document(summary: WorkflowSummary) -> dict[str, Any]:
         "dataset_id": summary.dataset_id, "model_id": summary.model_id, "run_id": summary.run_id,
         "holdout_obs_mse": summary.model_metrics.holdout_obs_mse,
         "holdout_naive_obs_mse": summary.model_metrics.holdout_naive_obs_mse,
-        "training_seconds": summary.training_seconds, "seed": summary.seed,
+        "training_seconds": summary.training_seconds, "seed": summary.seed, "learns_from": summary.learns_from,
+        "imagined_return": summary.imagined_return, "whole_path_imagined_return": summary.whole_path_imagined_return,
+        "audited_step_share": summary.audited_step_share,
+        "warnings": [{"kind": w.kind, "message": w.message} for w in summary.warnings],
         "packet": document(summary.packet), "served": document(summary.served),
         "act_p50_ms": ev.latency_percentile(50), "act_p99_ms": ev.latency_percentile(99),
         "mean_return": ev.mean_return, "returns": list(ev.returns), "stage_seconds": summary.stage_seconds,

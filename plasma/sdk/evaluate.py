@@ -23,6 +23,8 @@ class Evaluation:
     returns: tuple[float, ...]
     # Client-observed round-trip latency of each action request, in milliseconds.
     latencies_ms: tuple[float, ...]
+    # Every episode's rewards, step by step: returns over a shorter horizon compare with imagined paths.
+    rewards: tuple[tuple[float, ...], ...] = ()
 
     @property
     def mean_return(self) -> float:
@@ -31,6 +33,10 @@ class Evaluation:
     @property
     def std_return(self) -> float:
         return float(np.std(self.returns))
+
+    def mean_return_within(self, steps: int) -> float:
+        """Mean return over each episode's first `steps` steps (the whole episode where it is shorter)."""
+        return float(np.mean([sum(episode[:steps]) for episode in self.rewards]))
 
     def latency_percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
@@ -56,13 +62,14 @@ def run_episodes(
     episode also ends once the task's bounds are left; otherwise they are the environment's own.
     """
     env = gym.make(env_id)
-    returns: list[float] = []
+    rewards: list[tuple[float, ...]] = []
     latencies: list[float] = []
     try:
         scoring = task if tasks.scores_real_steps(task, observation_size(env.observation_space)) else None
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
-            total, done = 0.0, False
+            episode_rewards: list[float] = []
+            done = False
             while not done:
                 started = time.perf_counter()
                 action = choose(np.asarray(obs, dtype=np.float32))
@@ -72,12 +79,12 @@ def run_episodes(
                 if scoring is not None:
                     reward = float(tasks.real_reward(scoring, previous, stepped, obs))
                     terminated = terminated or bool(tasks.left_bounds(scoring, obs))
-                total += float(reward)
+                episode_rewards.append(float(reward))
                 done = terminated or truncated
-            returns.append(total)
+            rewards.append(tuple(episode_rewards))
     finally:
         env.close()
-    return Evaluation(tuple(returns), tuple(latencies))
+    return Evaluation(tuple(sum(episode) for episode in rewards), tuple(latencies), tuple(rewards))
 
 
 def random_baseline(env_id: str, episodes: int, seed: int) -> Evaluation:
