@@ -160,9 +160,9 @@ class Follower:
         self._report()
 
     def _download(self, target: registry_pb2.PacketRef) -> bytes:
-        stream = self._registry.DownloadPacket(registry_pb2.DownloadPacketRequest(packet_id=target.packet_id),
+        stream = self._registry.FetchPacket(registry_pb2.FetchPacketRequest(packet_id=target.packet_id),
                                                timeout=channels.UNARY_DEADLINE_S)
-        data = blobs.receive(stream, f"the registry's DownloadPacket stream for {target.packet_id}",
+        data = blobs.receive(stream, f"the registry's FetchPacket stream for {target.packet_id}",
                              (packet.MEDIA_TYPE,))
         if blobs.sha256_hex(data) != target.sha256:
             raise blobs.BlobError(f"packet {target.packet_id} from the registry does not match its assigned sha256")

@@ -79,7 +79,7 @@ ROLES: dict[str, Role] = {
     f"/{_REGISTRY}/GetChannel": READER,
     f"/{_REGISTRY}/ListChannels": READER,
     f"/{_REGISTRY}/WatchChannel": READER,
-    f"/{_REGISTRY}/DownloadPacket": READER,
+    f"/{_REGISTRY}/FetchPacket": READER,
     # Edges and their devices report with the reader role they follow a channel with (docs/fleet.md).
     f"/{_REGISTRY}/Report": READER,
     f"/{_REGISTRY}/StartRollout": OPERATOR,

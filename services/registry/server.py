@@ -97,12 +97,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             yield assignment
 
     @translate_errors
-    def DownloadPacket(
-        self, request: registry_pb2.DownloadPacketRequest, context: grpc.ServicerContext
-    ) -> Iterator[registry_pb2.DownloadPacketResponse]:
+    def FetchPacket(
+        self, request: registry_pb2.FetchPacketRequest, context: grpc.ServicerContext
+    ) -> Iterator[registry_pb2.FetchPacketResponse]:
         ids.check_id("packet_id", request.packet_id)
         yield from blobs.send(self._store.read_packet(request.packet_id), packet.MEDIA_TYPE,
-                              registry_pb2.DownloadPacketResponse)
+                              registry_pb2.FetchPacketResponse)
 
     @translate_errors
     def Report(self, request: registry_pb2.ReportRequest, context: grpc.ServicerContext) -> registry_pb2.ReportResponse:

@@ -175,13 +175,13 @@ class WatchChannelResponse(_message.Message):
     reason: str
     def __init__(self, packet: _Optional[_Union[PacketRef, _Mapping]] = ..., rollout_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
-class DownloadPacketRequest(_message.Message):
+class FetchPacketRequest(_message.Message):
     __slots__ = ("packet_id",)
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     packet_id: str
     def __init__(self, packet_id: _Optional[str] = ...) -> None: ...
 
-class DownloadPacketResponse(_message.Message):
+class FetchPacketResponse(_message.Message):
     __slots__ = ("header", "chunk")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]

@@ -55,10 +55,10 @@ class RegistryServiceStub:
                 request_serializer=plasma_dot_registry_dot_v1_dot_registry__pb2.WatchChannelRequest.SerializeToString,
                 response_deserializer=plasma_dot_registry_dot_v1_dot_registry__pb2.WatchChannelResponse.FromString,
                 _registered_method=True)
-        self.DownloadPacket = channel.unary_stream(
-                '/plasma.registry.v1.RegistryService/DownloadPacket',
-                request_serializer=plasma_dot_registry_dot_v1_dot_registry__pb2.DownloadPacketRequest.SerializeToString,
-                response_deserializer=plasma_dot_registry_dot_v1_dot_registry__pb2.DownloadPacketResponse.FromString,
+        self.FetchPacket = channel.unary_stream(
+                '/plasma.registry.v1.RegistryService/FetchPacket',
+                request_serializer=plasma_dot_registry_dot_v1_dot_registry__pb2.FetchPacketRequest.SerializeToString,
+                response_deserializer=plasma_dot_registry_dot_v1_dot_registry__pb2.FetchPacketResponse.FromString,
                 _registered_method=True)
         self.Report = channel.unary_unary(
                 '/plasma.registry.v1.RegistryService/Report',
@@ -119,7 +119,7 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DownloadPacket(self, request, context):
+    def FetchPacket(self, request, context):
         """Streams a packet the registry holds as a header (sha256, size) followed by chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -184,10 +184,10 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=plasma_dot_registry_dot_v1_dot_registry__pb2.WatchChannelRequest.FromString,
                     response_serializer=plasma_dot_registry_dot_v1_dot_registry__pb2.WatchChannelResponse.SerializeToString,
             ),
-            'DownloadPacket': grpc.unary_stream_rpc_method_handler(
-                    servicer.DownloadPacket,
-                    request_deserializer=plasma_dot_registry_dot_v1_dot_registry__pb2.DownloadPacketRequest.FromString,
-                    response_serializer=plasma_dot_registry_dot_v1_dot_registry__pb2.DownloadPacketResponse.SerializeToString,
+            'FetchPacket': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchPacket,
+                    request_deserializer=plasma_dot_registry_dot_v1_dot_registry__pb2.FetchPacketRequest.FromString,
+                    response_serializer=plasma_dot_registry_dot_v1_dot_registry__pb2.FetchPacketResponse.SerializeToString,
             ),
             'Report': grpc.unary_unary_rpc_method_handler(
                     servicer.Report,
@@ -335,7 +335,7 @@ class RegistryService:
             _registered_method=True)
 
     @staticmethod
-    def DownloadPacket(request,
+    def FetchPacket(request,
             target,
             options=(),
             channel_credentials=None,
@@ -348,9 +348,9 @@ class RegistryService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/plasma.registry.v1.RegistryService/DownloadPacket',
-            plasma_dot_registry_dot_v1_dot_registry__pb2.DownloadPacketRequest.SerializeToString,
-            plasma_dot_registry_dot_v1_dot_registry__pb2.DownloadPacketResponse.FromString,
+            '/plasma.registry.v1.RegistryService/FetchPacket',
+            plasma_dot_registry_dot_v1_dot_registry__pb2.FetchPacketRequest.SerializeToString,
+            plasma_dot_registry_dot_v1_dot_registry__pb2.FetchPacketResponse.FromString,
             options,
             channel_credentials,
             insecure,

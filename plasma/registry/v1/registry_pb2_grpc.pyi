@@ -43,7 +43,7 @@ class RegistryServiceStub:
     """What one edge of a channel should serve: the current assignment at once, then every change, until the
     call ends. Opening it makes the edge a member of the channel.
     """
-    DownloadPacket: _grpc.UnaryStreamMultiCallable[_registry_pb2.DownloadPacketRequest, _registry_pb2.DownloadPacketResponse]
+    FetchPacket: _grpc.UnaryStreamMultiCallable[_registry_pb2.FetchPacketRequest, _registry_pb2.FetchPacketResponse]
     """Streams a packet the registry holds as a header (sha256, size) followed by chunks."""
     Report: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ReportRequest, _registry_pb2.ReportResponse]
     """An edge's (or its device's) figures since its last report, and what it serves."""
@@ -72,7 +72,7 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """What one edge of a channel should serve: the current assignment at once, then every change, until the
     call ends. Opening it makes the edge a member of the channel.
     """
-    DownloadPacket: _aio.UnaryStreamMultiCallable[_registry_pb2.DownloadPacketRequest, _registry_pb2.DownloadPacketResponse]  # type: ignore[assignment]
+    FetchPacket: _aio.UnaryStreamMultiCallable[_registry_pb2.FetchPacketRequest, _registry_pb2.FetchPacketResponse]  # type: ignore[assignment]
     """Streams a packet the registry holds as a header (sha256, size) followed by chunks."""
     Report: _aio.UnaryUnaryMultiCallable[_registry_pb2.ReportRequest, _registry_pb2.ReportResponse]  # type: ignore[assignment]
     """An edge's (or its device's) figures since its last report, and what it serves."""
@@ -124,11 +124,11 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def DownloadPacket(
+    def FetchPacket(
         self,
-        request: _registry_pb2.DownloadPacketRequest,
+        request: _registry_pb2.FetchPacketRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_registry_pb2.DownloadPacketResponse], _abc.AsyncIterator[_registry_pb2.DownloadPacketResponse]]:
+    ) -> _typing.Union[_abc.Iterator[_registry_pb2.FetchPacketResponse], _abc.AsyncIterator[_registry_pb2.FetchPacketResponse]]:
         """Streams a packet the registry holds as a header (sha256, size) followed by chunks."""
 
     @_abc_1.abstractmethod
