@@ -32,6 +32,9 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
     "plasma.trainer.v1.TrainerService": ("GetRun", "ListRuns", "WatchRun", "ExportPolicy"),
     "plasma.compiler.v1.CompilerService": ("GetPacket", "ListPackets", "DownloadPacket", "GetSigningKey"),
     "plasma.edge.v1.EdgeRuntimeService": ("Act", "GetStatus", "ExportExperience"),
+    # Not Report: each one adds an edge's figures since its last, so a resent one would count twice.
+    "plasma.registry.v1.RegistryService": ("GetChannel", "ListChannels", "WatchChannel", "FetchPacket", "GetRollout",
+                                           "ListDecisions"),
     "grpc.health.v1.Health": ("Check",),
 }
 # gRPC retries within the call's own deadline, only until the first response message arrives (a stream that

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2
 from plasma import channels
 from plasma.compiler.v1 import compiler_pb2
 from plasma.edge.v1 import edge_pb2
+from plasma.registry.v1 import registry_pb2
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
 from plasma.trainer.v1 import trainer_pb2
 from tests.support.training import T
@@ -118,6 +119,7 @@ def test_the_retry_policy_names_only_rpcs_that_exist() -> None:
         trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"],
         compiler_pb2.DESCRIPTOR.services_by_name["CompilerService"],
         edge_pb2.DESCRIPTOR.services_by_name["EdgeRuntimeService"],
+        registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
         health_pb2.DESCRIPTOR.services_by_name["Health"],
     )}
     config = json.loads(channels.SERVICE_CONFIG)
@@ -126,5 +128,5 @@ def test_the_retry_policy_names_only_rpcs_that_exist() -> None:
     for service, method in names:
         assert method in descriptors[service].methods_by_name, f"{service}/{method} does not exist"
     for never in ("StartSimulation", "UploadTransitions", "CollectTransitions", "FitWorldModel", "Train",
-                  "Compile", "LoadPacket", "Rollback", "Control"):
+                  "Compile", "LoadPacket", "Rollback", "Control", "Report", "Publish", "StartRollout", "AbortRollout"):
         assert never not in {method for _, method in names}
