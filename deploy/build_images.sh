@@ -6,6 +6,7 @@
 #
 #   plasma/{simulator,trainer,compiler}:$PLASMA_TAG   one shared `dependencies` stage (Python, torch, ...) + the project
 #   plasma/edge:$PLASMA_TAG      the edge runtime only (onnxruntime, numpy, grpcio): no torch, no build tools
+#   plasma/registry:$PLASMA_TAG  the packet registry on the edge's dependencies (target `registry` of its Dockerfile)
 #
 # Base image (BASE_IMAGE of the Dockerfiles), first match wins:
 #   1. PLASMA_BASE_IMAGE, if set (pulled or built locally when missing)
@@ -104,7 +105,7 @@ trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 compose_build() {
   if ! deploy/compose.sh build "$1" > "$log" 2>&1; then tail -n 60 "$log" >&2; exit 1; fi
 }
-for service in simulator trainer compiler edge; do
+for service in simulator trainer compiler edge registry; do
   step "plasma/$service:$TAG" compose_build "$service"
 done
 
@@ -124,7 +125,8 @@ docker image prune --force --filter label=org.plasma.project=plasma >/dev/null
 
 echo "::: images: built in $((SECONDS - started)) s on base $base"
 size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1 / 1e6}'; }
-for image in "plasma/simulator:$TAG" "plasma/trainer:$TAG" "plasma/compiler:$TAG" "plasma/edge:$TAG"; do
+for image in "plasma/simulator:$TAG" "plasma/trainer:$TAG" "plasma/compiler:$TAG" "plasma/edge:$TAG" \
+  "plasma/registry:$TAG"; do
   printf '  %-28s %s\n' "$image" "$(size "$image")"
 done
-echo "  (the three service images share their dependency layers: stored once)"
+echo "  (the three service images share their dependency layers, stored once; so do the edge and the registry)"

@@ -8,11 +8,15 @@ Layout (ECDSA P-256; private keys 0600, certificates 0644):
 
     DIR/ca/ca.pem                    the CA certificate: every server and client trusts it (public)
     DIR/ca-key/ca-key.pem            the CA private key: only this script reads it; never mount it anywhere else
-    DIR/<service>/server.pem         simulator, trainer, compiler, edge: server certificate + server-key.pem,
-                                     SANs <service>, localhost, 127.0.0.1 and every --san; usable as a client
-                                     certificate too (no role), so a container's own health check can connect
+    DIR/<service>/server.pem         simulator, trainer, compiler, edge, registry: server certificate +
+                                     server-key.pem, SANs <service>, localhost, 127.0.0.1 and every --san; usable
+                                     as a client certificate too (no role), so a container's own health check can
+                                     connect
     DIR/trainer/client.pem           the trainer's calls to the simulator: role operator (StartSimulation)
     DIR/compiler/client.pem          the compiler's calls to the trainer and simulator: role reader
+    DIR/registry/client.pem          the registry's calls to the compiler (GetPacket, DownloadPacket): role reader
+    DIR/edge/client.pem              an edge's calls to the registry when it follows a channel (WatchChannel,
+                                     FetchPacket, Report): role reader
     DIR/operator/client.pem          people and CI that change things (Train, Compile, LoadPacket, ...)
     DIR/reader/client.pem            dashboards and devices' controllers (Get*, List*, Act, Control, ...)
 
@@ -38,9 +42,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SERVICES = ("simulator", "trainer", "compiler", "edge")
+SERVICES = ("simulator", "trainer", "compiler", "edge", "registry")
 # Client identities and their roles: the services that call other services, and the two kinds of people.
-CLIENTS = {"trainer": "operator", "compiler": "reader", "operator": "operator", "reader": "reader"}
+CLIENTS = {"trainer": "operator", "compiler": "reader", "registry": "reader", "edge": "reader", "operator": "operator",
+           "reader": "reader"}
 ROLE_URI = "spiffe://plasma/role/{role}"
 # A certificate with less than this left is re-issued on the next run.
 RENEW_BEFORE = datetime.timedelta(days=30)
