@@ -20,6 +20,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,8 @@ _FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
 _RECORD = struct.Struct("<qqBfHh")
 _TERMINATED, _TRUNCATED = 1, 2
 _DISCRETE = -1
-_WIRE_DTYPES = {common_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"), common_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8")}
+_WIRE_DTYPES: dict[int, np.dtype[Any]] = {common_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+                                        common_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8")}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from plasma import channels, signing
-from plasma.cli import connection, output, plots, progress, render, rollout
+from plasma.cli import connection, loop, output, plots, progress, render, rollout
 from plasma.cli.render import SOLVED as SOLVED  # bench.demo_reliability judges runs by it
 from plasma.compiler.v1 import compiler_pb2
 from plasma.sdk import calls, recipes, tasks
@@ -379,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         "what", choices=("datasets", "models", "runs", "packets"))
     plots.register(commands, _endpoints)
     rollout.register(commands)
+    loop.register(commands, _endpoints)
     return parser
 
 

@@ -114,8 +114,12 @@ def action(response: edge_pb2.ActResponse) -> np.ndarray:
     return tensors.from_proto(response.action, "action")
 
 
-def control(sequence: int, observation: np.ndarray) -> edge_pb2.ControlRequest:
-    return edge_pb2.ControlRequest(sequence=sequence, observation=tensors.to_proto(np.asarray(observation, np.float32)))
+def control(sequence: int, observation: np.ndarray, reward: float | None = None, terminated: bool = False,
+            truncated: bool = False) -> edge_pb2.ControlRequest:
+    """`reward` (the step's that led to `observation`) and the done flags are what an edge recording experience
+    pairs with the previous message (docs/feedback-loop.md); None sends no reward."""
+    return edge_pb2.ControlRequest(sequence=sequence, observation=tensors.to_proto(np.asarray(observation, np.float32)),
+                                   reward=reward, terminated=terminated, truncated=truncated)
 
 
 def check_sequence(response: edge_pb2.ControlResponse, sequence: int) -> edge_pb2.ControlResponse:

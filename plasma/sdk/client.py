@@ -192,5 +192,12 @@ class PlasmaClient:
     def act(self, observation: np.ndarray, timeout_s: float = 1.0) -> np.ndarray:
         return calls.action(self.edge.Act(calls.act(observation), timeout=timeout_s))
 
+    def export_experience(self, from_sequence: int = 0) -> bytes:
+        """The transitions the edge recorded from Control streams from `from_sequence` on, as a transitions archive
+        (plasma.sdk.feedback reads it); FAILED_PRECONDITION when it records none or has none from there."""
+        stream = self.edge.ExportExperience(edge_pb2.ExportExperienceRequest(from_sequence=from_sequence),
+                                            timeout=self._stream_deadline_s)
+        return blobs.receive(stream, "ExportExperience")
+
     def edge_status(self) -> edge_pb2.GetStatusResponse:
         return self.edge.GetStatus(edge_pb2.GetStatusRequest(), timeout=channels.UNARY_DEADLINE_S)

@@ -36,10 +36,12 @@ class Lockstep(Generic[StubT, ChannelT]):
         self._sequence = 0
         self.reconnects = 0  # streams opened again after a broken one
 
-    def _next(self, observation: np.ndarray) -> tuple[edge_pb2.ControlRequest, float]:
+    def _next(self, observation: np.ndarray, reward: float | None = None, terminated: bool = False,
+              truncated: bool = False) -> tuple[edge_pb2.ControlRequest, float]:
         """The next observation's request, and the deadline (time.monotonic) for its answer."""
         self._sequence += 1
-        return calls.control(self._sequence, observation), time.monotonic() + self._stream_deadline_s
+        request = calls.control(self._sequence, observation, reward, terminated, truncated)
+        return request, time.monotonic() + self._stream_deadline_s
 
 
 class ControlSession(Lockstep[edge_pb2_grpc.EdgeRuntimeServiceStub, grpc.Channel]):
@@ -57,9 +59,12 @@ class ControlSession(Lockstep[edge_pb2_grpc.EdgeRuntimeServiceStub, grpc.Channel
         self._outbox: queue.Queue[edge_pb2.ControlRequest | None] | None = None
         self._responses: Iterator[edge_pb2.ControlResponse] | None = None
 
-    def act(self, observation: np.ndarray) -> edge_pb2.ControlResponse:
-        """The edge's answer (action, packet id and version) to one observation, or a batch [n, obs_dim]."""
-        request, deadline = self._next(observation)
+    def act(self, observation: np.ndarray, reward: float | None = None, terminated: bool = False,
+            truncated: bool = False) -> edge_pb2.ControlResponse:
+        """The edge's answer (action, packet id and version) to one observation, or a batch [n, obs_dim]. `reward`
+        and the done flags describe the step that led to `observation`, for an edge that records experience (a
+        message sent again on a new stream after a break records no transition: it has no predecessor there)."""
+        request, deadline = self._next(observation, reward, terminated, truncated)
         failures = 0
         while True:
             outbox, responses = self._stream()
