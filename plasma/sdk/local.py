@@ -1,4 +1,5 @@
-"""Runs the four services as local processes: what `plasma demo` and the pipeline test use.
+"""Runs the suite as local processes (the four services and the packet registry): what `plasma demo`, `plasma serve`
+and the pipeline tests use.
 
 Plaintext on loopback by default; with `certs` (a `make certs` directory, layout in scripts/make_certs.py) every
 service serves mutual TLS with authorization on, the trainer and compiler call the others with their own client
@@ -28,7 +29,10 @@ _MODULES = {
     "trainer": "services.trainer.server",
     "compiler": "services.compiler.server",
     "edge": "edge_runtime.server",
+    "registry": "services.registry.server",
 }
+# The processes a LocalStack runs, by the names Endpoints gives their addresses.
+SERVICES = tuple(_MODULES)
 
 
 def free_port() -> int:
@@ -38,7 +42,8 @@ def free_port() -> int:
 
 
 # Client and server TLS settings a shell may hold (e.g. for the compose stack); a plaintext stack drops them.
-_SECURITY_VARIABLE = re.compile(r"PLASMA_(TLS_\w+|TOKEN_FILE|(SIMULATOR|TRAINER|COMPILER|EDGE)_(TLS_\w+|AUTH_TOKENS))")
+_SECURITY_VARIABLE = re.compile(
+    r"PLASMA_(TLS_\w+|TOKEN_FILE|(SIMULATOR|TRAINER|COMPILER|EDGE|REGISTRY)_(TLS_\w+|AUTH_TOKENS))")
 
 
 def wait_serving(address: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None,
@@ -62,7 +67,7 @@ def wait_serving(address: str, timeout_s: float, process: subprocess.Popen[bytes
 
 @dataclass
 class LocalStack:
-    """Four service processes on free loopback ports, sharing one store root."""
+    """The service processes on free loopback ports, sharing one store root."""
 
     root: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -91,6 +96,9 @@ class LocalStack:
             "PLASMA_TRAINER_TARGET": address["trainer"],
             "PLASMA_EDGE_ADDRESS": address["edge"],
             "PLASMA_EDGE_STORE": str(self.root / "edge"),
+            "PLASMA_REGISTRY_ADDRESS": address["registry"],
+            "PLASMA_REGISTRY_STORE": str(self.root / "registry"),
+            "PLASMA_COMPILER_TARGET": address["compiler"],
             # One key pair per stack root: the compiler signs with it, the edge trusts its public half.
             **signing.dev_key_env(self.root / "keys"),
             **self._server_tls_env(),
@@ -129,8 +137,9 @@ class LocalStack:
         return env
 
     def _caller_tls_env(self, name: str) -> dict[str, str]:
-        """The client settings of a service that calls others (trainer, compiler): its own client certificate."""
-        security = self._client_security(name) if name in ("trainer", "compiler") else None
+        """The client settings of a service that calls others (trainer, compiler, registry): its own client
+        certificate."""
+        security = self._client_security(name) if name in ("trainer", "compiler", "registry") else None
         if security is None:
             return {}
         return {"PLASMA_TLS_CA": str(security.ca), "PLASMA_TLS_CERT": str(security.cert),

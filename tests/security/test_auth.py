@@ -23,6 +23,8 @@ from plasma.server.roles import OPERATOR, READER, ROLES, Role
 from plasma.server.security import ServerSecurity
 from services.compiler import server as compiler_server
 from services.compiler.config import Config as CompilerConfig
+from services.registry import server as registry_server
+from services.registry.config import Config as RegistryConfig
 from services.simulator import server as simulator_server
 from services.simulator.config import Config as SimulatorConfig
 from services.trainer import server as trainer_server
@@ -93,8 +95,8 @@ def refusal(ch: grpc.Channel, method: str, metadata: tuple[tuple[str, str], ...]
 
 @pytest.fixture(scope="module")
 def services(dev_certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The four services with mutual TLS and authorization; the trainer and compiler call the others with their
-    own client certificates (operator and reader)."""
+    """The five services with mutual TLS and authorization; the trainer, compiler and registry call the others with
+    their own client certificates (operator, reader, reader)."""
     root = tmp_path_factory.mktemp("auth-services")
     sim_config = SimulatorConfig(address="127.0.0.1:0", store_dir=root / "simulator",
                                  security=certs.server(dev_certs, "simulator"))
@@ -111,11 +113,20 @@ def services(dev_certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
                                      security=certs.server(dev_certs, "edge"))
             with running(lambda: compiler_server.create_server(compiler_config), compiler_server.SERVICE_NAME) as \
                     compiler, running(lambda: edge_server.create_server(edge_config), edge_server.SERVICE_NAME) as edge:
-                yield {"simulator": simulator, "trainer": trainer, "compiler": compiler, "edge": edge}
+                # The registry calls the compiler with its own client certificate (reader).
+                registry = registry_server.build(RegistryConfig(
+                    address="127.0.0.1:0", compiler_address=compiler, store_dir=root / "registry",
+                    security=certs.server(dev_certs, "registry"), client_security=certs.client(dev_certs, "registry")))
+                registry.start()
+                try:
+                    yield {"simulator": simulator, "trainer": trainer, "compiler": compiler, "edge": edge,
+                           "registry": f"127.0.0.1:{registry.port}"}
+                finally:
+                    registry.stop(0)
 
 
 SERVICE_OF = {"SimulatorService": "simulator", "TrainerService": "trainer", "CompilerService": "compiler",
-              "EdgeRuntimeService": "edge"}
+              "EdgeRuntimeService": "edge", "RegistryService": "registry"}
 
 
 def address_of(services: dict[str, str], method: str) -> str:

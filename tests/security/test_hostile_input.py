@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from plasma import channels
 from plasma.compiler.v1 import compiler_pb2
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.registry.v1 import registry_pb2
 from plasma.sdk.local import LocalStack
 from plasma.server.errors import MAX_DETAILS_CHARS
 from plasma.simulator.v1 import simulator_pb2, simulator_pb2_grpc
@@ -44,12 +45,13 @@ SERVICES: dict[str, descriptor.ServiceDescriptor] = {
     "trainer": trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"],
     "compiler": compiler_pb2.DESCRIPTOR.services_by_name["CompilerService"],
     "edge": edge_pb2.DESCRIPTOR.services_by_name["EdgeRuntimeService"],
+    "registry": registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
 }
 SHARED = [health_pb2.DESCRIPTOR.services_by_name["Health"],
           reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]]
 CASES = [(process, service, method) for process, own in SERVICES.items()
          for service in (own, *SHARED) for method in service.methods]
-# Per method, seeded (derandomize): 4,700 calls in all, about a minute on 2 cores. Two unseeded runs of 400 each
+# Per method, seeded (derandomize): 6,200 calls in all, about a minute on 2 cores. Two unseeded runs of 400 each
 # (18,800 calls apiece) found nothing these do not.
 EXAMPLES = 100
 # A response stream is read for at most this many messages and this long after its first, then cancelled
@@ -125,7 +127,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
                                                       horizon=5)), timeout=CALL_TIMEOUT_S).simulation
         known = {"simulator": [*(d.dataset_id for d in store.list_datasets()),
                                *(m.model_id for m in store.list_models()), job.simulation_id],
-                 "edge": [packet_id], "trainer": [], "compiler": []}
+                 "edge": [packet_id], "trainer": [], "compiler": [], "registry": ["stable"]}
         stack = Stack(local, root, known)
         pytestconfig.pluginmanager.register(_Figures(stack.figures))
         stack.rss_before_mb = {name: rss_mb(stack.pid(name)) for name in SERVICES}
