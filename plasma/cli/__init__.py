@@ -23,7 +23,7 @@ from plasma import channels, signing
 from plasma.cli import connection, loop, output, plots, progress, render, rollout
 from plasma.cli.render import SOLVED as SOLVED  # bench.demo_reliability judges runs by it
 from plasma.compiler.v1 import compiler_pb2
-from plasma.sdk import calls, recipes, tasks
+from plasma.sdk import calls, local, recipes, tasks
 from plasma.sdk.client import Endpoints, PlasmaClient
 from plasma.sdk.evaluate import observation_size, run_episodes
 from plasma.sdk.local import LocalStack
@@ -62,19 +62,19 @@ def _workflow(client: PlasmaClient, args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="plasma-demo-"))
-    print(f"starting simulator, trainer, compiler and edge runtime as local processes (store {root})",
+    print(f"starting simulator, trainer, compiler, edge runtime and packet registry as local processes (store {root})",
           file=sys.stderr)
     with LocalStack(root) as stack, PlasmaClient(stack.endpoints) as client:
         return _workflow(client, args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The four services on their default ports, their stores under --store, one signing key pair wired between
-    the compiler and the edge runtime; until Ctrl-C (or SIGTERM), then a graceful stop."""
+    """The four services and the packet registry on their default ports, their stores under --store, one signing
+    key pair wired between the compiler and the edge runtime; until Ctrl-C (or SIGTERM), then a graceful stop."""
     defaults = Endpoints()  # where the other commands look for the services by default
-    ports = {name: int(getattr(defaults, name).rsplit(":", 1)[1]) for name in connection.SERVICES}
+    ports = {name: int(getattr(defaults, name).rsplit(":", 1)[1]) for name in local.SERVICES}
     with LocalStack(Path(args.store), ports=ports) as stack:
-        for name in connection.SERVICES:
+        for name in local.SERVICES:
             print(f"{name:<10} {getattr(stack.endpoints, name)}", file=sys.stderr)
         print(f"stores and logs under {args.store}; Ctrl-C stops the services", file=sys.stderr, flush=True)
         stopped = threading.Event()
