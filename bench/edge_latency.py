@@ -125,6 +125,10 @@ class EchoServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
                   context: grpc.ServicerContext) -> edge_pb2.GetStatusResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "the echo server answers Act and Control only")
 
+    def ExportExperience(self, request: edge_pb2.ExportExperienceRequest,
+                         context: grpc.ServicerContext) -> Iterator[edge_pb2.ExportExperienceResponse]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the echo server answers Act and Control only")
+
 
 def echo_server() -> None:
     from concurrent import futures
