@@ -11,7 +11,8 @@ validated as core PodTemplates instead.
 
 Then what the schemas cannot see: gRPC probes on each service's own port, resources, non-root and read-only
 containers, a claim per store mounted where PLASMA_*_STORE points, the signing key mounted into the compiler only,
-Services that select their workload, and environment variables the code actually reads.
+Services that select their workload, environment variables the code actually reads, and edges that follow a
+registry channel only when asked, under an id that survives a restart.
 
 Run: python -m pytest tests/deploy -q. Without a renderer or kubernetes-validate (the dev extra) the tests skip,
 except under CI (CI set), where they fail.
@@ -40,7 +41,7 @@ EXAMPLES = ROOT / "deploy" / "k8s" / "examples"
 RELEASE, NAMESPACE = "plasma", "plasma"
 UID = 10001
 # The services and where their images keep the store (deploy/services/Dockerfile, deploy/edge/Dockerfile).
-SERVICES = ("simulator", "trainer", "compiler", "edge")
+SERVICES = ("simulator", "trainer", "compiler", "edge", "registry")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # Modules that read PLASMA_* variables: every one the manifests set must appear in one of them.
 CONFIG_SOURCES = (
@@ -48,6 +49,8 @@ CONFIG_SOURCES = (
     "services/trainer/config.py",
     "services/compiler/config.py",
     "edge_runtime/config.py",
+    "edge_runtime/follower.py",
+    "services/registry/config.py",
     "plasma/log.py",
 )
 
@@ -142,13 +145,19 @@ EVERYTHING: Obj = {
     "trainer": {"env": {"PLASMA_TRAINER_SIMULATE_DEADLINE_SECONDS": "3600"}},
     "compiler": {"store": {"existingClaim": "my-packets"}},
     "edge": {"image": {"repository": "plasma/edge", "tag": "edge-9"}, "env": {"PLASMA_EDGE_MAX_BATCH": "64"},
-             "daemonset": {"enabled": True}},
+             "daemonset": {"enabled": True}, "follow": {"channel": "stable", "edgeId": "cluster-edge"}},
+    "registry": {"workers": 128, "evaluateSeconds": 0.5, "env": {"PLASMA_REGISTRY_GRACE_SECONDS": "3"},
+                 "store": {"size": "2Gi", "storageClassName": "fast"}, "service": {"annotations": {"a": "b"}},
+                 "nodeSelector": {"kubernetes.io/os": "linux"}},
     "ray": {"enabled": True},
 }
 SCENARIOS: dict[str, Obj] = {
     "defaults": {},
     "everything": EVERYTHING,
     "no-edge-deployment": {"edge": {"deployment": {"enabled": False}, "metrics": {"enabled": False}}},
+    "no-registry": {"registry": {"enabled": False}},
+    "registry-elsewhere": {"registry": {"enabled": False}, "edge": {"daemonset": {"enabled": True}, "follow": {
+        "channel": "stable", "registryTarget": "registry.fleet.example.com:50055"}}},
     **{f"examples/{path.name}": yaml.safe_load(path.read_text()) for path in sorted(EXAMPLES.glob("*.yaml"))},
 }
 
@@ -212,11 +221,21 @@ def workload_of(objects: list[Obj], name: str) -> Obj:
     return found[0]
 
 
+# The one variable that may come from the downward API: a device pod's edge id is its node's name.
+FROM_FIELDS = {"PLASMA_EDGE_ID": "spec.nodeName"}
+
+
 def env_of(container: Obj) -> dict[str, str]:
+    """Name -> value; a variable from a pod field reads "fieldRef:<path>"."""
     values = {}
     for item in container.get("env", []):
-        assert "value" in item, f"{container['name']}: {item['name']} must be a plain value"
         assert item["name"] not in values, f"{container['name']}: {item['name']} set twice"
+        if "valueFrom" in item:
+            field = item["valueFrom"]["fieldRef"]["fieldPath"]
+            assert FROM_FIELDS.get(item["name"]) == field, f"{container['name']}: {item['name']} from {field}"
+            values[item["name"]] = f"fieldRef:{field}"
+            continue
+        assert "value" in item, f"{container['name']}: {item['name']} must be a plain value"
         values[item["name"]] = item["value"]
     return values
 
@@ -270,7 +289,7 @@ def test_every_object_is_valid_kubernetes(scenario: str, validator: Callable[[Ob
             validator(obj, version)
 
 
-def test_defaults_are_the_four_services_with_their_stores() -> None:
+def test_defaults_are_the_five_services_with_their_stores() -> None:
     objects = render({})
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
         [("Deployment", f"plasma-{s}") for s in SERVICES]
@@ -295,8 +314,9 @@ def test_grpc_probes_on_each_service_port(scenario: str) -> None:
             probe = container[kind]
             assert set(probe) & {"grpc", "exec", "httpGet", "tcpSocket"} == {"grpc"}, f"{container['name']} {kind}"
             assert probe["grpc"] == {"port": port}, f"{container['name']} {kind}: {probe['grpc']}"
-        # Longer than the server's own drain (PLASMA_*_GRACE_SECONDS: 10 s, edge 5 s), so SIGTERM ends it.
-        assert spec["terminationGracePeriodSeconds"] > (5 if container["name"] == "edge" else 10)
+        # Longer than the server's own drain (PLASMA_*_GRACE_SECONDS: 10 s, edge and registry 5 s), so SIGTERM
+        # ends it.
+        assert spec["terminationGracePeriodSeconds"] > (5 if container["name"] in ("edge", "registry") else 10)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -435,9 +455,17 @@ def test_services_select_their_workload_and_targets_resolve(scenario: str) -> No
             assert port["targetPort"] in container_ports, f"{service['metadata']['name']}: {port}"
     # Where the trainer and the compiler find the services they call.
     calls = {"trainer": {"PLASMA_SIMULATOR_TARGET": "simulator"},
-             "compiler": {"PLASMA_TRAINER_TARGET": "trainer", "PLASMA_SIMULATOR_TARGET": "simulator"}}
+             "compiler": {"PLASMA_TRAINER_TARGET": "trainer", "PLASMA_SIMULATOR_TARGET": "simulator"},
+             "registry": {"PLASMA_COMPILER_TARGET": "compiler"},
+             "edge": {"PLASMA_EDGE_REGISTRY_TARGET": "registry"},
+             "edge-device": {"PLASMA_EDGE_REGISTRY_TARGET": "registry"}}
+    present = {component(w) for w in plasma_workloads(objects)}
     for caller, targets in calls.items():
+        if caller not in present:
+            continue
         env = env_of(pod_spec(workload_of(objects, caller))["containers"][0])
+        targets = {variable: callee for variable, callee in targets.items()
+                   if variable in env and not env[variable].startswith("registry.fleet.example.com:")}
         for variable, callee in targets.items():
             host, _, port = env[variable].rpartition(":")
             service = services[host]
@@ -467,6 +495,7 @@ def test_image_names_and_tags_are_configurable() -> None:
         "compiler": "registry.example.com/team/plasma/compiler:1.2.3",
         "edge": "registry.example.com/team/plasma/edge:edge-9",
         "edge-device": "registry.example.com/team/plasma/edge:edge-9",
+        "registry": "registry.example.com/team/plasma/registry:1.2.3",
     }
     for workload in plasma_workloads(objects):
         assert pod_spec(workload)["imagePullSecrets"] == [{"name": "regcred"}]
@@ -510,6 +539,13 @@ def test_simulator_replicas_experimental_layout() -> None:
         ({"simulator": {"replicas": 0}}, "replicas"),
         ({"logLevel": "LOUD"}, "logLevel"),
         ({"signing": {"create": True}}, "privateKeyPem"),
+        ({"registry": {"workers": 0}}, "workers"),
+        ({"registry": {"evaluateSeconds": 0}}, "evaluateSeconds"),
+        ({"registry": {"replicas": 2}}, "replicas"),
+        ({"edge": {"follow": {"channel": "not a channel"}}}, "channel"),
+        ({"edge": {"follow": {"channel": "stable", "edgeId": "edge."}}}, "edgeId"),
+        ({"edge": {"follow": {"chanel": "stable"}}}, "chanel"),
+        ({"registry": {"enabled": False}, "edge": {"follow": {"channel": "stable"}}}, "registryTarget"),
     ],
 )
 def test_the_chart_refuses_bad_values(values: Obj, message: str) -> None:
@@ -541,6 +577,91 @@ def test_edge_daemonset_on_labelled_nodes() -> None:
     assert selector == {"plasma.dev/edge-device": "true"}
     without_host_path = render({"edge": {"daemonset": {"enabled": True, "hostPath": ""}}})
     assert "emptyDir" in volume(pod_spec(named(without_host_path, "DaemonSet", "plasma-edge-device")), "store")
+
+
+def test_registry_is_one_recreated_pod_on_its_claim() -> None:
+    objects = render(EVERYTHING)
+    registry = named(objects, "Deployment", "plasma-registry")
+    # Its state is one JSON document on its claim: one writer, never two pods at once.
+    assert registry["spec"]["replicas"] == 1
+    assert registry["spec"]["strategy"] == {"type": "Recreate"}
+    spec = pod_spec(registry)
+    (container,) = spec["containers"]
+    env = env_of(container)
+    assert env["PLASMA_REGISTRY_ADDRESS"] == "[::]:50055"
+    assert env["PLASMA_REGISTRY_WORKERS"] == "128"
+    assert env["PLASMA_REGISTRY_EVALUATE_SECONDS"] == "0.5"
+    assert env["PLASMA_REGISTRY_GRACE_SECONDS"] == "3"
+    assert env["PLASMA_COMPILER_TARGET"] == "plasma-compiler:50053"
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[kind]["grpc"] == {"port": 50055}
+    # A small torch-free process: far below the torch services' requests.
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"cpu": "1", "memory": "256Mi"}}
+    claim = named(objects, "PersistentVolumeClaim", "plasma-registry-store")
+    assert volume(spec, mount(container, "store", env["PLASMA_REGISTRY_STORE"])["name"]) == {
+        "name": "store", "persistentVolumeClaim": {"claimName": "plasma-registry-store"}}
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    # No key material: it serves packets the compiler signed; the edges verify them.
+    assert not [v for v in spec["volumes"] if "secret" in v]
+    defaults = pod_spec(named(render({}), "Deployment", "plasma-registry"))["containers"][0]
+    assert env_of(defaults)["PLASMA_REGISTRY_WORKERS"] == "64"
+    assert env_of(defaults)["PLASMA_REGISTRY_EVALUATE_SECONDS"] == "1"
+    assert defaults["image"] == "plasma/registry:latest"
+
+
+def test_registry_can_be_left_out() -> None:
+    objects = render({"registry": {"enabled": False}})
+    assert not [o for o in objects if component(o) == "registry"]
+    existing = render({"registry": {"store": {"existingClaim": "my-fleet"}}})
+    assert "plasma-registry-store" not in {c["metadata"]["name"] for c in of_kind(existing, "PersistentVolumeClaim")}
+    assert volume(pod_spec(workload_of(existing, "registry")), "store")["persistentVolumeClaim"] == {
+        "claimName": "my-fleet"}
+
+
+FOLLOW_VARIABLES = {"PLASMA_EDGE_REGISTRY_TARGET", "PLASMA_EDGE_CHANNEL", "PLASMA_EDGE_ID"}
+
+
+def edge_envs(objects: list[Obj]) -> dict[str, dict[str, str]]:
+    return {component(w): env_of(pod_spec(w)["containers"][0]) for w in plasma_workloads(objects)
+            if component(w) in ("edge", "edge-device")}
+
+
+def test_edges_follow_a_channel_only_when_asked() -> None:
+    both = {"edge": {"daemonset": {"enabled": True}}}
+    for env in edge_envs(render(both)).values():
+        assert not FOLLOW_VARIABLES & set(env), "an edge follows no channel unless edge.follow.channel is set"
+
+    envs = edge_envs(render({"edge": {"daemonset": {"enabled": True}, "follow": {"channel": "stable"}}}))
+    assert set(envs) == {"edge", "edge-device"}
+    for env in envs.values():
+        assert env["PLASMA_EDGE_REGISTRY_TARGET"] == "plasma-registry:50055"
+        assert env["PLASMA_EDGE_CHANNEL"] == "stable"
+    # Ids that survive a restart (a canary back under a new id would be "not heard from" and roll back): the
+    # Deployment's name for its one pod, the node's name for each device pod.
+    assert envs["edge"]["PLASMA_EDGE_ID"] == "plasma-edge"
+    assert envs["edge-device"]["PLASMA_EDGE_ID"] == "fieldRef:spec.nodeName"
+
+    envs = edge_envs(render(EVERYTHING))
+    assert envs["edge"]["PLASMA_EDGE_ID"] == "cluster-edge"
+    assert envs["edge-device"]["PLASMA_EDGE_ID"] == "fieldRef:spec.nodeName"
+
+    # Another registry (this release's turned off): the edges follow the one named.
+    envs = edge_envs(render(SCENARIOS["registry-elsewhere"]))
+    assert {env["PLASMA_EDGE_REGISTRY_TARGET"] for env in envs.values()} == {"registry.fleet.example.com:50055"}
+    ported = edge_envs(render({"registry": {"port": 6000}, "edge": {"follow": {"channel": "beta"}}}))
+    assert ported["edge"]["PLASMA_EDGE_REGISTRY_TARGET"] == "plasma-registry:6000"
+    assert ported["edge"]["PLASMA_EDGE_CHANNEL"] == "beta"
+
+
+def test_fleet_example_follows_stable_on_every_edge() -> None:
+    objects = render(example("fleet.yaml"))
+    envs = edge_envs(objects)
+    assert set(envs) == {"edge", "edge-device"}
+    assert {env["PLASMA_EDGE_CHANNEL"] for env in envs.values()} == {"stable"}
+    named(objects, "Deployment", "plasma-registry")
 
 
 def test_raycluster_is_optional(validator: Callable[[Obj, str], None]) -> None:

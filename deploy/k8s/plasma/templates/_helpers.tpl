@@ -125,12 +125,16 @@ annotations:
 {{- end -}}
 {{- end -}}
 
-{{/* The edge runtime's container, shared by its Deployment and its DaemonSet. */}}
+{{/*
+The edge runtime's container, shared by its Deployment and its DaemonSet: (dict "root" $ "edgeId" ID), ID the
+edge's id in the registry ("" on the DaemonSet: each pod takes its node's name).
+*/}}
 {{- define "plasma.edgeContainer" -}}
-{{- $edge := .Values.edge -}}
+{{- $root := .root -}}
+{{- $edge := $root.Values.edge -}}
 - name: edge
-  image: {{ include "plasma.image" (dict "root" . "image" $edge.image) }}
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  image: {{ include "plasma.image" (dict "root" $root "image" $edge.image) }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
   ports:
     - name: grpc
       containerPort: {{ $edge.port }}
@@ -142,25 +146,42 @@ annotations:
     {{- end }}
   env:
     - name: PLASMA_EDGE_ADDRESS
-      value: {{ printf "%s:%v" .Values.listenHost $edge.port | quote }}
+      value: {{ printf "%s:%v" $root.Values.listenHost $edge.port | quote }}
     - name: PLASMA_EDGE_STORE
       value: /var/lib/plasma/edge
     - name: PLASMA_EDGE_TRUSTED_KEYS
-      value: {{ include "plasma.trustedKeyPaths" . | quote }}
+      value: {{ include "plasma.trustedKeyPaths" $root | quote }}
     {{- if $edge.metrics.enabled }}
     - name: PLASMA_EDGE_METRICS_ADDRESS
       value: {{ printf "0.0.0.0:%v" $edge.metrics.port | quote }}
     {{- end }}
     - name: PLASMA_EDGE_ORT_INTRA_THREADS
       value: {{ $edge.ortIntraThreads | quote }}
+    {{- with $edge.follow.channel }}
+    - name: PLASMA_EDGE_REGISTRY_TARGET
+      value: {{ include "plasma.registryTarget" $root | quote }}
+    - name: PLASMA_EDGE_CHANNEL
+      value: {{ . | quote }}
+    {{- if $.edgeId }}
+    - name: PLASMA_EDGE_ID
+      value: {{ $.edgeId | quote }}
+    {{- else }}
+    # Stable across pod restarts and unique per device: a canary that came back under a new id would be
+    # "not heard from" and roll the rollout back.
+    - name: PLASMA_EDGE_ID
+      valueFrom:
+        fieldRef:
+          fieldPath: spec.nodeName
+    {{- end }}
+    {{- end }}
     - name: PLASMA_LOG_LEVEL
-      value: {{ .Values.logLevel | quote }}
+      value: {{ $root.Values.logLevel | quote }}
     {{- with include "plasma.extraEnv" $edge.env }}{{ . | trim | nindent 4 }}{{ end }}
   {{- include "plasma.grpcProbes" (dict "port" $edge.port "startupSeconds" $edge.startupSeconds) | nindent 2 }}
   resources:
     {{- toYaml $edge.resources | nindent 4 }}
   securityContext:
-    {{- include "plasma.containerSecurityContext" . | nindent 4 }}
+    {{- include "plasma.containerSecurityContext" $root | nindent 4 }}
   volumeMounts:
     - name: store
       mountPath: /var/lib/plasma/edge
@@ -190,4 +211,16 @@ annotations:
       - key: {{ . }}
         path: {{ . }}
       {{- end }}
+{{- end -}}
+
+
+{{/* host:port of the registry the edges follow: edge.follow.registryTarget, else the chart's registry Service. */}}
+{{- define "plasma.registryTarget" -}}
+{{- if .Values.edge.follow.registryTarget -}}
+{{- .Values.edge.follow.registryTarget -}}
+{{- else if .Values.registry.enabled -}}
+{{- printf "%s-registry:%v" (include "plasma.fullname" .) .Values.registry.port -}}
+{{- else -}}
+{{- fail "edge.follow.channel needs a registry: registry.enabled=true (the chart's) or edge.follow.registryTarget (host:port of another)" -}}
+{{- end -}}
 {{- end -}}
