@@ -26,7 +26,9 @@ from plasma.sdk.local import free_port
 from tests.e2e import dockerutil
 from tests.e2e.dockerutil import compose, run
 
-SERVICES = ("simulator", "trainer", "compiler", "edge")
+SERVICES = ("simulator", "trainer", "compiler", "edge", "registry")
+# The services `plasma run` and the other workflow commands take flags for; `plasma rollout` takes --registry.
+WORKFLOW_SERVICES = SERVICES[:4]
 ROLES = ("operator", "reader")
 
 
@@ -82,8 +84,8 @@ class ComposeStack:
         return Endpoints(**self.addresses, security=self.security(role))
 
     def client(self, role: str = "operator", wait_s: float = 60.0) -> PlasmaClient:
-        """A PlasmaClient to all four services over mutual TLS as `role`, connected (waited ready) before it is
-        returned; close it (or use it in a `with`)."""
+        """A PlasmaClient to the four workflow services (and, through `.rollout`, the registry) over mutual TLS as
+        `role`, connected (waited ready) before it is returned; close it (or use it in a `with`)."""
         client = PlasmaClient(self.endpoints_as(role))
         try:
             client.wait_ready(wait_s)
@@ -92,10 +94,11 @@ class ComposeStack:
             raise
         return client
 
-    def cli_flags(self, role: str = "operator") -> list[str]:
-        """`plasma` command-line flags for the four addresses and `role`'s TLS settings."""
+    def cli_flags(self, role: str = "operator", services: tuple[str, ...] = WORKFLOW_SERVICES) -> list[str]:
+        """`plasma` command-line flags for the addresses of `services` (`("registry",)` for `plasma rollout`) and
+        `role`'s TLS settings."""
         security = self.security(role)
-        flags = [f"--{service}={address}" for service, address in self.addresses.items()]
+        flags = [f"--{service}={self.addresses[service]}" for service in services]
         return [*flags, f"--tls-ca={security.ca}", f"--tls-cert={security.cert}", f"--tls-key={security.key}"]
 
     def container(self, service: str) -> str:
@@ -138,7 +141,7 @@ def compose_stack(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         dockerutil.FIGURES["compose"] = compose(env, "variant").stdout.strip()
         started = time.monotonic()
         compose(env, "up-wait", "600")
-        dockerutil.FIGURES["compose up to all four healthy"] = f"{time.monotonic() - started:.0f} s"
+        dockerutil.FIGURES["compose up to all services healthy"] = f"{time.monotonic() - started:.0f} s"
         for role in ROLES:
             run(["deploy/client_certs.sh", role, str(certs / role)], env=env)
         addresses = {service: f"127.0.0.1:{port}" for service, port in ports.items()}
