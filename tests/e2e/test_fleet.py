@@ -6,10 +6,11 @@ the fleet ending on the good packet; `plasma rollout decisions` lists every deci
 The edges are started with the docker SDK (like test_edge_container.py), not by a compose override: the session
 stack stays as it is for the other tests, and the edges' configuration is read from the stack's own edge container
 (its environment and volumes, its store excepted) plus the variables that make each follow the channel under its
-own id, so they are edges of this stack as `make up` makes them. The packets are the ones tests/fleet uses, signed by the stack's signing key and
-written into the compiler's store with the compiler's own code: compiling them through the stack takes minutes of
-training, and no training makes a policy that fails on purpose. From there on everything goes through the
-services: the registry fetches them from the compiler over mutual TLS, the edges from the registry.
+own id, so they are edges of this stack as `make up` makes them. The packets are the ones tests/fleet uses, signed
+by the stack's signing key and written into the compiler's store with the compiler's own code: compiling them
+through the stack takes minutes of training, and no training makes a policy that fails on purpose. From there on
+everything goes through the services: the registry fetches them from the compiler over mutual TLS, the edges
+from the registry.
 """
 
 from __future__ import annotations
