@@ -35,7 +35,7 @@ base-image: ## Build plasma/debian-python:bookworm from Debian packages (no regi
 	scripts/build_base_image.sh $(PLASMA_LOCAL_BASE_IMAGE)
 
 .PHONY: images
-images: wheelhouse ## Build the simulator, trainer, compiler and edge images from the wheelhouse (offline)
+images: wheelhouse ## Build the simulator, trainer, compiler, edge and registry images from the wheelhouse (offline)
 	deploy/build_images.sh
 
 .PHONY: image-sizes

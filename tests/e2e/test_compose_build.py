@@ -22,7 +22,7 @@ from tests.e2e import dockerutil
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
-IMAGES = ("simulator", "trainer", "compiler", "edge")
+IMAGES = ("simulator", "trainer", "compiler", "edge", "registry")
 
 
 def fresh_clone(destination: Path) -> Path:
