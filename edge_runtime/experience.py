@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from plasma import files
 from plasma import log as plog
 from plasma.common.v1 import common_pb2
 from plasma.edge.v1 import edge_pb2
@@ -168,7 +169,8 @@ class ExperienceLog:
             path = self.directory / _SEGMENT.format(sequence)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._segments.append(_Segment(path, 0))
-            _sync_directory(self.directory)
+            # A new segment's name survives a power loss only once its directory is synced too.
+            files.fsync_dir(self.directory)
         while self.size_bytes + len(frame) > self.max_bytes and len(self._segments) > 1:
             oldest = self._segments.pop(0)
             oldest.path.unlink(missing_ok=True)
@@ -237,15 +239,6 @@ class ExperienceLog:
 
     def recorder(self) -> StreamRecorder:
         return StreamRecorder(self)
-
-
-def _sync_directory(directory: Path) -> None:
-    """A new segment's name survives a power loss only once its directory is synced too."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class StreamRecorder:

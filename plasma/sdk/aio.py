@@ -154,6 +154,12 @@ class AsyncPlasmaClient:
     async def act(self, observation: np.ndarray, timeout_s: float = 1.0) -> np.ndarray:
         return calls.action(await self.edge.Act(calls.act(observation), timeout=timeout_s))
 
+    async def export_experience(self, from_sequence: int = 0) -> bytes:
+        """PlasmaClient.export_experience: the edge's recorded transitions from `from_sequence` on, as an archive."""
+        stream = self.edge.ExportExperience(edge_pb2.ExportExperienceRequest(from_sequence=from_sequence),
+                                            timeout=self._stream_deadline_s)
+        return blobs.receive([message async for message in stream], "ExportExperience")
+
     async def edge_status(self) -> edge_pb2.GetStatusResponse:
         return await self.edge.GetStatus(edge_pb2.GetStatusRequest(), timeout=channels.UNARY_DEADLINE_S)
 
