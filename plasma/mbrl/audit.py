@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
+from plasma.mbrl.tasks import TerminationFn
 from plasma.mbrl.types import AuditFinding, PathAuditResult, PhantomPath, Transitions
 
 # The quantile of the ensemble's disagreement on the real transitions that calibrates the threshold, and
@@ -135,6 +136,27 @@ def _episode_ends(ends: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[
         if above[:, d].any():
             end_high[d] = ends[above[:, d], d].min()
     return end_low, end_high
+
+
+def episode_ends(support: Support) -> TerminationFn | None:
+    """A termination learned from where real episodes ended, for the learned objective: a next state [B, obs_dim]
+    ends its path once an element passes the midpoint between the range the system acted from and the nearest
+    real end beyond it (the widest margin the data allows), in each dimension END_SHARE of the ends lie beyond;
+    None when no dimension has such a boundary.
+
+    A bound is one number per side and dimension, so a dozen terminal examples place it well; the termination head,
+    a classifier of (state, action) trained on the same dozen, misses many real ends and fires on safe states
+    (docs/benchmarks.md, "Learned reward and termination")."""
+    below, above = (support.obs_low + support.end_low) / 2, (support.obs_high + support.end_high) / 2
+    if np.isinf(below).all() and np.isinf(above).all():
+        return None
+    low, high = (torch.as_tensor(bound, dtype=torch.float32) for bound in (below, above))
+
+    def terminated(next_obs: torch.Tensor) -> torch.Tensor:
+        low_, high_ = low.to(next_obs.device), high.to(next_obs.device)
+        return ((next_obs < low_) | (next_obs > high_)).any(dim=1)
+
+    return terminated
 
 
 @dataclass(frozen=True)

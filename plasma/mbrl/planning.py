@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
-from plasma.mbrl.tasks import Task
+from plasma.mbrl.tasks import Task, TerminationFn
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,20 @@ def rewards_and_dones(
     next_obs: torch.Tensor,
     learned_reward: torch.Tensor,
     done_prob: torch.Tensor,
+    ends: TerminationFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reward [B] and termination [B] of imagined steps: the task's when given, else the learned heads'."""
+    """Reward [B] and termination [B] of imagined steps: the task's when given, else the learned heads', where
+    `ends` (plasma.mbrl.audit.episode_ends: the boundaries real episodes were seen to end at) also terminates."""
     if task is None:
-        return learned_reward, done_prob > 0.5
+        done = done_prob > 0.5
+        return learned_reward, done if ends is None else done | ends(next_obs)
     return task.reward(obs, actions, next_obs), task.terminated(next_obs)
 
 
 @torch.no_grad()
 def _score(
-    model: EnsembleWorldModel, obs: torch.Tensor, sequences: torch.Tensor, discount: float, task: Task | None
+    model: EnsembleWorldModel, obs: torch.Tensor, sequences: torch.Tensor, discount: float, task: Task | None,
+    ends: TerminationFn | None = None,
 ) -> torch.Tensor:
     """Discounted return [B, N] of action sequences [B, N, H(, act_dim)] from obs [B, obs_dim].
 
@@ -82,7 +86,7 @@ def _score(
     for t in range(horizon):
         actions = flat[live, t]
         next_state, learned_reward, done_prob = model.predict(state, actions, members[live])
-        reward, done = rewards_and_dones(task, state, actions, next_state, learned_reward, done_prob)
+        reward, done = rewards_and_dones(task, state, actions, next_state, learned_reward, done_prob, ends)
         returns.index_add_(0, live, weight * reward)
         live, state = live[~done], next_state[~done]
         if live.numel() == 0:
@@ -99,6 +103,7 @@ def plan(
     *,
     task: Task | None,
     generator: torch.Generator,
+    ends: TerminationFn | None = None,
 ) -> torch.Tensor:
     """The planned first action for each state: obs [B, obs_dim] -> [B] int64 or [B, act_dim] float32.
 
@@ -106,13 +111,13 @@ def plan(
     device.
     """
     if model.spec.action.kind == "discrete":
-        return _plan_discrete(model, obs.float(), cfg, task, generator)
-    return _plan_box(model, obs.float(), cfg, task, generator)[0]
+        return _plan_discrete(model, obs.float(), cfg, task, generator, ends)
+    return _plan_box(model, obs.float(), cfg, task, generator, ends=ends)[0]
 
 
 def _plan_discrete(
     model: EnsembleWorldModel, obs: torch.Tensor, cfg: PlannerConfig, task: Task | None,
-    generator: torch.Generator,
+    generator: torch.Generator, ends: TerminationFn | None = None,
 ) -> torch.Tensor:
     """CEM with a categorical distribution per step. Returns the first action whose candidates scored
     best on average: with a survival reward (CartPole) many candidates tie at the top, and the single
@@ -125,7 +130,7 @@ def _plan_discrete(
     for _ in range(cfg.num_iterations):
         drawn = torch.multinomial(probs.reshape(-1, n), cfg.num_samples, replacement=True, generator=generator)
         sequences = drawn.reshape(batch, cfg.horizon, cfg.num_samples).transpose(1, 2)  # [B, N, H]
-        scores = _score(model, obs, sequences, cfg.discount, task)  # [B, N]
+        scores = _score(model, obs, sequences, cfg.discount, task, ends)  # [B, N]
         first = F.one_hot(sequences[:, :, 0], n).float()  # [B, N, n]
         first_total += (first * scores[:, :, None]).sum(dim=1)
         first_count += first.sum(dim=1)
@@ -137,7 +142,7 @@ def _plan_discrete(
 
 def _plan_box(
     model: EnsembleWorldModel, obs: torch.Tensor, cfg: PlannerConfig, task: Task | None,
-    generator: torch.Generator, start: torch.Tensor | None = None,
+    generator: torch.Generator, start: torch.Tensor | None = None, ends: TerminationFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CEM with a Gaussian per step and action dimension, clipped to the bounds: the first step of the final
     elite mean [B, act_dim], and that mean [B, H, act_dim]. `start` [B, H, act_dim] replaces the midpoint of the
@@ -152,7 +157,7 @@ def _plan_box(
     for _ in range(cfg.num_iterations):
         noise = torch.randn((batch, cfg.num_samples, *mean.shape[1:]), generator=generator, device=device)
         sequences = torch.clamp(mean[:, None] + std[:, None] * noise, low, high)  # [B, N, H, act_dim]
-        scores = _score(model, obs, sequences, cfg.discount, task)
+        scores = _score(model, obs, sequences, cfg.discount, task, ends)
         elites = sequences[rows, scores.topk(cfg.num_elites, dim=1).indices]  # [B, K, H, act_dim]
         mean, std = elites.mean(dim=1), elites.std(dim=1, correction=0)
     return mean[:, 0], mean
@@ -166,8 +171,8 @@ class PathPlanner:
     iterations from scratch (-167). Discrete actions are planned from scratch at every step."""
 
     def __init__(self, model: EnsembleWorldModel, cfg: PlannerConfig, task: Task | None,
-                 generator: torch.Generator, paths: int) -> None:
-        self._model, self._cfg, self._task, self._generator = model, cfg, task, generator
+                 generator: torch.Generator, paths: int, ends: TerminationFn | None = None) -> None:
+        self._model, self._cfg, self._task, self._generator, self._ends = model, cfg, task, generator, ends
         space = model.spec.action
         self._warm: torch.Tensor | None = None
         if space.kind == "box":
@@ -179,8 +184,8 @@ class PathPlanner:
     def __call__(self, obs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The planned actions for the states `obs` of the paths `rows` (indices into the batch)."""
         if self._warm is None:
-            return plan(self._model, obs, self._cfg, task=self._task, generator=self._generator)
+            return plan(self._model, obs, self._cfg, task=self._task, generator=self._generator, ends=self._ends)
         actions, mean = _plan_box(self._model, obs.float(), self._cfg, self._task, self._generator,
-                                  self._warm[rows])
+                                  self._warm[rows], self._ends)
         self._warm[rows] = torch.cat([mean[:, 1:], self._middle.expand(len(rows), 1, -1)], dim=1)
         return actions

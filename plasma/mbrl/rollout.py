@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from plasma.mbrl import devices
-from plasma.mbrl.audit import AuditSettings, Support, audit_batch
+from plasma.mbrl.audit import AuditSettings, Support, audit_batch, episode_ends
 from plasma.mbrl.models.ensemble import EnsembleWorldModel
 from plasma.mbrl.planning import PathPlanner, PlannerConfig, check_reward_source, rewards_and_dones
 from plasma.mbrl.policies import MlpPolicy
-from plasma.mbrl.tasks import Task
+from plasma.mbrl.tasks import Task, TerminationFn
 from plasma.mbrl.types import MlpWeights, PhantomPath, Transitions
 
 # Paths rolled out together; large enough to amortise per-step overhead, small enough to stream early.
@@ -74,6 +74,8 @@ def simulate(
     pool = torch.tensor(start_pool, dtype=torch.float32, device=device)  # a copy: stored arrays may be read-only
     batch_paths = BATCH_PATHS if device.type == "cpu" else GPU_BATCH_PATHS
     scored_task = task if reward_source == "task" else None
+    # Learned terminations also end paths where real episodes were seen to end (audit.episode_ends).
+    ends = episode_ends(support) if scored_task is None and support is not None else None
     # A task's reward is a known function of the (audited) states: only learned rewards are range-checked.
     settings = None if support is None else replace(audit or AuditSettings(), check_rewards=scored_task is None)
     # A planner-driven path labelled by the same planner needs no second plan per step.
@@ -84,7 +86,7 @@ def simulate(
         if mlp is not None:
             return lambda obs, _rows: mlp.act(obs)
         if isinstance(policy, PlannerConfig):
-            return PathPlanner(model, policy, scored_task, generator, size)
+            return PathPlanner(model, policy, scored_task, generator, size, ends)
         return lambda obs, _rows: _random_actions(model, obs.shape[0], generator)
 
     def paths() -> Iterator[PhantomPath]:
@@ -93,8 +95,9 @@ def simulate(
             starts = pool[torch.as_tensor(rng.integers(0, len(pool), size), device=device)]
             members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size), device=device)
             labeler = (None if label_with_planner is None or same_planner else
-                       PathPlanner(model, label_with_planner, scored_task, generator, size))
-            batch = _rollout_batch(model, starts, members, horizon, actor(size), labeler, same_planner, scored_task)
+                       PathPlanner(model, label_with_planner, scored_task, generator, size, ends))
+            batch = _rollout_batch(model, starts, members, horizon, actor(size), labeler, same_planner, scored_task,
+                                   ends)
             if support is not None and settings is not None:  # both or neither
                 batch = _audited(batch, support, settings)
             yield from batch
@@ -120,6 +123,7 @@ def _rollout_batch(
     labeler: Act | None,
     labelled_by_actor: bool,
     task: Task | None,
+    ends: TerminationFn | None = None,
 ) -> list[PhantomPath]:
     """The batch's paths; the planner's labels come from `labeler`, or are the actions themselves when the
     planner that labels them also drives (`labelled_by_actor`). The tensors are on the model's device; each step is
@@ -146,7 +150,7 @@ def _rollout_batch(
         if expert is not None:
             expert[t, idx] = (chosen if labeler is None else labeler(current, rows)).cpu().numpy()
         next_obs, learned_reward, done_prob, disagreement = model.step(current, chosen, members[rows])
-        reward, done = rewards_and_dones(task, current, chosen, next_obs, learned_reward, done_prob)
+        reward, done = rewards_and_dones(task, current, chosen, next_obs, learned_reward, done_prob, ends)
         observations[t + 1, idx] = next_obs.cpu().numpy()
         actions[t, idx] = chosen.cpu().numpy()
         rewards[t, idx] = reward.cpu().numpy()
