@@ -144,9 +144,10 @@ def episode_ends(support: Support) -> TerminationFn | None:
     real end beyond it (the widest margin the data allows), in each dimension END_SHARE of the ends lie beyond;
     None when no dimension has such a boundary.
 
-    A bound is one number per side and dimension, so a dozen terminal examples place it well; the termination head,
-    a classifier of (state, action) trained on the same dozen, misses many real ends and fires on safe states
-    (docs/benchmarks.md, "Learned reward and termination")."""
+    Where there is one, it replaces the termination head (plasma.mbrl.planning.rewards_and_dones): a bound is one
+    number per side and dimension, so a dozen terminal examples place it well; the head, a classifier of (state,
+    action) trained on the same dozen, missed many real ends and fired on safe states (docs/benchmarks.md,
+    "Learned reward and termination")."""
     below, above = (support.obs_low + support.end_low) / 2, (support.obs_high + support.end_high) / 2
     if np.isinf(below).all() and np.isinf(above).all():
         return None

@@ -74,7 +74,7 @@ def simulate(
     pool = torch.tensor(start_pool, dtype=torch.float32, device=device)  # a copy: stored arrays may be read-only
     batch_paths = BATCH_PATHS if device.type == "cpu" else GPU_BATCH_PATHS
     scored_task = task if reward_source == "task" else None
-    # Learned terminations also end paths where real episodes were seen to end (audit.episode_ends).
+    # A learned termination is where real episodes were seen to end, where the data shows it (audit.episode_ends).
     ends = episode_ends(support) if scored_task is None and support is not None else None
     # A task's reward is a known function of the (audited) states: only learned rewards are range-checked.
     settings = None if support is None else replace(audit or AuditSettings(), check_rewards=scored_task is None)

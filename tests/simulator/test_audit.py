@@ -185,9 +185,9 @@ def test_audit_flags_paths_the_real_environment_contradicts(cartpole) -> None:
     # adds planners). Ground truth: the real environment stepped from each phantom state. The goals were 95 %
     # detection at 10 % false alarms; with the default margin these policies reach 93 % (26 of 28) at 7 %
     # (margin 0.1: 100 % at 18 %, constant pushes the model extrapolates right flagged all the same).
-    # Since learned terminations also end paths where real episodes ended (audit.episode_ends), the learned
-    # paths that used to be most of the wrong ones are rarely wrong (5 of 240 paths at this seed): few wrong
-    # paths are left to measure a detection rate on, and what holds is that wrong paths stay rare.
+    # Since a learned termination is where real episodes ended (audit.episode_ends), the learned paths that
+    # used to be most of the wrong ones are rarely wrong: few wrong paths are left to measure a detection rate
+    # on, and what holds is that wrong paths stay rare.
     model, data, support = cartpole
     rows = measure(model, data, support, AuditSettings(), [k for k in KINDS if not k.planner], paths=60,
                    planner_paths=0)

@@ -1,6 +1,6 @@
-"""The learned objective's heads: where real episodes ended (plasma.mbrl.audit.episode_ends) ends imagined steps
-besides the termination head, in the planner's scores and in phantom paths, known tasks untouched; a reward the data
-never varied is predicted as that constant everywhere."""
+"""The learned objective: where real episodes ended (plasma.mbrl.audit.episode_ends) is the termination wherever the
+data shows such boundaries, in place of the termination head, known tasks untouched; a reward the data never varied
+is predicted as that constant everywhere."""
 
 from __future__ import annotations
 
@@ -33,13 +33,15 @@ def test_data_without_a_termination_boundary_adds_none() -> None:
     assert episode_ends(_support([-np.inf, -np.inf], [np.inf, np.inf])) is None
 
 
-def test_the_learned_objective_ends_where_either_says_so_and_a_known_task_ignores_it() -> None:
+def test_the_boundaries_stand_in_for_the_head_where_the_data_shows_them_and_a_known_task_ignores_them() -> None:
     ends = episode_ends(_support([-np.inf, -0.24], [np.inf, 0.22]))
     obs = torch.zeros(3, 2)
     next_obs = torch.tensor([[0.0, 0.0], [0.0, 0.3], [0.0, 0.0]])
     head = torch.tensor([0.1, 0.1, 0.9])  # the head's termination probabilities
     reward, done = rewards_and_dones(None, obs, torch.zeros(3), next_obs, torch.ones(3), head, ends)
-    assert done.tolist() == [False, True, True] and reward.tolist() == [1.0, 1.0, 1.0]
+    assert done.tolist() == [False, True, False] and reward.tolist() == [1.0, 1.0, 1.0]
+    _, done = rewards_and_dones(None, obs, torch.zeros(3), next_obs, torch.ones(3), head, None)
+    assert done.tolist() == [False, False, True]  # no boundary in the data: the head
     known = tasks.task_for("CartPole-v1")
     cartpole_next = torch.zeros(3, 4)
     _, done = rewards_and_dones(known, torch.zeros(3, 4), torch.zeros(3), cartpole_next, torch.ones(3), head, ends)
