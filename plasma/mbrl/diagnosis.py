@@ -41,17 +41,22 @@ def data_findings(data: Transitions, discrete_actions: int = 0) -> list[Finding]
     choices of a discrete action space (0 for a box)."""
     findings = []
     rewards = np.asarray(data.rewards, dtype=np.float64)
+    terminates = bool(np.any(data.terminated))
     spread = float(rewards.std())
     if spread <= _CONSTANT_TOLERANCE * max(1.0, float(np.abs(rewards).mean())):
-        findings.append(Finding(CONSTANT_REWARD, (
-            f"every one of the {len(rewards):,} rewards in the data is {float(rewards.mean()):g}: a reward learned "
-            "from it cannot prefer any state; collect data where the reward varies, or give the task's reward")))
+        # With terminations, a constant reward is a survival bonus or a cost per step (CartPole, Acrobot): the
+        # signal is in when episodes end. Without, nothing tells one state from another.
+        if not terminates:
+            findings.append(Finding(CONSTANT_REWARD, (
+                f"every one of the {len(rewards):,} rewards in the data is {float(rewards.mean()):g} and no episode "
+                "terminated: a reward and termination learned from it cannot prefer any state; collect data where "
+                "the reward varies or episodes end, or give the task's reward")))
     elif (explained := action_explained_share(rewards, data.actions, discrete_actions)) >= _ACTIONS_ONLY_R2:
         findings.append(Finding(REWARD_FROM_ACTIONS_ONLY, (
             f"the actions alone explain {100 * explained:.1f} % of the rewards' variance: no state in the data paid "
             "more than another (a goal never reached?), so a learned reward can only teach the cheapest action; "
             "collect data that reaches the rewarding states, or give the task's reward")))
-    if not np.any(data.terminated):
+    if not terminates:
         findings.append(Finding(NO_TERMINATIONS, (
             f"none of the {len(rewards):,} transitions terminated: a learned termination can only predict "
             "'never'; if the system can fail or finish, collect data where it does, or give the task's termination")))

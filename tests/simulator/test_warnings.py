@@ -37,6 +37,12 @@ def test_a_constant_reward_and_no_termination_are_found() -> None:
     assert "-1" in found[0].message  # the figure itself
 
 
+def test_a_constant_reward_with_terminations_is_a_survival_bonus_not_a_missing_signal() -> None:
+    # CartPole: 1 per step, and the signal is when episodes end.
+    actions = np.random.default_rng(0).integers(0, 2, 200)
+    assert diagnosis.data_findings(_transitions(np.ones(200), actions, np.arange(200) % 20 == 19), 2) == []
+
+
 def test_a_reward_the_actions_alone_explain_is_found_a_goal_never_reached() -> None:
     # MountainCarContinuous's random data: -0.1 a^2 every step, the +100 of the goal never seen.
     actions = np.random.default_rng(0).uniform(-1, 1, (300, 1)).astype(np.float32)
