@@ -265,9 +265,12 @@ async fn control_loop(
         return Ok(result);
     }
     // Sequence numbers start at 1, so an unset (0) sequence in a response cannot pass as an echo.
+    // `..Default::default()`: fields added to the message later (e.g. a device's reward and done flags) stay
+    // unset, so a newer proto still compiles here.
     let request = |sequence: i64, values: &[f32]| ControlRequest {
         sequence,
         observation: Some(observation(shape, values)),
+        ..Default::default()
     };
     let (tx, rx) = mpsc::channel(1);
 
