@@ -70,7 +70,8 @@ class ComposeStack:
     # The host's copies of the stack's client certificates (deploy/client_certs.sh): certs/<role>/{ca,client,
     # client-key}.pem for role operator and reader.
     certs: Path
-    metrics_port: int
+    # host port of each service's Prometheus /metrics, by service name.
+    metrics_ports: dict[str, int]
 
     def security(self, role: str = "operator") -> ClientSecurity:
         folder = self.certs / role
@@ -131,9 +132,9 @@ def compose_stack(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     period), `down -v` runs whatever happened, and nothing of the project may be left behind."""
     project = f"plasma-e2e-{uuid.uuid4().hex[:8]}"
     ports = {service: free_port() for service in SERVICES}
-    metrics_port = free_port()
+    metrics_ports = {service: free_port() for service in SERVICES}
     env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "PLASMA_TAG": images,
-           "PLASMA_EDGE_METRICS_PORT": str(metrics_port),
+           **{f"PLASMA_{service.upper()}_METRICS_PORT": str(port) for service, port in metrics_ports.items()},
            **{f"PLASMA_{service.upper()}_PORT": str(port) for service, port in ports.items()}}
     certs = tmp_path_factory.mktemp("compose-certs")
     exits: dict[str, int] = {}
@@ -145,7 +146,7 @@ def compose_stack(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         for role in ROLES:
             run(["deploy/client_certs.sh", role, str(certs / role)], env=env)
         addresses = {service: f"127.0.0.1:{port}" for service, port in ports.items()}
-        served = ComposeStack(project, env, addresses, certs, metrics_port)
+        served = ComposeStack(project, env, addresses, certs, metrics_ports)
         yield served
         containers = {service: served.container(service) for service in SERVICES}
         compose(env, "stop", "--timeout", "30")

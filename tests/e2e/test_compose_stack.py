@@ -79,8 +79,13 @@ def test_compose_stack_runs_the_workflow_and_keeps_its_stores(stack: ComposeStac
         expected = packet_action(data, OBSERVATION)[0]
         assert client.act(np.array(OBSERVATION, np.float32)).tolist() == expected
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10) as metrics:
-            assert metrics.status == 200 and metrics.read()
+        # Every service's /metrics answers; the RPCs the workflow made are counted where they were served.
+        for service, port in stack.metrics_ports.items():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as metrics:
+                text = metrics.read().decode()
+            assert metrics.status == 200 and "grpc_server_handled_total" in text, service
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports['trainer']}/metrics", timeout=10) as got:
+            assert 'grpc_method="Train"' in got.read().decode()
         # What the workflow added: one of each, and its run succeeded.
         made = {kind: ids - before[kind] for kind, ids in _stored(client).items()}
         assert {kind: len(ids) for kind, ids in made.items()} == dict.fromkeys(made, 1), made
