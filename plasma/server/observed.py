@@ -10,12 +10,13 @@ never finished (the deadline passed: DEADLINE_EXCEEDED; else the client cancelle
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
+
+from plasma.server.wrapping import HandlerWrapper
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
@@ -69,32 +70,14 @@ class _Outcome:
             else grpc.StatusCode.CANCELLED
 
 
-class Observe(grpc.ServerInterceptor):
+class Observe(HandlerWrapper):
     """Wraps every method handler so that each observer sees each call start, run and end."""
 
     def __init__(self, observers: Sequence[Observer]) -> None:
+        super().__init__()
         self._observers = tuple(observers)
-        # method -> (the handler grpc found, its wrapped form): one wrapping per method, not per call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-        self._lock = threading.Lock()
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None  # an unknown method: grpc answers UNIMPLEMENTED
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, method)
-        with self._lock:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+    def wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
         service, _, method = full_method.lstrip("/").rpartition("/")
         for attribute, kind in KINDS:
             behavior: Behavior | None = getattr(handler, attribute)

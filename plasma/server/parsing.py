@@ -12,11 +12,12 @@ reads that message), through grpc's ordinary path, which frees the call. bench/h
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+
+from plasma.server.wrapping import HandlerWrapper
 
 
 class _Unparseable:
@@ -26,29 +27,12 @@ class _Unparseable:
 UNPARSEABLE = _Unparseable()
 
 
-class RejectUnparseable(grpc.ServerInterceptor):
-    """Wraps every method handler whose requests are protobuf messages (health and reflection included)."""
+class RejectUnparseable(HandlerWrapper):
+    """Wraps every method handler whose requests are protobuf messages (health and reflection included); one that
+    takes raw bytes is left as it is (guarded returns it)."""
 
-    def __init__(self) -> None:
-        # method -> (the handler grpc found, its wrapped form): one wrapping per method, not per call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-        self._lock = threading.Lock()
-
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler  # an unknown method (UNIMPLEMENTED), or one that takes raw bytes
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = guarded(handler, method)
-        with self._lock:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return guarded(handler, method)
 
 
 def guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
