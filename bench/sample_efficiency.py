@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -45,6 +46,9 @@ from plasma.mbrl.sources import InProcessSource
 from plasma.mbrl.tasks import task_for
 from plasma.mbrl.types import MlpWeights, Transitions
 from plasma.spaces import EnvSpec
+
+if TYPE_CHECKING:  # imported where used: only the baselines need stable-baselines3
+    from stable_baselines3 import PPO, SAC
 
 ENVS = ("CartPole-v1", "Pendulum-v1")
 EVAL_EPISODES = 20
@@ -82,8 +86,19 @@ RECIPES = {
     "CartPole-v1": Recipe(rounds=(250,), world_model=WorldModelConfig(), distill=DistillConfig()),
     "Pendulum-v1": Recipe(rounds=(200, 200), world_model=WorldModelConfig(), distill=PENDULUM_DISTILL),
 }
-# Model-free baselines on the real environment (rl-baselines3-zoo hyperparameters) and their step caps.
-BASELINES = {"CartPole-v1": ("PPO", 50_000, 5_120), "Pendulum-v1": ("SAC", 10_000, 1_000)}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A model-free baseline on the real environment: the algorithm, its real-step cap, steps between evaluations."""
+
+    algorithm: str  # "PPO" or "SAC"
+    cap: int
+    every: int
+
+
+# rl-baselines3-zoo's hyperparameters for these two (_agent); bench.suite adds others with SB3's defaults.
+BASELINES = {"CartPole-v1": Baseline("PPO", 50_000, 5_120), "Pendulum-v1": Baseline("SAC", 10_000, 1_000)}
 
 
 @dataclass
@@ -183,24 +198,34 @@ def run_plasma(env_id: str, recipe: Recipe, seed: int, reward_source: str) -> Ou
                    _first_reaching(points, THRESHOLDS[env_id]))
 
 
-def run_baseline(env_id: str, seed: int) -> Outcome:
-    """PPO (CartPole) or SAC (Pendulum) on the real environment, evaluated every `every` steps until the
-    threshold or the cap; rl-baselines3-zoo's hyperparameters."""
+def _agent(env_id: str, algorithm: str, seed: int) -> PPO | SAC:
+    """PPO or SAC on the real environment: rl-baselines3-zoo's hyperparameters for CartPole-v1 (PPO) and
+    Pendulum-v1 (SAC), stable-baselines3's defaults elsewhere (no per-environment tuning we have not measured)."""
     from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.utils import LinearSchedule
 
-    name, cap, every = BASELINES[env_id]
-    agent: PPO | SAC
-    if name == "PPO":
-        agent = PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), n_steps=32, batch_size=256,
-                    gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
-                    learning_rate=LinearSchedule(1e-3, 0.0, 1.0), clip_range=LinearSchedule(0.2, 0.0, 1.0),
-                    seed=seed, device="cpu")
-    else:
-        agent = SAC("MlpPolicy", gym.make(env_id), learning_rate=1e-3, learning_starts=100, seed=seed,
-                    device="cpu")
+    if algorithm == "PPO" and env_id == "CartPole-v1":
+        return PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), n_steps=32, batch_size=256,
+                   gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+                   learning_rate=LinearSchedule(1e-3, 0.0, 1.0), clip_range=LinearSchedule(0.2, 0.0, 1.0),
+                   seed=seed, device="cpu")
+    if algorithm == "PPO":
+        return PPO("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu")
+    if env_id == "Pendulum-v1":
+        return SAC("MlpPolicy", gym.make(env_id), learning_rate=1e-3, learning_starts=100, seed=seed, device="cpu")
+    return SAC("MlpPolicy", gym.make(env_id), seed=seed, device="cpu")
+
+
+def run_baseline(env_id: str, seed: int, baseline: Baseline | None = None, threshold: float | None = None) -> Outcome:
+    """The baseline (default: BASELINES[env_id]) on the real environment, evaluated every `every` real steps until
+    the threshold (default: THRESHOLDS[env_id]) or the cap."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    baseline = baseline or BASELINES[env_id]
+    goal = THRESHOLDS[env_id] if threshold is None else threshold
+    name, cap, every = baseline.algorithm, baseline.cap, baseline.every
+    agent = _agent(env_id, name, seed)
     points: list[Point] = []
     learning = 0.0
     marks = iter(range(every, cap + 1, every))
@@ -221,10 +246,10 @@ def run_baseline(env_id: str, seed: int) -> Outcome:
                   f"learning_s={learning:.1f}", flush=True)
             next_mark = next(marks, cap + 1)
             started = time.monotonic()
-            return real_return < THRESHOLDS[env_id]
+            return real_return < goal
 
     agent.learn(total_timesteps=cap, callback=Evaluator())
-    return Outcome(env_id, name, seed, points, learning, _first_reaching(points, THRESHOLDS[env_id]))
+    return Outcome(env_id, name, seed, points, learning, _first_reaching(points, goal))
 
 
 @dataclass(frozen=True)
