@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         flops_per_step = flops_per_path_step(models.get(model_id))
 
         def in_process() -> Iterator[tuple[int, int]]:
-            return ((i, p.length) for i, p in enumerate(requests.open_paths(request, store, models)))
+            paths = requests.open_paths(request, store, models, requests.Execution())
+            return ((i, p.length) for i, p in enumerate(paths))
 
         config = Config(address="127.0.0.1:0", store_dir=root, torch_threads=args.torch_threads)
         server, port, _ = simulator_server.create_server(config)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -35,6 +35,51 @@ def start_states(transitions: Transitions, which: str) -> np.ndarray:
     return transitions.obs[first_rows]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What every batch of one request shares besides the world model. It holds no closures and nothing of the
+    process, so a batch can run wherever the model can (in process, or as a Ray task: plasma.mbrl.ray_batches)."""
+
+    horizon: int
+    start_pool: np.ndarray  # [n, obs_dim]
+    policy: MlpWeights | PlannerConfig | None
+    label_with_planner: PlannerConfig | None
+    task: Task | None  # scores the paths; None: the learned reward and termination
+    support: Support | None  # the model's audit support; None: no audit
+    audit: AuditSettings | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Paths rolled out together: `size` paths drawn from their own `seed`, so that a batch gives the same paths
+    whichever process runs it and in whatever order the batches run."""
+
+    index: int
+    size: int
+    seed: int
+
+
+# Runs a request's batches and yields their paths, batch by batch in order: `in_process` or a RayBatches.
+Runner = Callable[[EnsembleWorldModel, Plan, Sequence[Batch]], Iterator[list[PhantomPath]]]
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of a request's batch `index`. Batch 0 draws from the request's seed itself, so a request of one
+    batch gives the paths it gave when batches still shared one generator; the others from (seed, index)."""
+    if index == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
+def batches(num_paths: int, seed: int, batch_paths: int) -> list[Batch]:
+    return [Batch(index, min(batch_paths, num_paths - first), batch_seed(seed, index))
+            for index, first in enumerate(range(0, num_paths, batch_paths))]
+
+
+def default_batch_paths(device: torch.device) -> int:
+    return BATCH_PATHS if device.type == "cpu" else GPU_BATCH_PATHS
+
+
 def simulate(
     model: EnsembleWorldModel,
     *,
@@ -48,10 +93,13 @@ def simulate(
     task: Task | None = None,
     support: Support | None = None,
     audit: AuditSettings | None = None,
+    batch_paths: int | None = None,
+    runner: Runner | None = None,
 ) -> Iterator[PhantomPath]:
     """The `num_paths` paths, in order, each following one ensemble member (TS1) from a start state drawn
-    from `start_pool` [n, obs_dim] until its first predicted termination or `horizon` steps. The same
-    seed gives the same paths on the same device (the model's). Arguments are checked here, before the first path
+    from `start_pool` [n, obs_dim] until its first predicted termination or `horizon` steps. The same seed and
+    `batch_paths` (default: default_batch_paths of the model's device) give the same paths on the same device,
+    whichever `runner` (default: in_process) runs the batches. Arguments are checked here, before the first path
     is computed. With the model's `support`, every path carries the audit's verdict under `audit` (default
     settings when None).
     """
@@ -63,46 +111,61 @@ def simulate(
         raise ValueError(f"num_paths and horizon must be at least 1, got {num_paths} and {horizon}")
     if seed < 0:
         raise ValueError(f"seed must not be negative, got {seed}")
-    device = model.device
-    mlp = MlpPolicy(policy, model.spec, device) if isinstance(policy, MlpWeights) else None
+    if batch_paths is not None and batch_paths < 1:
+        raise ValueError(f"batch_paths must be at least 1, got {batch_paths}")
     samples_box = policy is None or isinstance(policy, PlannerConfig) or label_with_planner is not None
     bounds = [*model.spec.action.low, *model.spec.action.high]
     if samples_box and model.spec.action.kind == "box" and not np.isfinite(bounds).all():
         raise ValueError("random actions and the planner need a box action space with finite bounds")
-    rng = np.random.default_rng(seed)
-    generator = devices.generator(device, seed)
-    pool = torch.tensor(start_pool, dtype=torch.float32, device=device)  # a copy: stored arrays may be read-only
-    batch_paths = BATCH_PATHS if device.type == "cpu" else GPU_BATCH_PATHS
     scored_task = task if reward_source == "task" else None
-    # A learned termination is where real episodes were seen to end, where the data shows it (audit.episode_ends).
-    ends = episode_ends(support) if scored_task is None and support is not None else None
     # A task's reward is a known function of the (audited) states: only learned rewards are range-checked.
     settings = None if support is None else replace(audit or AuditSettings(), check_rewards=scored_task is None)
-    # A planner-driven path labelled by the same planner needs no second plan per step.
-    same_planner = isinstance(policy, PlannerConfig) and policy == label_with_planner
-
-    def actor(size: int) -> Act:
-        """How the batch's paths choose: the MLP, the planner (warm along each path), or random actions."""
-        if mlp is not None:
-            return lambda obs, _rows: mlp.act(obs)
-        if isinstance(policy, PlannerConfig):
-            return PathPlanner(model, policy, scored_task, generator, size, ends)
-        return lambda obs, _rows: _random_actions(model, obs.shape[0], generator)
+    plan = Plan(horizon, start_pool, policy, label_with_planner, scored_task, support, settings)
+    planned = batches(num_paths, seed, batch_paths or default_batch_paths(model.device))
 
     def paths() -> Iterator[PhantomPath]:
-        for first in range(0, num_paths, batch_paths):
-            size = min(batch_paths, num_paths - first)
-            starts = pool[torch.as_tensor(rng.integers(0, len(pool), size), device=device)]
-            members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size), device=device)
-            labeler = (None if label_with_planner is None or same_planner else
-                       PathPlanner(model, label_with_planner, scored_task, generator, size, ends))
-            batch = _rollout_batch(model, starts, members, horizon, actor(size), labeler, same_planner, scored_task,
-                                   ends)
-            if support is not None and settings is not None:  # both or neither
-                batch = _audited(batch, support, settings)
+        for batch in (runner or in_process)(model, plan, planned):
             yield from batch
 
     return paths()
+
+
+def in_process(model: EnsembleWorldModel, plan: Plan, planned: Sequence[Batch]) -> Iterator[list[PhantomPath]]:
+    for batch in planned:
+        yield run_batch(model, plan, batch)
+
+
+def run_batch(model: EnsembleWorldModel, plan: Plan, batch: Batch) -> list[PhantomPath]:
+    """One batch's paths, audited when the plan has a support."""
+    device = model.device
+    rng = np.random.default_rng(batch.seed)
+    generator = devices.generator(device, batch.seed)
+    pool = torch.tensor(plan.start_pool, dtype=torch.float32, device=device)  # a copy: stored arrays may be read-only
+    policy, size, task = plan.policy, batch.size, plan.task
+    # A learned termination is where real episodes were seen to end, where the data shows it (audit.episode_ends).
+    ends = episode_ends(plan.support) if task is None and plan.support is not None else None
+    # A planner-driven path labelled by the same planner needs no second plan per step.
+    same_planner = isinstance(policy, PlannerConfig) and policy == plan.label_with_planner
+    act = _actor(model, policy, task, generator, size, ends)
+    starts = pool[torch.as_tensor(rng.integers(0, len(pool), size), device=device)]
+    members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size), device=device)
+    labeler = (None if plan.label_with_planner is None or same_planner else
+               PathPlanner(model, plan.label_with_planner, task, generator, size, ends))
+    paths = _rollout_batch(model, starts, members, plan.horizon, act, labeler, same_planner, task, ends)
+    if plan.support is not None and plan.audit is not None:  # both or neither
+        paths = _audited(paths, plan.support, plan.audit)
+    return paths
+
+
+def _actor(model: EnsembleWorldModel, policy: MlpWeights | PlannerConfig | None, task: Task | None,
+           generator: torch.Generator, size: int, ends: TerminationFn | None) -> Act:
+    """How a batch's paths choose: the MLP, the planner (warm along each path), or random actions."""
+    if isinstance(policy, MlpWeights):
+        mlp = MlpPolicy(policy, model.spec, model.device)
+        return lambda obs, _rows: mlp.act(obs)
+    if isinstance(policy, PlannerConfig):
+        return PathPlanner(model, policy, task, generator, size, ends)
+    return lambda obs, _rows: _random_actions(model, obs.shape[0], generator)
 
 
 def _random_actions(model: EnsembleWorldModel, count: int, generator: torch.Generator) -> torch.Tensor:

@@ -25,6 +25,12 @@ class Config:
     # Where world models are fitted and phantom paths rolled out (PLASMA_SIMULATOR_DEVICE: cpu, cuda or auto,
     # resolved here, at start; docs/gpu.md).
     device: torch.device = devices.CPU
+    # Paths rolled out together (PLASMA_SIMULATOR_BATCH_PATHS; default rollout.default_batch_paths: 64 on a CPU,
+    # 4,096 on a GPU). Each batch draws from its own seed, so this setting, like the seed, decides the paths.
+    batch_paths: int | None = None
+    # A Ray cluster that runs the batches (PLASMA_RAY_ADDRESS, e.g. ray://ray-head:10001; docs/scaling.md); empty:
+    # everything in this process.
+    ray_address: str = ""
     # gRPC worker threads (each in-flight RPC holds one).
     workers: int = 8
     # Seconds in-flight RPCs get to finish after SIGTERM.
@@ -38,6 +44,12 @@ class Config:
     # docs/security.md). Default: plaintext and no authorization, for local processes on loopback.
     security: ServerSecurity = field(default_factory=ServerSecurity)
 
+    def __post_init__(self) -> None:
+        if self.ray_address and self.device.type != "cpu":
+            raise settings.ConfigError(
+                f"PLASMA_RAY_ADDRESS runs simulation batches on the Ray workers' CPUs; it cannot be combined with "
+                f"PLASMA_SIMULATOR_DEVICE={self.device.type}: set one of them")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
         return cls(
@@ -45,6 +57,9 @@ class Config:
             store_dir=Path(settings.directory(env, "PLASMA_SIMULATOR_STORE", str(cls.store_dir))),
             torch_threads=settings.positive_int(env, "PLASMA_SIMULATOR_TORCH_THREADS", cls.torch_threads),
             device=settings.read(env, "PLASMA_SIMULATOR_DEVICE", cls.device, devices.resolve),
+            # Unset (0 here): the device's default.
+            batch_paths=settings.positive_int(env, "PLASMA_SIMULATOR_BATCH_PATHS", 0) or None,
+            ray_address=settings.read(env, "PLASMA_RAY_ADDRESS", cls.ray_address, str),
             workers=settings.positive_int(env, "PLASMA_SIMULATOR_WORKERS", cls.workers),
             grace_seconds=settings.seconds(env, "PLASMA_SIMULATOR_GRACE_SECONDS", cls.grace_seconds),
             model_cache_size=settings.positive_int(env, "PLASMA_SIMULATOR_MODEL_CACHE", cls.model_cache_size),

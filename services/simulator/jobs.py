@@ -78,11 +78,13 @@ class SimulationJobs:
     """The simulations of one store: starts, runs (on `max_running` worker threads), resumes and serves them."""
 
     def __init__(
-        self, root: Path, store: SimulatorStore, models: requests.ModelCache, max_running: int
+        self, root: Path, store: SimulatorStore, models: requests.ModelCache, max_running: int,
+        execution: requests.Execution,
     ) -> None:
         self._root = root
         self._store = store
         self._models = models
+        self._execution = execution
         self._max_running = max_running
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()  # guards _jobs and the running-count check in start()
@@ -112,7 +114,7 @@ class SimulationJobs:
 
     def start(self, request: simulator_pb2.SimulateRequest) -> simulator_pb2.Simulation:
         # Validates everything before anything is stored; the generator is not started.
-        requests.open_paths(request, self._store, self._models)
+        requests.open_paths(request, self._store, self._models, self._execution)
         simulation = simulator_pb2.Simulation(
             simulation_id=new_id("sim"), request=request, state=RUNNING, create_time=grpc_server.now_timestamp()
         )
@@ -238,7 +240,7 @@ class SimulationJobs:
     def _write_paths(self, job: _Job, path_log: PathLog) -> None:
         already = path_log.count
         replayed = LogReader(path_log.directory, 0) if already else None
-        paths = requests.open_paths(job.simulation.request, self._store, self._models)
+        paths = requests.open_paths(job.simulation.request, self._store, self._models, self._execution)
         batch: list[bytes] = []
         batch_started = 0.0
         try:

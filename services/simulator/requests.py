@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -60,6 +61,14 @@ class ModelCache:
         return computed
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How a request's batches run: their size (None: the device's default) and the runner (None: in process)."""
+
+    batch_paths: int | None = None
+    runner: rollout.Runner | None = None
+
+
 def decode_mlp(message: simulator_pb2.MlpPolicy) -> MlpWeights:
     try:
         return wire.mlp_from_proto(message)
@@ -95,7 +104,7 @@ def task_and_source(
 
 
 def open_paths(
-    request: simulator_pb2.SimulateRequest, store: SimulatorStore, models: ModelCache
+    request: simulator_pb2.SimulateRequest, store: SimulatorStore, models: ModelCache, execution: Execution
 ) -> Iterator[PhantomPath]:
     """Validates `request` (raising before any path is computed) and returns its paths, in order."""
     meta = store.model(request.model_id)
@@ -115,4 +124,5 @@ def open_paths(
             model, policy=policy, num_paths=int(request.num_paths), horizon=int(request.horizon),
             seed=int(request.seed), start_pool=start_pool, label_with_planner=label,
             reward_source=source, task=task, support=models.support(request.model_id, data), audit=settings,
+            batch_paths=execution.batch_paths, runner=execution.runner,
         )

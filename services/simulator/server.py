@@ -46,13 +46,24 @@ def _fit_config(message: simulator_pb2.WorldModelConfig) -> ensemble.WorldModelC
         return ensemble.WorldModelConfig(**fields)
 
 
+def _execution(config: Config) -> requests.Execution:
+    """Where the batches run: on the Ray cluster at PLASMA_RAY_ADDRESS, else in this process. Ray is imported only
+    when it is asked for."""
+    if not config.ray_address:
+        return requests.Execution(config.batch_paths)
+    from services.simulator.ray_batches import RayBatches
+
+    return requests.Execution(config.batch_paths, RayBatches(config.ray_address, config.torch_threads))
+
+
 class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
     def __init__(self, store: SimulatorStore, config: Config) -> None:
         self._store = store
         self._device = config.device
         self._models = requests.ModelCache(store, config.model_cache_size, config.device)
+        self._execution = _execution(config)
         self._jobs = jobs.SimulationJobs(
-            config.store_dir / "simulations", store, self._models, config.max_simulations
+            config.store_dir / "simulations", store, self._models, config.max_simulations, self._execution
         )
         self.figures = metrics.Figures(self._jobs)
 
@@ -218,7 +229,7 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         self, request: simulator_pb2.SimulateRequest, context: grpc.ServicerContext
     ) -> Iterator[simulator_pb2.SimulateResponse]:
         ids.check_id("model_id", request.model_id)
-        paths = requests.open_paths(request, self._store, self._models)
+        paths = requests.open_paths(request, self._store, self._models, self._execution)
         with bad_input():
             for index, path in enumerate(paths):
                 self.figures.streamed()
