@@ -3,15 +3,18 @@
 # or the v1 standalone `docker-compose` (Debian bookworm ships 1.29). PLASMA_COMPOSE overrides the choice.
 #
 #   deploy/compose.sh variant            print the Compose in use, e.g. "docker compose (v2.29.1)"
-#   deploy/compose.sh up-wait [SECONDS]  start detached and wait until every service is healthy (default 600 s)
+#   deploy/compose.sh up-wait [SECONDS [SERVICE...]]  start detached (every service, or those named and what they
+#                                        depend on) and wait until they are healthy (default 600 s)
 #   deploy/compose.sh ARGS...            any other compose command, e.g. `down -v`, `ps`, `logs edge`
 #
 # The project name is COMPOSE_PROJECT_NAME (default "plasma"); ports and image tag come from the environment
-# (see the top of docker-compose.yml).
+# (see the top of docker-compose.yml). PLASMA_CLUSTER=1 adds docker-compose.cluster.yml: a Ray head and two Ray
+# workers that run the simulator's batches (docs/scaling.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-file="$here/docker-compose.yml"
+files=(-f "$here/docker-compose.yml")
+if [ "${PLASMA_CLUSTER:-0}" = 1 ]; then files+=(-f "$here/docker-compose.cluster.yml"); fi
 project=${COMPOSE_PROJECT_NAME:-plasma}
 
 if [ -n "${PLASMA_COMPOSE:-}" ]; then
@@ -25,7 +28,7 @@ else
   exit 1
 fi
 version=$("${compose[@]}" version --short 2>/dev/null || true)
-run() { "${compose[@]}" -f "$file" -p "$project" "$@"; }
+run() { "${compose[@]}" "${files[@]}" -p "$project" "$@"; }
 
 # v1 has no `up --wait`: poll until every container is running and healthy (or has no healthcheck), one-shot
 # containers (keys) having exited 0; fail as soon as one exits non-zero or turns unhealthy.
@@ -53,11 +56,12 @@ case "${1:-}" in
     ;;
   up-wait)
     timeout=${2:-600}
+    services=("${@:3}")
     started=$SECONDS
     if [ "${compose[*]}" = "docker compose" ]; then
-      run up --detach --wait --wait-timeout "$timeout"
+      run up --detach --wait --wait-timeout "$timeout" "${services[@]}"
     else
-      run up --detach
+      run up --detach "${services[@]}"
       wait_healthy "$timeout"
     fi
     echo "::: compose: project $project healthy $((SECONDS - started)) s after 'up' (${compose[*]} ${version})"

@@ -11,10 +11,11 @@ service running and healthy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,30 +126,34 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
-@pytest.fixture(scope="session")
-def compose_stack(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
-    """deploy/docker-compose.yml up (healthy) under a fresh project on free ports, once for every test that needs
-    it. At the end every service must drain on SIGTERM and exit 0 (stopped, not killed at the end of its grace
+@contextlib.contextmanager
+def compose_project(images: str, certs: Path, *, prefix: str = "plasma-e2e", cluster: bool = False,
+                    settings: Mapping[str, str] | None = None,
+                    services: tuple[str, ...] = SERVICES) -> Iterator[ComposeStack]:
+    """deploy/docker-compose.yml (with docker-compose.cluster.yml: `cluster`) up and healthy under a fresh project
+    on free ports, with `services` (and what they depend on) started and `settings` in the environment. At the end
+    each Plasma service among them must drain on SIGTERM and exit 0 (stopped, not killed at the end of its grace
     period), `down -v` runs whatever happened, and nothing of the project may be left behind."""
-    project = f"plasma-e2e-{uuid.uuid4().hex[:8]}"
+    project = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    checked = [service for service in services if service in SERVICES]
     ports = {service: free_port() for service in SERVICES}
     metrics_ports = {service: free_port() for service in SERVICES}
     env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "PLASMA_TAG": images,
+           "PLASMA_CLUSTER": "1" if cluster else "0", "PLASMA_RAY_DASHBOARD_PORT": str(free_port()),
            **{f"PLASMA_{service.upper()}_METRICS_PORT": str(port) for service, port in metrics_ports.items()},
-           **{f"PLASMA_{service.upper()}_PORT": str(port) for service, port in ports.items()}}
-    certs = tmp_path_factory.mktemp("compose-certs")
+           **{f"PLASMA_{service.upper()}_PORT": str(port) for service, port in ports.items()}, **(settings or {})}
     exits: dict[str, int] = {}
     try:
         dockerutil.FIGURES["compose"] = compose(env, "variant").stdout.strip()
         started = time.monotonic()
-        compose(env, "up-wait", "600")
-        dockerutil.FIGURES["compose up to all services healthy"] = f"{time.monotonic() - started:.0f} s"
+        compose(env, "up-wait", "600", *(() if services == SERVICES else services))
+        dockerutil.FIGURES[f"compose up to healthy ({project})"] = f"{time.monotonic() - started:.0f} s"
         for role in ROLES:
             run(["deploy/client_certs.sh", role, str(certs / role)], env=env)
         addresses = {service: f"127.0.0.1:{port}" for service, port in ports.items()}
         served = ComposeStack(project, env, addresses, certs, metrics_ports)
         yield served
-        containers = {service: served.container(service) for service in SERVICES}
+        containers = {service: served.container(service) for service in checked}
         compose(env, "stop", "--timeout", "30")
         exits = {service: dockerutil.state(container)["ExitCode"] for service, container in containers.items()}
     except BaseException:
@@ -158,7 +163,14 @@ def compose_stack(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         compose(env, "down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
     left = dockerutil.project_leftovers(project)
     assert not any(left.values()), f"left behind by `down -v`: {left}"
-    assert exits == dict.fromkeys(SERVICES, 0), f"exit codes after SIGTERM (0: drained and stopped): {exits}"
+    assert exits == dict.fromkeys(checked, 0), f"exit codes after SIGTERM (0: drained and stopped): {exits}"
+
+
+@pytest.fixture(scope="session")
+def compose_stack(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    """The whole suite (compose_project), once for every test that needs it."""
+    with compose_project(images, tmp_path_factory.mktemp("compose-certs")) as served:
+        yield served
 
 
 @pytest.fixture
