@@ -98,10 +98,12 @@ def test_training_on_the_ray_cluster_survives_a_killed_worker(cluster: ComposeSt
         started = time.monotonic()
         again.start()
         seen = {task["task_id"] for task in before}
-        victim = eventually(lambda: next((task for task in batch_tasks(cluster) if task["task_id"] not in seen
-                                          and task["state"] == "RUNNING"
-                                          and task["node_id"] == workers["ray-worker-1"]), None),
-                            timeout_s=300, what="a batch running on ray-worker-1", interval_s=0.5)
+        def running_on_worker_1() -> dict[str, Any] | None:
+            return next((task for task in batch_tasks(cluster) if task["task_id"] not in seen
+                         and task["state"] == "RUNNING" and task["node_id"] == workers["ray-worker-1"]), None)
+
+        victim = eventually(running_on_worker_1, timeout_s=300, what="a batch running on ray-worker-1", interval_s=0.5)
+        assert victim is not None  # eventually returns only what is truthy
         dockerutil.container(cluster.container("ray-worker-1")).kill()
         again.join(timeout=1200)
         dockerutil.FIGURES["ray cluster: training with a worker killed"] = f"{time.monotonic() - started:.0f} s"
