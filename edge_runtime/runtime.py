@@ -238,12 +238,11 @@ class Runtime:
         try:
             if served is None:
                 raise FailedPrecondition("no packet loaded: send one with LoadPacket first")
-            batch, single = served.decode(observation, self.max_batch)
-            actions = served.run(batch)
+            actions, single = served.answer(observation, self.max_batch)
         except Exception:
             self.metrics.failed()
             raise
-        self.metrics.served(batch.shape[0], time.perf_counter_ns() - started)
+        self.metrics.served(len(actions), time.perf_counter_ns() - started)
         return actions, single, served
 
     def status(self) -> Status:

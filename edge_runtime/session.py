@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime
 import math
+import struct
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 # Up to this many values, observations are checked in plain Python (see ServedPacket._finite).
 _SMALL = 64
+# Wire bytes are little-endian: only a little-endian CPU may copy them into a float32 buffer as they are.
+_NATIVE_WIRE = sys.byteorder == "little"
 
 
 def new_session(model: bytes | str, intra_threads: int, inter_threads: int) -> ort.InferenceSession:
@@ -36,6 +41,40 @@ def new_session(model: bytes | str, intra_threads: int, inter_threads: int) -> o
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise packet.PacketError(f"the packet's graph (model.onnx, or model.ort in ORT format) cannot be loaded by "
                                  f"onnxruntime {ort.__version__}: {exc}") from exc
+
+
+class _Bound:
+    """One observation through an IOBinding whose input [1, obs_dim] and action output are buffers of its own, bound
+    once: a run builds no feed dict and allocates no output. Onnxruntime computes what run() computes for a batch of
+    one. Not safe to share between threads (an IOBinding is not)."""
+
+    def __init__(self, session: ort.InferenceSession, obs_dim: int, action_shape: tuple[int, ...],
+                 action_dtype: np.dtype[Any]) -> None:
+        self._obs = np.zeros((1, obs_dim), np.float32)
+        self._obs_bytes = self._obs.data.cast("B")
+        self._action = np.zeros(action_shape, action_dtype)
+        binding = session.io_binding()
+        # OrtValues on CPU wrap the numpy buffers without copying: filling self._obs is binding the input.
+        binding.bind_ortvalue_input(packet.INPUT_NAME, ort.OrtValue.ortvalue_from_numpy(self._obs))
+        binding.bind_ortvalue_output(packet.ACTION_OUTPUT, ort.OrtValue.ortvalue_from_numpy(self._action))
+        # The binding's object and the session's, past InferenceSession.run_with_iobinding's Python-side checks
+        # for WebGPU graph capture (this session is CPU-only); the public method where they are missing.
+        inner, raw = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
+        self._run, self._binding = ((inner.run_with_iobinding, raw) if inner is not None and raw is not None
+                                    else (session.run_with_iobinding, binding))
+        self._keep = binding  # owns the OrtValues that wrap the buffers
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Actions for a [1, obs_dim] float32 array."""
+        self._obs[...] = batch
+        self._run(self._binding, None)
+        return self._action.copy()  # the caller may keep it (the experience log does); the buffer is reused
+
+    def from_wire(self, data: bytes) -> np.ndarray:
+        """Actions for one observation given as obs_dim little-endian float32 values (this CPU's order)."""
+        self._obs_bytes[:] = data
+        self._run(self._binding, None)
+        return self._action.copy()
 
 
 class ServedPacket:
@@ -67,6 +106,16 @@ class ServedPacket:
         self._run = getattr(getattr(session, "_sess", None), "run", None) or session.run
         self._outputs = [packet.ACTION_OUTPUT]
         self._run_options: ort.RunOptions | None = None
+        # One observation per request is the common case: each thread runs it through its own _Bound. None (the
+        # graph cannot be bound): run() serves every batch the ordinary way.
+        self._single: tuple[tuple[int, ...], np.dtype[Any]] | None = None
+        self._threads = threading.local()
+        # answer()'s short way for one float32 observation, where _single is set: the shape as the wire sends it,
+        # its size, its values.
+        self._from_wire = False
+        self._wire_shape = list(self.obs_shape)
+        self._wire_bytes = 4 * self.obs_dim
+        self._unpack = struct.Struct(f"<{self.obs_dim}f").unpack
         self._check_graph()
         if adapter_path is not None:
             self._activate_adapter(adapter_path)
@@ -113,10 +162,43 @@ class ServedPacket:
         if action.shape != expected:
             raise packet.PacketError(f"the packet's graph answers a batch of 2 with action shape "
                                      f"{list(action.shape)}, expected {list(expected)}")
+        if self._run_options is not None:
+            return  # an adapter's weights reach the graph with run()'s feeds only, not an IOBinding's (ort 1.32)
+        self._single = ((1, *expected[1:]), action.dtype)
+        try:
+            bound = self._bound()(zeros[:1])
+            unbound = self._run(self._outputs, {packet.INPUT_NAME: zeros[:1]}, None)[0]
+            bindable = bound.dtype == unbound.dtype and np.array_equal(bound, unbound)
+        except Exception:  # an onnxruntime without IOBinding, or a graph it cannot bind
+            bindable = False
+        if not bindable:
+            self._single = None  # run() serves every batch the ordinary way
+        self._from_wire = bindable and _NATIVE_WIRE and self.obs_dim <= _SMALL
+
+    def answer(self, tensor: common_pb2.Tensor, max_batch: int) -> tuple[np.ndarray, bool]:
+        """decode() then run(): (actions, whether the observation had no batch axis). One float32 observation with
+        finite values, the common case, takes a shorter way with the same checks: its bytes go straight into this
+        thread's bound input; anything else (and every refusal) goes through decode()."""
+        data = tensor.data
+        if (self._from_wire and tensor.dtype == common_pb2.DATA_TYPE_FLOAT32 and len(data) == self._wire_bytes
+                and tensor.shape == self._wire_shape and math.isfinite(sum(self._unpack(data)))):  # see _finite
+            bound: _Bound | None = getattr(self._threads, "bound", None)
+            return (bound or self._bound()).from_wire(data), True
+        batch, single = self.decode(tensor, max_batch)
+        return self.run(batch), single
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Actions for a [batch, obs_dim] float32 array: [batch] int64 or [batch, act_dim] float32."""
+        if len(batch) == 1 and self._single is not None:
+            bound: _Bound | None = getattr(self._threads, "bound", None)
+            return (bound or self._bound())(batch)
         return self._run(self._outputs, {packet.INPUT_NAME: batch}, self._run_options)[0]
+
+    def _bound(self) -> _Bound:
+        """This thread's binding (an IOBinding is not safe to share between threads), made on its first use."""
+        assert self._single is not None
+        bound = self._threads.bound = _Bound(self.session, self.obs_dim, *self._single)
+        return bound
 
     def run_with_output(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(actions, raw outputs) for a [batch, obs_dim] float32 array."""
