@@ -33,15 +33,20 @@ import numpy as np
 import onnxruntime as ort
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from edge_runtime.config import Config
 from edge_runtime.runtime import Runtime
+from edge_runtime.server import MAX_RECEIVE_BYTES, SERVICE_NAME
 from edge_runtime.store import EdgeStore
 from plasma import blobs, channels, packet, signing, tensors
 from plasma.edge.v1 import edge_pb2, edge_pb2_grpc
+from plasma.server import grpc_server
+from plasma.server.observability import Observability
 from plasma.spaces import Space
 
 ROOT = Path(__file__).resolve().parents[1]
 
 WARMUP = 200
+PING_PONG = "Control ping-pong (one stream)"
 
 
 def build_packet(key: signing.SigningKey) -> bytes:
@@ -99,7 +104,7 @@ def interleaved(paths: dict[str, Callable[[Any], object]], items: np.ndarray, ro
 
 class EchoServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
     """The transport alone: answers every Act and Control message with a fixed action, no checks, no inference.
-    What Python gRPC on this machine can do at best with the same client and messages."""
+    What the edge's gRPC server on this machine can do at best with the same client and messages."""
 
     def __init__(self) -> None:
         self._action = tensors.to_proto(np.array(0, dtype=np.int64))
@@ -131,11 +136,17 @@ class EchoServicer(edge_pb2_grpc.EdgeRuntimeServiceServicer):
 
 
 def echo_server() -> None:
-    from concurrent import futures
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    """The echo servicer in the server the edge builds from the same environment (edge_runtime.server.build): the
+    same worker pool, limits, message sizes and interceptors, health and reflection beside it; a process of its own,
+    like the edge's. Only the servicer differs, so the ratio of the two is what the edge's own code costs."""
+    config = Config.from_env()
+    # Metrics (when asked for) on a port of the echo's own: the same interceptor, no clash with the edge's.
+    observability = Observability("edge", "127.0.0.1:0" if config.metrics_address else "")
+    server = grpc_server.build_server(config.workers, config.max_concurrent_rpcs, MAX_RECEIVE_BYTES, config.security,
+                                      observability)
+    grpc_server.add_health_and_reflection(server, [SERVICE_NAME])
     edge_pb2_grpc.add_EdgeRuntimeServiceServicer_to_server(EchoServicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = grpc_server.bind(server, "127.0.0.1:0", config.security)
     server.start()
     print(f"edge serving port={port}", flush=True)
     server.wait_for_termination()
@@ -235,6 +246,13 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return now / 1024, peak / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/PID/stat): less swayed by a busy machine than
+    latency, which also counts the time a ready thread waits for a core."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_parts_mb(pid: int) -> dict[str, float]:
     """What the resident set holds (/proc/PID/smaps_rollup): "Anonymous" is the process's own memory (heaps,
     arenas, thread stacks), the rest is file-backed, mostly shared libraries' code; "Pss" counts pages shared
@@ -262,7 +280,7 @@ def grpc_paths(stub: edge_pb2_grpc.EdgeRuntimeServiceStub, observations: np.ndar
 
     return {
         "Act over gRPC (unary)": (timed(act, observations), None),
-        "Control ping-pong (one stream)": (control_ping_pong(stub, observations), None),
+        PING_PONG: (control_ping_pong(stub, observations), None),
         f"Control pipelined (window {window})": control_pipelined(stub, observations, window),
         f"Control pipelined, {batch} obs/message": control_pipelined(stub, observations, window, batch),
     }
@@ -329,10 +347,13 @@ def main() -> None:
                 stub.LoadPacket(iter([edge_pb2.LoadPacketRequest(header=header),
                                       edge_pb2.LoadPacketRequest(chunk=data)]), timeout=channels.UNARY_DEADLINE_S)
                 stubs = {"edge": stub, "echo": edge_pb2_grpc.EdgeRuntimeServiceStub(echo_channel)}
+                pids = {"edge": process.pid, "echo": echo.pid}
+                cpu = {label: -cpu_seconds(pid) for label, pid in pids.items()}
                 for part in np.array_split(observations, args.rounds):
                     for label, client in stubs.items():
                         for name, (latencies, rate) in grpc_paths(client, part, args.window, args.batch).items():
                             measured[label].setdefault(name, []).append((latencies, rate))
+                cpu = {label: spent + cpu_seconds(pids[label]) for label, spent in cpu.items()}
                 server = stub.GetStatus(edge_pb2.GetStatusRequest(), timeout=channels.UNARY_DEADLINE_S)
                 rss_now, rss_peak = rss_mb(process.pid)
                 rss_parts = rss_parts_mb(process.pid)
@@ -350,9 +371,12 @@ def main() -> None:
     print(f"\n{'path (batch 1 unless said)':<40} {'p50 ms':>9} {'p99 ms':>9} {'actions/s':>10}")
     print("\n".join(rows))
     print(f"({ratio}; pipelined actions/s: median of {args.rounds} rounds; the echo server answers without checks or "
-          "inference: the transport's ceiling with this client)")
+          "inference in the same server stack: the transport's ceiling with this client)")
+    p50 = {label: np.percentile(np.concatenate([r[0] for r in measured[label][PING_PONG]]), 50) for label in measured}
+    print(f"\nControl ping-pong p50, edge / echo server: {p50['edge'] / p50['echo']:.2f}x; server CPU time over all "
+          f"gRPC runs: edge {cpu['edge']:.2f} s, echo {cpu['echo']:.2f} s ({cpu['edge'] / cpu['echo']:.2f}x)")
     latency = server.inference_latency
-    print(f"\nserver-side inference (GetStatus, last {latency.count} requests): "
+    print(f"server-side inference (GetStatus, last {latency.count} requests): "
           f"p50 {latency.p50_ms:.3f} ms, p99 {latency.p99_ms:.3f} ms")
     print(f"serving process RSS after the runs: {rss_now:.1f} MB (peak {rss_peak:.1f} MB): "
           f"{rss_parts['Anonymous']:.1f} MB its own (heaps, arenas, stacks), "
