@@ -11,8 +11,10 @@ validated as core PodTemplates instead.
 
 Then what the schemas cannot see: gRPC probes on each service's own port, resources, non-root and read-only
 containers, a claim per store mounted where PLASMA_*_STORE points, the signing key mounted into the compiler only,
-Services that select their workload, environment variables the code actually reads, and edges that follow a
-registry channel only when asked, under an id that survives a restart.
+Services that select their workload, environment variables the code actually reads, edges that follow a
+registry channel only when asked, under an id that survives a restart, and a simulator that runs its batches on the
+optional RayCluster (ray.enabled): PLASMA_RAY_ADDRESS names the head Service KubeRay makes, and the Ray nodes run the
+simulator's image.
 
 Run: python -m pytest tests/deploy -q. Without a renderer or kubernetes-validate (the dev extra) the tests skip,
 except under CI (CI set), where they fail.
@@ -285,8 +287,14 @@ def test_every_object_is_valid_kubernetes(scenario: str, validator: Callable[[Ob
         for version in kubernetes_versions():
             if obj["kind"] == "RayCluster":
                 assert obj["apiVersion"] == "ray.io/v1"
-                continue  # a custom resource: its pod templates are checked in test_raycluster_is_optional
+                continue  # a custom resource: its pod templates are checked below
             validator(obj, version)
+    # No RayCluster schema offline: each pod template must at least be a valid core PodTemplate.
+    for index, template in enumerate(ray_pod_templates(objects)):
+        wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"ray-{index}"},
+                   "template": template}
+        for version in kubernetes_versions():
+            validator(wrapped, version)
 
 
 def test_defaults_are_the_five_services_with_their_stores() -> None:
@@ -360,8 +368,13 @@ def test_pods_run_as_non_root_with_read_only_roots(scenario: str) -> None:
             # The one writable place besides the store: /tmp, an emptyDir (temporary bundle and adapter files).
             assert "emptyDir" in volume(spec, mount(container, "tmp", "/tmp")["name"])
     for template in ray_pod_templates(objects):
-        assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+        pod = template["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] is True
+        # The simulator image's user: the Ray nodes run that image.
+        assert (pod["runAsUser"], pod["runAsGroup"]) == (UID, UID)
+        assert template["spec"]["automountServiceAccountToken"] is False
         for container in template["spec"]["containers"]:
+            assert container["securityContext"]["runAsNonRoot"] is True
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
@@ -546,6 +559,21 @@ def test_simulator_replicas_experimental_layout() -> None:
         ({"edge": {"follow": {"channel": "stable", "edgeId": "edge."}}}, "edgeId"),
         ({"edge": {"follow": {"chanel": "stable"}}}, "chanel"),
         ({"registry": {"enabled": False}, "edge": {"follow": {"channel": "stable"}}}, "registryTarget"),
+        # The simulator's Ray batches run on the workers' CPUs (services/simulator/config.py refuses the pair too).
+        ({"ray": {"enabled": True}, "simulator": {"env": {"PLASMA_SIMULATOR_DEVICE": "cuda"}}},
+         "ray.enabled .* cannot be combined with simulator.env.PLASMA_SIMULATOR_DEVICE=cuda"),
+        ({"ray": {"enabled": True}, "simulator": {"env": {"PLASMA_SIMULATOR_DEVICE": "auto"}}},
+         "PLASMA_SIMULATOR_DEVICE=auto"),
+        ({"ray": {"enabled": True}, "simulator": {"env": {"PLASMA_RAY_ADDRESS": "ray://elsewhere:10001"}}},
+         "simulator.env.PLASMA_RAY_ADDRESS"),
+        ({"ray": {"enabled": True}, "simulator": {"env": {"PLASMA_SIMULATOR_BATCH_PATHS": "32"}}},
+         "simulator.env.PLASMA_SIMULATOR_BATCH_PATHS"),
+        # KubeRay would cut a head Service name over 50 characters: the address would name no Service.
+        ({"ray": {"enabled": True}, "fullnameOverride": "a-release-name-that-is-long-enough-to-cut"},
+         "head Service name"),
+        ({"ray": {"enabled": True, "workers": {"replicas": 5, "maxReplicas": 4}}}, "maxReplicas"),
+        ({"ray": {"enabled": True, "workers": {"replicas": 0}}}, "replicas"),
+        ({"ray": {"enabled": True, "image": "rayproject/ray:2.60.0"}}, "image"),
     ],
 )
 def test_the_chart_refuses_bad_values(values: Obj, message: str) -> None:
@@ -664,27 +692,122 @@ def test_fleet_example_follows_stable_on_every_edge() -> None:
     named(objects, "Deployment", "plasma-registry")
 
 
-def test_raycluster_is_optional(validator: Callable[[Obj, str], None]) -> None:
-    assert not of_kind(render({}), "RayCluster")
+def ray_containers(cluster: Obj) -> tuple[Obj, Obj]:
+    """The head's container and the (one) worker group's."""
+    (head,) = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    (group,) = cluster["spec"]["workerGroupSpecs"]
+    (worker,) = group["template"]["spec"]["containers"]
+    return head, worker
+
+
+def test_raycluster_is_optional() -> None:
+    defaults = render({})
+    assert not of_kind(defaults, "RayCluster")
+    simulator = env_of(pod_spec(workload_of(defaults, "simulator"))["containers"][0])
+    assert "PLASMA_RAY_ADDRESS" not in simulator and "PLASMA_SIMULATOR_BATCH_PATHS" not in simulator
     objects = render(example("ray.yaml"))
     (cluster,) = of_kind(objects, "RayCluster")
     assert cluster["apiVersion"] == "ray.io/v1"
-    assert "not used" in cluster["metadata"]["annotations"]["plasma.dev/status"]
-    spec = cluster["spec"]
-    assert spec["rayVersion"] and spec["headGroupSpec"]["rayStartParams"] is not None
-    (group,) = spec["workerGroupSpecs"]
-    assert group["groupName"] and group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
-    # No RayCluster schema offline: each pod template must at least be a valid core PodTemplate.
-    templates = list(ray_pod_templates(objects))
-    assert len(templates) == 2
-    for index, template in enumerate(templates):
-        wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"ray-{index}"},
-                   "template": template}
-        for version in kubernetes_versions():
-            validator(wrapped, version)
-    # Nothing in the services points at it.
-    for workload in plasma_workloads(objects):
-        assert not any("ray" in value for value in env_of(pod_spec(workload)["containers"][0]).values())
+    assert "annotations" not in cluster["metadata"]
+    (group,) = cluster["spec"]["workerGroupSpecs"]
+    assert group["groupName"] and 1 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    # A head and one worker group (their pod templates are validated in test_every_object_is_valid_kubernetes).
+    assert len(list(ray_pod_templates(objects))) == 2
+
+
+@pytest.mark.parametrize("scenario", ["examples/ray.yaml", "everything"])
+def test_simulator_runs_its_batches_on_the_raycluster(scenario: str) -> None:
+    """What deploy/docker-compose.cluster.yml does, as KubeRay objects: the simulator is the Ray Client driver."""
+    objects = render(SCENARIOS[scenario])
+    (cluster,) = of_kind(objects, "RayCluster")
+    simulator = pod_spec(workload_of(objects, "simulator"))["containers"][0]
+    head, worker = ray_containers(cluster)
+    # The head Service KubeRay makes: "<RayCluster name>-head-svc", its ports those of the head container, by the
+    # names KubeRay gives them; the simulator reaches the Ray Client server behind it.
+    client_port = {p["name"]: p["containerPort"] for p in head["ports"]}["client"]
+    env = env_of(simulator)
+    assert env["PLASMA_RAY_ADDRESS"] == f"ray://{cluster['metadata']['name']}-head-svc:{client_port}"
+    assert env["PLASMA_SIMULATOR_BATCH_PATHS"] == "64"
+    assert {p["name"]: p["containerPort"] for p in head["ports"]} == {
+        "gcs-server": 6379, "dashboard": 8265, "client": 10001, "metrics": 8080}
+    assert {p["name"]: p["containerPort"] for p in worker["ports"]} == {"metrics": 8080}
+    # Driver and cluster run the same image: the same Ray, Python, torch and Plasma code.
+    assert head["image"] == worker["image"] == simulator["image"]
+    assert head["imagePullPolicy"] == simulator["imagePullPolicy"]
+    # KubeRay's rayVersion is the Ray the image has (pyproject.toml's pin).
+    pinned = re.search(r'"ray\[[a-z,]+\]==([0-9.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert pinned, "pyproject.toml pins ray"
+    assert cluster["spec"]["rayVersion"] == pinned.group(1)
+    # The head schedules (no CPUs), the workers run one batch per CPU; the compose cluster's other settings.
+    head_params = cluster["spec"]["headGroupSpec"]["rayStartParams"]
+    assert head_params == {"num-cpus": "0", "ray-client-server-port": str(client_port), "dashboard-host": "0.0.0.0",
+                           "object-store-memory": "200000000", "metrics-export-port": "8080"}
+    (group,) = cluster["spec"]["workerGroupSpecs"]
+    assert group["rayStartParams"] == {"num-cpus": "1", "object-store-memory": "200000000",
+                                       "metrics-export-port": "8080"}
+    assert all(isinstance(v, str) for v in {**head_params, **group["rayStartParams"]}.values())
+    for template in ray_pod_templates(objects):
+        spec = template["spec"]
+        (container,) = spec["containers"]
+        # The object store in a memory emptyDir of bounded size.
+        shm = volume(spec, mount(container, "shm", "/dev/shm")["name"])["emptyDir"]
+        assert shm["medium"] == "Memory" and shm["sizeLimit"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][kind])
+        # Probes of our own (KubeRay's default ones need wget, which the image lacks), through the image's Python.
+        for kind in ("readinessProbe", "livenessProbe"):
+            command = container[kind]["exec"]["command"]
+            assert command[:2] == ["/opt/plasma/venv/bin/python", "-c"]
+            assert "52365/api/local_raylet_healthz" in command[2]
+        assert env_of(container)["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert "8265/api/gcs_healthz" in head["readinessProbe"]["exec"]["command"][2]
+    assert str(client_port) in head["readinessProbe"]["exec"]["command"][2]
+
+
+def test_raycluster_follows_the_simulator_image_and_values() -> None:
+    objects = render({"ray": {"enabled": True, "batchPaths": 128, "workers": {"numCpus": 2, "replicas": 3}},
+                      "simulator": {"image": {"repository": "team/sim", "tag": "7"}},
+                      "image": {"registry": "registry.example.com/"}, "fullnameOverride": "lab"})
+    (cluster,) = of_kind(objects, "RayCluster")
+    assert cluster["metadata"]["name"] == "lab-ray"
+    head, worker = ray_containers(cluster)
+    assert head["image"] == worker["image"] == "registry.example.com/team/sim:7"
+    (group,) = cluster["spec"]["workerGroupSpecs"]
+    assert group["rayStartParams"]["num-cpus"] == "2"
+    assert group["replicas"] == 3
+    env = env_of(pod_spec(workload_of(objects, "simulator"))["containers"][0])
+    assert env["PLASMA_RAY_ADDRESS"] == "ray://lab-ray-head-svc:10001"
+    assert env["PLASMA_SIMULATOR_BATCH_PATHS"] == "128"
+    # A cpu device is what Ray runs anyway: accepted.
+    render({"ray": {"enabled": True}, "simulator": {"env": {"PLASMA_SIMULATOR_DEVICE": "cpu"}}})
+
+
+def docs_network_policies() -> list[Obj]:
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    return [doc for block in blocks for doc in yaml.safe_load_all(block) if doc and doc.get("kind") == "NetworkPolicy"]
+
+
+def test_docs_network_policy_keeps_ray_inside(validator: Callable[[Obj, str], None]) -> None:
+    """docs/kubernetes.md's NetworkPolicy example: valid, and it selects the pods the chart makes."""
+    (policy,) = docs_network_policies()
+    for version in kubernetes_versions():
+        validator(policy, version)
+    objects = render(example("ray.yaml"))
+
+    def selects(selector: Obj, labels: dict[str, str]) -> bool:
+        return selector["matchLabels"].items() <= labels.items()
+
+    ray_labels = [t["metadata"]["labels"] for t in ray_pod_templates(objects)]
+    simulator_labels = workload_of(objects, "simulator")["spec"]["template"]["metadata"]["labels"]
+    assert all(selects(policy["spec"]["podSelector"], labels) for labels in ray_labels)
+    assert not selects(policy["spec"]["podSelector"], simulator_labels)
+    # Ray nodes reach each other on any port; the simulator reaches the Ray Client port only.
+    rules = policy["spec"]["ingress"]
+    from_ray = [r for r in rules if all(selects(p["podSelector"], ray_labels[0]) for p in r["from"])]
+    assert len(from_ray) == 1 and "ports" not in from_ray[0]
+    from_simulator = [r for r in rules if all(selects(p["podSelector"], simulator_labels) for p in r["from"])]
+    assert len(from_simulator) == 1 and from_simulator[0]["ports"] == [{"protocol": "TCP", "port": 10001}]
 
 
 def test_helm_lint_finds_no_warnings() -> None:

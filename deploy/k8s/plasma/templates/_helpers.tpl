@@ -224,3 +224,143 @@ edge's id in the registry ("" on the DaemonSet: each pod takes its node's name).
 {{- fail "edge.follow.channel needs a registry: registry.enabled=true (the chart's) or edge.follow.registryTarget (host:port of another)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Name of the RayCluster (ray.enabled). */}}
+{{- define "plasma.rayClusterName" -}}
+{{- include "plasma.name" (dict "root" . "component" "ray") -}}
+{{- end -}}
+
+{{/*
+The Service KubeRay makes for the head of the RayCluster: "<cluster>-head-svc". KubeRay cuts names longer than 50
+characters from the front (utils.CheckName), which would leave PLASMA_RAY_ADDRESS naming no Service: refuse those.
+*/}}
+{{- define "plasma.rayHeadService" -}}
+{{- $service := printf "%s-head-svc" (include "plasma.rayClusterName" .) -}}
+{{- if gt (len $service) 50 -}}
+{{- fail (printf "ray.enabled: KubeRay would shorten the head Service name %q (%d characters, at most 50); choose a shorter release name or fullnameOverride" $service (len $service)) -}}
+{{- end -}}
+{{- $service -}}
+{{- end -}}
+
+{{/* The head's Ray Client server port, KubeRay's default (port "client" of its head Service). */}}
+{{- define "plasma.rayClientPort" -}}
+10001
+{{- end -}}
+
+{{/* PLASMA_RAY_ADDRESS of the simulator: the Ray Client server behind the head Service. */}}
+{{- define "plasma.rayAddress" -}}
+{{- printf "ray://%s:%s" (include "plasma.rayHeadService" .) (include "plasma.rayClientPort" .) -}}
+{{- end -}}
+
+{{/*
+Refusals for ray.enabled, rendered with the simulator: its batches run on the Ray workers' CPUs, so the simulator
+must not be given another device (services/simulator/config.py refuses PLASMA_RAY_ADDRESS with
+PLASMA_SIMULATOR_DEVICE=cuda at start-up; the chart says it before anything is installed), and the variables the
+chart sets must not be set twice through simulator.env.
+*/}}
+{{- define "plasma.rayChecks" -}}
+{{- if .Values.ray.enabled -}}
+{{- $env := .Values.simulator.env -}}
+{{- $device := get $env "PLASMA_SIMULATOR_DEVICE" | toString | lower -}}
+{{- if and (hasKey $env "PLASMA_SIMULATOR_DEVICE") (ne $device "cpu") -}}
+{{- fail (printf "ray.enabled runs the simulator's batches on the Ray workers' CPUs: it cannot be combined with simulator.env.PLASMA_SIMULATOR_DEVICE=%s; set it to cpu (or remove it), or turn ray.enabled off" (get $env "PLASMA_SIMULATOR_DEVICE" | toString)) -}}
+{{- end -}}
+{{- range $name := list "PLASMA_RAY_ADDRESS" "PLASMA_SIMULATOR_BATCH_PATHS" -}}
+{{- if hasKey $env $name -}}
+{{- fail (printf "ray.enabled sets %s of the simulator itself (ray.*): remove simulator.env.%s" $name $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod spec of a Ray node (head or worker) from the simulator image: (dict "root" $ "image" IMAGE "node" "head"|"worker"
+"resources" RESOURCES). The probes are our own, in Python: KubeRay's default ones call wget, which the image lacks
+(KubeRay adds its probes only to a container that has none).
+*/}}
+{{- define "plasma.rayPodSpec" -}}
+{{- $root := .root -}}
+{{- $ray := $root.Values.ray -}}
+{{- $head := eq .node "head" -}}
+{{- $check := "import urllib.request; urllib.request.urlopen('http://127.0.0.1:52365/api/local_raylet_healthz', timeout=4)" -}}
+{{- if $head -}}
+{{- $check = printf "import socket, urllib.request; urllib.request.urlopen('http://127.0.0.1:52365/api/local_raylet_healthz', timeout=4); urllib.request.urlopen('http://127.0.0.1:8265/api/gcs_healthz', timeout=4); socket.create_connection(('127.0.0.1', %s), timeout=4).close()" (include "plasma.rayClientPort" $root) -}}
+{{- end -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+terminationGracePeriodSeconds: {{ $ray.terminationGracePeriodSeconds }}
+securityContext:
+  {{- include "plasma.podSecurityContext" $root | nindent 2 }}
+{{- with include "plasma.imagePullSecrets" $root }}
+{{ . }}
+{{- end }}
+containers:
+  - name: ray-{{ .node }}
+    image: {{ .image }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    env:
+      - name: RAY_USAGE_STATS_ENABLED
+        value: "0"
+    ports:
+      {{- if $head }}
+      # Named as KubeRay names them: it builds the head Service from these.
+      - name: gcs-server
+        containerPort: 6379
+        protocol: TCP
+      - name: dashboard
+        containerPort: 8265
+        protocol: TCP
+      - name: client
+        containerPort: {{ include "plasma.rayClientPort" $root }}
+        protocol: TCP
+      {{- end }}
+      - name: metrics
+        containerPort: {{ $ray.metricsPort }}
+        protocol: TCP
+    # The node's raylet{{ if $head }}, the GCS and the Ray Client server{{ end }}.
+    readinessProbe:
+      exec:
+        command: ["/opt/plasma/venv/bin/python", "-c", {{ $check | quote }}]
+      initialDelaySeconds: 10
+      periodSeconds: 5
+      timeoutSeconds: 5
+      failureThreshold: 10
+    # Restarted after 10 minutes without an answer (KubeRay's own default threshold): a node busy with batches is
+    # not restarted for a slow answer.
+    livenessProbe:
+      exec:
+        command: ["/opt/plasma/venv/bin/python", "-c", {{ $check | quote }}]
+      initialDelaySeconds: 30
+      periodSeconds: 5
+      timeoutSeconds: 5
+      failureThreshold: 120
+    resources:
+      {{- toYaml .resources | nindent 6 }}
+    # Ray writes its session files (logs, sockets, spilled objects) under /tmp/ray and the home directory: the
+    # root filesystem stays writable here, unlike the Plasma services' containers.
+    securityContext:
+      runAsNonRoot: true
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: false
+      privileged: false
+      capabilities:
+        drop: [ALL]
+    volumeMounts:
+      - name: shm
+        mountPath: /dev/shm
+volumes:
+  # Ray's object store lives in shared memory (ray.objectStoreMemory of it); memory-backed, so it counts
+  # against the container's memory limit.
+  - name: shm
+    emptyDir:
+      medium: Memory
+      sizeLimit: {{ $ray.shmSize }}
+{{- with $ray.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $ray.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
