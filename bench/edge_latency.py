@@ -4,7 +4,7 @@ in-process path (validation + onnxruntime + figures), Act over gRPC, Control pin
 its own process on loopback; plus that process's RSS while serving and its cold start (process start ->
 health SERVING, and -> first action, with the packet already in its store).
 
-    .venv/bin/python -m bench.edge_latency [--packet FILE --trusted-key BASE64] [--requests N] [--window W]
+    .venv/bin/python -m bench.edge_latency [--packet FILE --trusted-key BASE64] [--requests N] [--window W] [--pin]
 
 Without --packet it compiles an untrained 4->64->64->2 policy (CartPole-sized) into a packet signed by a
 throwaway key. Prints the command, the machine, and p50/p99 and throughput per path; asserts nothing
@@ -194,9 +194,10 @@ def control_pipelined(
     return latencies * 1e3, len(messages) * per_message / (time.perf_counter() - started)
 
 
-def start_edge(store: Path, key: signing.VerifyingKey, echo: bool = False) -> tuple[subprocess.Popen[str], str, float]:
-    """The runtime (or the echo server) as its own process; returns it, its address, and seconds from spawn to
-    the log line."""
+def start_edge(store: Path, key: signing.VerifyingKey, echo: bool = False,
+               cpus: set[int] | None = None) -> tuple[subprocess.Popen[str], str, float]:
+    """The runtime (or the echo server) as its own process, on `cpus` if given; returns it, its address, and seconds
+    from spawn to the log line."""
     started = time.perf_counter()
     command = ([sys.executable, "-m", "bench.edge_latency", "--echo-server"] if echo else
                [sys.executable, "-m", "edge_runtime.server", "--address", "127.0.0.1:0", "--store", str(store)])
@@ -205,6 +206,8 @@ def start_edge(store: Path, key: signing.VerifyingKey, echo: bool = False) -> tu
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PLASMA_LOG_LEVEL": "INFO", "PLASMA_EDGE_TRUSTED_KEYS": key.base64},
     )
+    if cpus is not None:  # before its interpreter is up, so that every thread it starts inherits them
+        os.sched_setaffinity(process.pid, cpus)
     assert process.stdout is not None
     for line in process.stdout:
         if match := re.search(r"edge serving port=(\d+)", line):
@@ -214,10 +217,11 @@ def start_edge(store: Path, key: signing.VerifyingKey, echo: bool = False) -> tu
     raise RuntimeError(f"edge runtime exited with code {process.wait()} before serving")
 
 
-def cold_start(store: Path, key: signing.VerifyingKey, observation: np.ndarray) -> tuple[float, float]:
+def cold_start(store: Path, key: signing.VerifyingKey, observation: np.ndarray,
+               cpus: set[int] | None = None) -> tuple[float, float]:
     """Seconds from spawning a runtime whose store holds a packet to (health SERVING, first action)."""
     started = time.perf_counter()
-    process, address, _ = start_edge(store, key)
+    process, address, _ = start_edge(store, key, cpus=cpus)
     try:
         with channels.channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -295,14 +299,25 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32, help="messages in flight for the pipelined Control runs")
     parser.add_argument("--batch", type=int, default=8, help="observations per message for the batched Control run")
     parser.add_argument("--cold-starts", type=int, default=3, help="cold starts to time (median reported)")
+    parser.add_argument("--pin", action="store_true",
+                        help="both servers on the last CPU, this client on the others: on a small shared machine, "
+                             "fewer migrations between cores, steadier figures")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
         echo_server()
         return
+    server_cpus = None
+    if args.pin:
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        server_cpus = {allowed[-1]}
+        os.sched_setaffinity(0, allowed[:-1])  # before any thread starts: gRPC's and onnxruntime's inherit it
     print("command:", " ".join([sys.executable, "-m", "bench.edge_latency", *sys.argv[1:]]))
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start, "
-          f"python {platform.python_version()}, onnxruntime {ort.__version__}, grpcio {grpc.__version__}")
+    pinned = f", servers pinned to CPU {min(server_cpus)}" if server_cpus else ""
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus{pinned}, load average {os.getloadavg()[0]:.2f} at "
+          f"start, python {platform.python_version()}, onnxruntime {ort.__version__}, grpcio {grpc.__version__}")
 
     if args.packet:
         if not args.trusted_key:
@@ -337,8 +352,8 @@ def main() -> None:
         ratio = f"in-process / floor, p50: {own / floor:.2f}x"
 
         store = Path(tmp) / "edge"
-        process, address, _ = start_edge(store, verifying)
-        echo, echo_address, _ = start_edge(store, verifying, echo=True)
+        process, address, _ = start_edge(store, verifying, cpus=server_cpus)
+        echo, echo_address, _ = start_edge(store, verifying, echo=True, cpus=server_cpus)
         measured: dict[str, dict[str, list]] = {"edge": {}, "echo": {}}
         try:
             with channels.channel(address) as channel, channels.channel(echo_address) as echo_channel:
@@ -361,7 +376,7 @@ def main() -> None:
             for proc in (process, echo):
                 proc.terminate()
                 proc.wait(timeout=30)
-        starts = [cold_start(store, verifying, observations[0]) for _ in range(args.cold_starts)]
+        starts = [cold_start(store, verifying, observations[0], server_cpus) for _ in range(args.cold_starts)]
 
     for label, prefix in (("edge", ""), ("echo", "echo server: ")):
         for name, runs in measured[label].items():
