@@ -1,21 +1,16 @@
-"""Simulation batches on a real Ray cluster (a head started here with `ray start`, reached through Ray Client as the
-simulator reaches it in deploy/docker-compose.cluster.yml): the simulator serves the very paths it computes in
-process. The compose e2e test (tests/e2e/test_ray_cluster.py) adds worker nodes and kills one mid-run."""
+"""Simulation batches on a real Ray cluster (a head and two worker nodes as local processes, reached through Ray
+Client as the simulator reaches the cluster of deploy/docker-compose.cluster.yml): the simulator serves the very
+paths it computes in process. The compose e2e test (tests/e2e/test_ray_cluster.py) kills a worker mid-run."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+import ray
 
 from plasma.mbrl.rollout import Batch, batch_seed, batches
 from plasma.simulator.v1 import audit_pb2, simulator_pb2, simulator_pb2_grpc
@@ -23,6 +18,7 @@ from services.common import wire
 from services.simulator import requests
 from services.simulator import server as simulator_server
 from services.simulator.config import Config
+from services.simulator.ray_local import LocalRayCluster
 from services.simulator.store import SimulatorStore
 from tests.conftest import running
 
@@ -31,35 +27,14 @@ pytestmark = pytest.mark.slow
 T = 120.0
 SMALL_MODEL = simulator_pb2.WorldModelConfig(ensemble_size=3, hidden_size=64, train_steps=300, seed=1)
 BATCH_PATHS = 8
-RAY = Path(sys.executable).with_name("ray")
 
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
-    """A one-node Ray cluster with 2 CPUs; its Ray Client address. Stopped by its process group, not `ray stop`,
-    which would stop every Ray process this machine can see (the e2e test's containers' included)."""
-    from plasma.sdk.local import free_port
-
-    # Ray's unix sockets live under the temp dir, whose path must stay short.
-    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    client_port = free_port()
-    head = subprocess.Popen(
-        [str(RAY), "start", "--head", "--block", f"--port={free_port()}", f"--ray-client-server-port={client_port}",
-         "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        yield f"ray://127.0.0.1:{client_port}"
-    finally:
-        import ray
-
-        ray.shutdown()
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A head and two worker nodes of one CPU each, as local processes."""
+    with LocalRayCluster(workers=2) as address:
+        yield address
+        ray.shutdown()  # the simulator's Ray Client connection, before its cluster goes
 
 
 @pytest.fixture(scope="module")
