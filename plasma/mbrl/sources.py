@@ -23,8 +23,14 @@ class InProcessSource:
         transitions: Transitions,
         task: Task | TaskSpecData | None,
         audit_settings: audit.AuditSettings | None = None,
+        *,
+        batch_paths: int | None = None,
+        runner: rollout.Runner | None = None,
     ) -> None:
+        """`batch_paths` and `runner` as rollout.simulate takes them (default: the device's batch size, in this
+        process)."""
         self._model = model
+        self._batch_paths, self._runner = batch_paths, runner
         self._transitions = transitions
         # Every path is audited, as the Simulate stream does: its support is computed once, here.
         self._support = audit.support_of(model, transitions)
@@ -58,4 +64,5 @@ class InProcessSource:
             self._model, policy=policy, num_paths=num_paths, horizon=horizon, seed=seed,
             start_pool=rollout.start_states(self._transitions, start_states), label_with_planner=label_with_planner,
             reward_source=reward_source, task=self._task, support=self._support, audit=self._audit,
+            batch_paths=self._batch_paths, runner=self._runner,
         )
