@@ -55,6 +55,15 @@ down: ## Stop and remove the compose stack (named volumes, i.e. the stores, are 
 down-volumes: ## Stop the compose stack and delete its volumes (datasets, models, runs, packets)
 	$(COMPOSE) down --volumes --remove-orphans
 
+.PHONY: up-cluster
+up-cluster: images ## The compose stack with a Ray head and two Ray workers that run the simulator's batches (docs/scaling.md)
+	PLASMA_CLUSTER=1 $(COMPOSE) up-wait
+	PLASMA_CLUSTER=1 $(COMPOSE) ps
+
+.PHONY: down-cluster
+down-cluster: ## Stop and remove the stack started by up-cluster (volumes kept)
+	PLASMA_CLUSTER=1 $(COMPOSE) down --remove-orphans
+
 # Where `make compose-certs` puts the stack's client certificates for the host (one folder per role).
 COMPOSE_CERTS_DIR ?= var/compose-certs
 ROLE ?= operator
