@@ -10,8 +10,8 @@ import numpy as np
 from bench.sample_efficiency import Outcome
 
 HEADER = ("| env | threshold | Plasma real steps to threshold, per seed | Plasma final return, per seed "
-          "| baseline steps to threshold, per seed | ratio | wall s per seed: Plasma / baseline |\n"
-          "|---|---|---|---|---|---|---|")
+          "| baseline steps to threshold, per seed | ratio | Plasma wall s, per seed | baseline wall s, per seed |\n"
+          "|---|---|---|---|---|---|---|---|")
 
 
 @dataclass
@@ -59,12 +59,11 @@ def ratio(plasma: list[Outcome], baseline: list[Outcome]) -> str:
 
 def row(result: EnvResult) -> str:
     if result.skipped is not None:
-        return f"| {result.env_id} | {result.threshold:g} | skipped: {result.skipped} | | | | |"
+        return f"| {result.env_id} | {result.threshold:g} | skipped: {result.skipped} | | | | | |"
     baseline = f"{result.baseline[0].method}: {_per_seed(result.baseline, 'steps')}" if result.baseline else "-"
-    walls = f"{_per_seed(result.plasma, 'wall')} / {_per_seed(result.baseline, 'wall')}"
     return (f"| {result.env_id} | {result.threshold:g} | {_per_seed(result.plasma, 'steps')} "
             f"| {_per_seed(result.plasma, 'return')} | {baseline} | {ratio(result.plasma, result.baseline)} "
-            f"| {walls} |")
+            f"| {_per_seed(result.plasma, 'wall')} | {_per_seed(result.baseline, 'wall')} |")
 
 
 def table(results: list[EnvResult]) -> str:
