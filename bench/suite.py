@@ -12,10 +12,11 @@ evaluated every tenth of it (bench.sample_efficiency.run_baseline; its 20 evalua
     .venv/bin/python -m bench.suite --envs CartPole-v1 Pendulum-v1 --seeds 0
 
 Wall time per seed: Plasma from its first real step to the packet served on the edge (evaluation not counted);
-the baseline's learning time (evaluations not counted). Writes, under --out: <env_id>.json (learning curves in
-plasma.sdk.plot's schema), <env_id>.png (through `plasma plot learning-curves`), suite.md (the table) and
-suite.json. Asserts nothing. An environment that cannot be made here (MuJoCo's without `mujoco`) is reported as
-skipped with the reason; a run that fails is reported with its error and the suite goes on.
+the baseline's learning time, with one torch thread (evaluations not counted). Writes, under --out:
+<env_id>.json (learning curves in plasma.sdk.plot's schema), <env_id>.png (through `plasma plot
+learning-curves`), suite.md (the table) and suite.json. Asserts nothing. An environment that cannot be made here
+(MuJoCo's without `mujoco`) is reported as skipped with the reason; a run that fails is reported with its error and
+the suite goes on.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bench import host
 from bench.sample_efficiency import Baseline, Outcome, Point, run_baseline
 from bench.suite_table import EnvResult, table
 from plasma import log as plog
+from plasma.mbrl import threads
 from plasma.sdk import recipes
 from plasma.sdk.client import PlasmaClient
 from plasma.sdk.evaluate import run_episodes
@@ -190,6 +192,9 @@ def main() -> None:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     plog.configure(args.log_level)
+    # The baselines train in this process: one torch thread, as bench.sample_efficiency's runs. With two threads
+    # on 2 cores beside another busy process, SAC's updates slowed from 7 to over 100 s per 1,000 steps.
+    threads.configure_torch(1)
     print(host.describe("bench.suite"))
     print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
