@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -244,7 +245,8 @@ def run_baseline(env_id: str, seed: int, baseline: Baseline | None = None, thres
             points.append(Point(int(self.num_timesteps), real_return))
             print(f"  {env_id} {name} seed={seed} real_steps={self.num_timesteps} real={real_return:.1f} "
                   f"learning_s={learning:.1f}", flush=True)
-            next_mark = next(marks, cap + 1)
+            # After the last mark none: PPO runs whole rollouts past the cap, and every step past it evaluated.
+            next_mark = next(marks, sys.maxsize)
             started = time.monotonic()
             return real_return < goal
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -192,6 +194,8 @@ def main() -> None:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     plog.configure(args.log_level)
+    # SIGTERM unwinds like Ctrl-C, so that the LocalStack's service processes are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The baselines train in this process: one torch thread, as bench.sample_efficiency's runs. With two threads
     # on 2 cores beside another busy process, SAC's updates slowed from 7 to over 100 s per 1,000 steps.
     threads.configure_torch(1)
