@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import grpc
 import gymnasium as gym
 
 from bench import host
@@ -134,8 +135,11 @@ def _guarded(result: EnvResult, what: str, seed: int, run: Callable[[], Outcome]
     try:
         outcome = run()
     except Exception as exc:  # gRPC errors, a service that exited, an environment Plasma cannot handle
-        result.failures.append(f"{what} seed {seed}: {type(exc).__name__}: {exc}")
-        print(f"  FAILED {result.env_id} {what} seed={seed}: {exc}", flush=True)
+        # A gRPC error's str() is a multi-line dump; its code and details fit a table line.
+        reason = (f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError)
+                  else f"{type(exc).__name__}: {exc}")
+        result.failures.append(f"{what} seed {seed}: {reason}")
+        print(f"  FAILED {result.env_id} {what} seed={seed}: {reason}", flush=True)
         return None
     return outcome
 
