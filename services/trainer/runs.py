@@ -28,7 +28,7 @@ import torch
 
 from plasma import log as plog
 from plasma.mbrl import tasks
-from plasma.mbrl.algorithms import backprop, distill
+from plasma.mbrl.algorithms import audit_filter, backprop, distill
 from plasma.mbrl.algorithms.base import PolicyIO, Progress, TrainResult, mlp_weights_of
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.types import MlpWeights, PhantomPath
@@ -289,7 +289,7 @@ class Runs:
             failure = _describe(exc)
             recorder.end(trainer_pb2.RUN_STATE_FAILED,
                          f"resuming after a trainer restart failed: {failure}" if start.resumed else failure)
-            handle._error = exc
+            handle._error = _as_status(exc)
         finally:
             if recorder.run.state not in (trainer_pb2.RUN_STATE_SUCCEEDED, trainer_pb2.RUN_STATE_RUNNING):
                 log.warning("run=%s ended state=%s error=%s", run.run_id,
@@ -329,6 +329,14 @@ class Runs:
         policy = wire.mlp_to_proto(mlp_weights_of(result.peft_model))
         if recorder.succeed(_bundle_bytes(run, result), metrics, policy):
             log.info("run=%s succeeded imagined_return=%.1f", run.run_id, run.metrics.imagined_return)
+
+
+def _as_status(exc: Exception) -> Exception:
+    """How a run's failure answers its Train stream: nothing trustworthy to learn from is the caller's
+    precondition (FAILED_PRECONDITION, with what to do), not an internal error."""
+    if isinstance(exc, audit_filter.NothingTrusted):
+        return FailedPrecondition(str(exc))
+    return exc
 
 
 def _describe(exc: Exception) -> str:

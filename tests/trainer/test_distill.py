@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 import torch
 
+from plasma.mbrl.algorithms.audit_filter import NothingTrusted
 from plasma.mbrl.algorithms.base import PolicyIO, Progress, mlp_weights_of
 from plasma.mbrl.algorithms.distill import DistillConfig, train
 from plasma.mbrl.collect import collect
@@ -14,7 +16,9 @@ from plasma.mbrl.models.ensemble import WorldModelConfig
 from plasma.mbrl.planning import PlannerConfig
 from plasma.mbrl.sources import InProcessSource
 from plasma.mbrl.tasks import task_for
-from plasma.mbrl.types import MlpWeights
+from plasma.mbrl.types import MlpWeights, PathAuditResult
+from plasma.server.errors import status_for
+from services.trainer import runs
 from tests.support.sources import RuleSource, forward, sign_rule
 
 QUICK = DistillConfig(base_paths=8, adapter_rounds=2, paths_per_round=4, horizon=25, epochs=20,
@@ -105,3 +109,21 @@ def test_in_process_source_distills_a_cartpole_planner() -> None:
     # The distilled policy keeps the imagined pole up far longer than random actions (~20 steps).
     assert result.metrics["imagined_return"] > 45
     assert result.metrics["planner_agreement"] > 0.6
+
+
+class _RejectedSource(RuleSource):
+    """The rule's paths, each rejected by the audit as a simulator would reject paths it cannot trust."""
+
+    def simulate(self, **request):  # type: ignore[no-untyped-def, override]
+        for path in super().simulate(**request):
+            path.audit = PathAuditResult(verdict="reject", valid_steps=0, findings=[],
+                                         penalized_rewards=path.rewards, penalized_return=float(path.rewards.sum()))
+            yield path
+
+
+def test_paths_the_audit_rejects_all_fail_the_run_as_a_precondition_saying_what_to_do() -> None:
+    io = PolicyIO(obs_dim=3, action_kind="discrete", action_dim=2)
+    with pytest.raises(NothingTrusted, match=r"rejected all 8 phantom paths.*ignore_audit") as caught:
+        train(_RejectedSource(io, sign_rule), io, QUICK)
+    # What the Train stream answers: FAILED_PRECONDITION with the same advice, not INTERNAL.
+    assert status_for(runs._as_status(caught.value)) == (grpc.StatusCode.FAILED_PRECONDITION, str(caught.value))

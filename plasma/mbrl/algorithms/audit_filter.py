@@ -11,6 +11,11 @@ from plasma.mbrl.types import PhantomPath
 log = plog.get(__name__)
 
 
+class NothingTrusted(ValueError):
+    """The audit rejected every phantom path: a precondition of training (the data, the world model) is not met,
+    not a fault of the trainer."""
+
+
 def cut(path: PhantomPath, steps: int) -> PhantomPath:
     """The first `steps` steps of a path: states [steps + 1], every per-step array [steps]. The audit stays
     as the simulator gave it, for the record."""
@@ -25,7 +30,7 @@ def cut(path: PhantomPath, steps: int) -> PhantomPath:
 def trusted(paths: list[PhantomPath]) -> list[PhantomPath]:
     """REJECTed paths dropped, TRUNCATEd ones cut to their valid steps; unaudited and PASSed ones kept whole.
 
-    Raises ValueError when every path was rejected: nothing trustworthy is left to learn from."""
+    Raises NothingTrusted when every path was rejected: nothing trustworthy is left to learn from."""
     kept, rejected, truncated = [], 0, 0
     for path in paths:
         audit = path.audit
@@ -39,7 +44,7 @@ def trusted(paths: list[PhantomPath]) -> list[PhantomPath]:
     log.info("audit paths=%d rejected=%d truncated=%d steps_kept=%d/%d", len(paths), rejected, truncated,
              sum(p.length for p in kept), sum(p.length for p in paths))
     if paths and not kept:
-        raise ValueError(
+        raise NothingTrusted(
             f"the simulator's audit rejected all {len(paths)} phantom paths: the policy drives the world model "
             "where the real data never went; collect more real data there, or set ignore_audit to train anyway"
         )
