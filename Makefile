@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	@# setuptools warns on every editable install that folders named like the packages take precedence: they are
 	@# the packages themselves here.
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[edge,services,client,dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[edge,services,client,dev,mujoco]'
 	touch $@
 
 .PHONY: setup
