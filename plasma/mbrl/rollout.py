@@ -38,7 +38,8 @@ def start_states(transitions: Transitions, which: str) -> np.ndarray:
 @dataclass(frozen=True)
 class Plan:
     """What every batch of one request shares besides the world model. It holds no closures and nothing of the
-    process, so a batch can run wherever the model can (in process, or as a Ray task: plasma.mbrl.ray_batches)."""
+    process, so a batch can run wherever the model can (in process, or as a Ray task:
+    services/simulator/ray_batches.py)."""
 
     horizon: int
     start_pool: np.ndarray  # [n, obs_dim]
@@ -140,14 +141,15 @@ def run_batch(model: EnsembleWorldModel, plan: Plan, batch: Batch) -> list[Phant
     device = model.device
     rng = np.random.default_rng(batch.seed)
     generator = devices.generator(device, batch.seed)
-    pool = torch.tensor(plan.start_pool, dtype=torch.float32, device=device)  # a copy: stored arrays may be read-only
     policy, size, task = plan.policy, batch.size, plan.task
     # A learned termination is where real episodes were seen to end, where the data shows it (audit.episode_ends).
     ends = episode_ends(plan.support) if task is None and plan.support is not None else None
     # A planner-driven path labelled by the same planner needs no second plan per step.
     same_planner = isinstance(policy, PlannerConfig) and policy == plan.label_with_planner
     act = _actor(model, policy, task, generator, size, ends)
-    starts = pool[torch.as_tensor(rng.integers(0, len(pool), size), device=device)]
+    # Only the drawn rows become a tensor (a copy: stored arrays may be read-only), not the whole pool per batch.
+    starts = torch.tensor(plan.start_pool[rng.integers(0, len(plan.start_pool), size)], dtype=torch.float32,
+                          device=device)
     members = torch.as_tensor(rng.integers(0, model.config.ensemble_size, size), device=device)
     labeler = (None if plan.label_with_planner is None or same_planner else
                PathPlanner(model, plan.label_with_planner, task, generator, size, ends))
