@@ -182,22 +182,22 @@ class ServedPacket:
         data = tensor.data
         if (self._from_wire and tensor.dtype == common_pb2.DATA_TYPE_FLOAT32 and len(data) == self._wire_bytes
                 and tensor.shape == self._wire_shape and math.isfinite(sum(self._unpack(data)))):  # see _finite
-            bound: _Bound | None = getattr(self._threads, "bound", None)
-            return (bound or self._bound()).from_wire(data), True
+            return self._bound().from_wire(data), True
         batch, single = self.decode(tensor, max_batch)
         return self.run(batch), single
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Actions for a [batch, obs_dim] float32 array: [batch] int64 or [batch, act_dim] float32."""
         if len(batch) == 1 and self._single is not None:
-            bound: _Bound | None = getattr(self._threads, "bound", None)
-            return (bound or self._bound())(batch)
+            return self._bound()(batch)
         return self._run(self._outputs, {packet.INPUT_NAME: batch}, self._run_options)[0]
 
     def _bound(self) -> _Bound:
         """This thread's binding (an IOBinding is not safe to share between threads), made on its first use."""
-        assert self._single is not None
-        bound = self._threads.bound = _Bound(self.session, self.obs_dim, *self._single)
+        bound: _Bound | None = getattr(self._threads, "bound", None)
+        if bound is None:
+            assert self._single is not None
+            bound = self._threads.bound = _Bound(self.session, self.obs_dim, *self._single)
         return bound
 
     def run_with_output(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
